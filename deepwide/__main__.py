@@ -1,0 +1,5 @@
+"""``python -m deepwide`` runs the CLI."""
+
+from deepwide.cli import main
+
+main()

@@ -1,0 +1,133 @@
+"""Frozen dataclass configs: dict/TOML round trips and content hashes for cache keys.
+
+Configs are ``@dataclass(frozen=True)`` classes validated in ``__post_init__``. This module
+turns them into plain dicts (JSON/TOML-able), reads them back with unknown-key checks, and
+hashes them canonically (sorted JSON), never from ``str(args)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar, get_type_hints
+
+import tomli_w
+
+from deepwide.errors import ConfigError
+
+C = TypeVar("C")
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """Return a plain, JSON-able dict of a (possibly nested) dataclass config.
+
+    Tuples become lists and ``Path`` objects strings, so the dict survives JSON and TOML.
+    """
+    if not dataclasses.is_dataclass(cfg):
+        raise TypeError(f"expected a dataclass instance, got {type(cfg).__name__}")
+    return _plain(dataclasses.asdict(cfg))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def config_from_dict(cls: type[C], data: Mapping[str, Any], *, where: str = "config") -> C:
+    """Build ``cls`` from ``data``, rejecting unknown keys and converting lists to tuples.
+
+    Nested dataclass fields are built recursively. Validation errors from ``__post_init__``
+    (``ValueError``/``TypeError``) become a one-line :class:`ConfigError` naming ``where``.
+    """
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(fields))}"
+        )
+    hints = get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        hint = hints.get(name)
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
+            value = config_from_dict(hint, value, where=f"{where}.{name}")
+        elif isinstance(value, list):
+            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)  # type: ignore[return-value]
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def config_hash(obj: Any, length: int = 16) -> str:
+    """Canonical content hash (sha256 hex prefix) of a config dataclass or a JSON-able value."""
+    data = config_to_dict(obj) if dataclasses.is_dataclass(obj) else _plain(obj)
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML file, turning a missing or malformed file into a one-line ConfigError."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist; check the path")
+    try:
+        with p.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {p} is not valid TOML: {exc}") from exc
+
+
+def dump_toml(obj: Any, path: str | Path) -> None:
+    """Write a config dataclass (or dict) as TOML, atomically."""
+    data = config_to_dict(obj) if dataclasses.is_dataclass(obj) else _plain(obj)
+    atomic_write_bytes(path, tomli_w.dumps(_drop_none(data)).encode())
+
+
+def _drop_none(value: Any) -> Any:
+    # TOML has no null: a None field is written as an absent key (its default on reload).
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Text twin of :func:`atomic_write_bytes` (UTF-8)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, data: Any) -> None:
+    """Write JSON (sorted keys, indented) atomically."""
+    atomic_write_text(path, json.dumps(_plain(data), indent=2, sort_keys=True) + "\n")

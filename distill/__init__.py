@@ -1,0 +1,1 @@
+"""deepwide.distill"""

@@ -1,0 +1,130 @@
+"""Tests of the shared core: registry, configs, audio reading, CLI error handling, layout."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+from deepwide.audio import check_sample_rate, load_audio, read_audio
+from deepwide.cli import cli
+from deepwide.config import (
+    atomic_write_text,
+    config_from_dict,
+    config_hash,
+    config_to_dict,
+    dump_toml,
+    load_toml,
+)
+from deepwide.errors import AudioError, ConfigError, UnknownNameError
+from deepwide.registry import Registry
+
+
+def test_registry_lists_valid_names_on_miss() -> None:
+    reg: Registry[int] = Registry("task")
+    reg.add("sid", 1)
+    reg.add("phone", 2)
+    assert reg.get("sid") == 1
+    assert reg.names() == ["phone", "sid"]
+    with pytest.raises(UnknownNameError, match="unknown task 'kws'; valid tasks: phone, sid"):
+        reg.get("kws")
+    with pytest.raises(ValueError):
+        reg.add("sid", 3)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Inner:
+    a: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class _Cfg:
+    depth: int
+    widths: tuple[int, ...] = (1, 2)
+    inner: _Inner = _Inner()
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.depth < 1:
+            raise ValueError("depth must be ≥ 1")
+
+
+def test_config_round_trip_and_hash(tmp_path: Path) -> None:
+    cfg = _Cfg(depth=3, widths=(4, 5), inner=_Inner(7))
+    d = config_to_dict(cfg)
+    assert d == {"depth": 3, "widths": [4, 5], "inner": {"a": 7}, "name": None}
+    assert config_from_dict(_Cfg, d) == cfg
+    dump_toml(cfg, tmp_path / "c.toml")
+    assert config_from_dict(_Cfg, load_toml(tmp_path / "c.toml")) == cfg
+    assert config_hash(cfg) == config_hash(_Cfg(depth=3, widths=(4, 5), inner=_Inner(7)))
+    assert config_hash(cfg) != config_hash(_Cfg(depth=4, widths=(4, 5), inner=_Inner(7)))
+
+
+def test_config_errors_are_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown key.*depht.*valid keys"):
+        config_from_dict(_Cfg, {"depht": 3})
+    with pytest.raises(ConfigError, match="depth must be"):
+        config_from_dict(_Cfg, {"depth": 0})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("depth = = 3")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_toml(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_toml(tmp_path / "missing.toml")
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
+    atomic_write_text(tmp_path / "x.txt", "hello")
+    assert (tmp_path / "x.txt").read_text() == "hello"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.txt"]
+
+
+def test_audio_reading_mono_resample_and_validation(tmp_path: Path) -> None:
+    t = np.arange(8000) / 8000
+    stereo = np.stack([np.sin(2 * np.pi * 440 * t), np.zeros_like(t)], axis=1).astype(np.float32)
+    sf.write(tmp_path / "a.wav", stereo, 8000)
+    wav, sr = read_audio(tmp_path / "a.wav")
+    assert sr == 8000 and wav.ndim == 1 and np.allclose(wav, stereo.mean(axis=1), atol=1e-4)
+    wav16 = load_audio(tmp_path / "a.wav")
+    assert wav16.shape == (16000,) and wav16.dtype == np.float32
+    # the 440 Hz tone keeps its frequency after resampling
+    spec = np.abs(np.fft.rfft(wav16))
+    assert abs(np.argmax(spec) * 16000 / len(wav16) - 440) < 2
+
+    with pytest.raises(AudioError, match="does not exist"):
+        read_audio(tmp_path / "missing.wav")
+    (tmp_path / "corrupt.flac").write_bytes(b"not audio at all")
+    with pytest.raises(AudioError, match="corrupt.flac"):
+        read_audio(tmp_path / "corrupt.flac")
+    sf.write(tmp_path / "nan.wav", np.array([0.0, np.nan, 0.1], np.float32), 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="NaN"):
+        read_audio(tmp_path / "nan.wav")
+    with pytest.raises(AudioError, match="8000 Hz"):
+        check_sample_rate(8000)
+
+
+def test_cli_help_version_and_one_line_errors(tmp_path: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(cli, ["--help"])
+    assert res.exit_code == 0 and "--seed" in res.output
+    res = runner.invoke(cli, ["--version"])
+    assert res.exit_code == 0 and "deepwide" in res.output
+    # a user error through the real entry point: one line on stderr, exit 2, no traceback
+    bad = tmp_path / "bad.toml"
+    bad.write_text("x = = 1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "deepwide", "nosuchcommand"], capture_output=True, text=True
+    )
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+
+
+def test_stage_folders_are_not_importable_bare(tmp_path: Path) -> None:
+    code = "import importlib.util as u; print(u.find_spec('probing') is None, u.find_spec('deepwide.probing') is not None)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.stdout.split() == ["True", "True"]

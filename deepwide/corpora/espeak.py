@@ -1,0 +1,283 @@
+"""A ctypes driver of libespeak-ng (shipped by ``espeakng_loader``) with sample-exact events.
+
+espeak-ng keeps global state, so there is one engine per process (:func:`get_engine`);
+parallel synthesis uses processes, never threads. The engine runs in synchronous mode with
+phoneme events switched on: every phoneme and word event carries the exact sample index at
+which it starts, which gives alignments without a forced aligner.
+
+Facts used here (espeak-ng 1.52, see ../shared/reference/environment.md):
+``espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS=2, buflength, data_path, options)`` returns the
+sample rate (22050 Hz); ``espeak_EVENT`` is ``(type, unique_identifier, text_position, length,
+audio_position, sample, user_data, id)``; type 7 is a phoneme (label in ``id.string``), 1 a
+word (``text_position`` is 1-based, ``length`` in characters), 0 ends the list.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import pickle
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from deepwide.errors import CorpusError
+
+log = logging.getLogger(__name__)
+
+# espeak_AUDIO_OUTPUT / options / parameters / event types (speak_lib.h)
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_INITIALIZE_PHONEME_EVENTS = 0x0001
+_INITIALIZE_DONT_EXIT = 0x8000
+_POS_CHARACTER = 1
+_CHARS_UTF8 = 1
+_PARAM_RATE = 1
+_PARAM_VOLUME = 2
+_PARAM_PITCH = 3
+_PARAM_RANGE = 4
+_EVENT_LIST_TERMINATED = 0
+_EVENT_WORD = 1
+_EVENT_PHONEME = 7
+
+#: espeak's accepted range of the rate parameter (words per minute).
+RATE_RANGE = (80, 450)
+
+
+class _EventId(ctypes.Union):
+    _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
+
+
+class _Event(ctypes.Structure):
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", _EventId),
+    ]
+
+
+_Callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
+
+
+@dataclass(frozen=True)
+class SynthOutput:
+    """One synthesised utterance at espeak's own sample rate.
+
+    Attributes:
+        wav: int16 samples, shape (S,).
+        sample_rate: espeak's rate (22050 Hz).
+        phones: ``(espeak_label, start_sample, end_sample)`` in time order, covering
+            ``[first phone, S)`` without gaps; pauses keep espeak's labels (``_``, ``_:`` …).
+        words: ``(word, start_sample, end_sample)``; a word ends where its last phone ends.
+    """
+
+    wav: np.ndarray
+    sample_rate: int
+    phones: tuple[tuple[str, int, int], ...]
+    words: tuple[tuple[str, int, int], ...]
+
+
+class EspeakEngine:
+    """The process's espeak-ng engine. Create it through :func:`get_engine`.
+
+    Raises:
+        CorpusError: the library or its data cannot be loaded (reinstall espeakng-loader).
+    """
+
+    def __init__(self) -> None:
+        try:
+            import espeakng_loader
+
+            lib_path = espeakng_loader.get_library_path()
+            data_path = espeakng_loader.get_data_path()
+            self._lib = ctypes.CDLL(lib_path)
+        except (ImportError, OSError, RuntimeError) as exc:
+            raise CorpusError(
+                f"cannot load libespeak-ng ({exc}); reinstall it with `pip install espeakng-loader`"
+            ) from exc
+        self._lib.espeak_Initialize.restype = ctypes.c_int
+        self._lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        self._lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        self._lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        self._lib.espeak_Synth.argtypes = [
+            ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
+            ctypes.c_uint, ctypes.POINTER(ctypes.c_uint), ctypes.c_void_p,
+        ]
+        self._lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+        options = _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_DONT_EXIT
+        sr = self._lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path.encode(), options)
+        if sr <= 0:
+            raise CorpusError(
+                f"espeak-ng failed to initialise with data {data_path}; reinstall espeakng-loader"
+            )
+        self.sample_rate = int(sr)
+        self._chunks: list[np.ndarray] = []
+        self._events: list[tuple[int, int, int, int, str]] = []
+        self._callback = _Callback(self._on_synth)  # keep a reference: ctypes does not
+        self._lib.espeak_SetSynthCallback(self._callback)
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def _on_synth(self, wav, n, events) -> int:  # type: ignore[no-untyped-def]
+        if n > 0:
+            self._chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
+        i = 0
+        while events[i].type != _EVENT_LIST_TERMINATED:
+            ev = events[i]
+            if ev.type == _EVENT_PHONEME:
+                label = bytes(ev.id.string).split(b"\0", 1)[0].decode("ascii", "replace")
+                self._events.append((_EVENT_PHONEME, ev.sample, 0, 0, label))
+            elif ev.type == _EVENT_WORD:
+                self._events.append((_EVENT_WORD, ev.sample, ev.text_position, ev.length, ""))
+            i += 1
+        return 0
+
+    def synthesize(
+        self,
+        text: str,
+        *,
+        voice: str = "en-us",
+        rate: int = 175,
+        pitch: int = 50,
+        pitch_range: int = 50,
+        seed: int = 0,
+    ) -> SynthOutput:
+        """Speak ``text`` and return the audio with its phone and word segments.
+
+        espeak-ng carries hidden state from one message to the next (pitch flutter phase,
+        glottal phase …), so the same call gives slightly different samples depending on what
+        was spoken before. To make the output a function of the arguments alone, each call
+        runs in a forked child of this process, whose engine has never spoken; the parent
+        never synthesises itself. (Without ``os.fork`` the call runs in-process and is only
+        deterministic for a fixed sequence of calls.)
+
+        Args:
+            text: ASCII/UTF-8 text.
+            voice: espeak voice name, e.g. ``"en-us"`` or ``"en-us+m3"``.
+            rate: words per minute, clipped to :data:`RATE_RANGE`.
+            pitch: base pitch 0–100 (50 is the voice's default).
+            pitch_range: pitch range 0–100 (0 is monotone).
+            seed: seed of espeak's internal random generator.
+
+        Returns:
+            A :class:`SynthOutput` (audio at ``self.sample_rate``).
+
+        Raises:
+            CorpusError: unknown voice name or a failed synthesis.
+        """
+        if os.getpid() != self._pid:
+            raise RuntimeError("an EspeakEngine cannot be shared across processes; call get_engine()")
+        args = (text, voice, int(rate), int(pitch), int(pitch_range), int(seed))
+        with self._lock:
+            if not hasattr(os, "fork"):  # pragma: no cover - non-POSIX platforms
+                result = self._synthesize_here(*args)
+            else:
+                result = self._synthesize_forked(args)
+        if isinstance(result, str):
+            raise CorpusError(result)
+        wav_bytes, phones, words = result
+        return SynthOutput(
+            wav=np.frombuffer(wav_bytes, dtype=np.int16).copy(),
+            sample_rate=self.sample_rate,
+            phones=phones,
+            words=words,
+        )
+
+    def _synthesize_forked(self, args: tuple[str, str, int, int, int, int]) -> Any:
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: speak once, send the result, exit without cleanup
+            code = 0
+            try:
+                os.close(read_fd)
+                payload = pickle.dumps(self._synthesize_here(*args), protocol=pickle.HIGHEST_PROTOCOL)
+                with os.fdopen(write_fd, "wb") as fh:
+                    fh.write(payload)
+            except BaseException:  # noqa: B036 - the child must never return into the caller
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as fh:
+            payload = fh.read()
+        _, status = os.waitpid(pid, 0)
+        if status != 0 or not payload:
+            raise RuntimeError(f"espeak-ng child process failed (wait status {status}) on {args[0][:40]!r}")
+        return pickle.loads(payload)
+
+    def _synthesize_here(
+        self, text: str, voice: str, rate: int, pitch: int, pitch_range: int, seed: int
+    ) -> tuple[bytes, tuple[tuple[str, int, int], ...], tuple[tuple[str, int, int], ...]] | str:
+        """Synthesise in this process; returns ``(wav bytes, phones, words)`` or an error message."""
+        if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            return f"espeak-ng has no voice {voice!r}; use e.g. 'en-us' or 'en-us+m3'"
+        for param, value in (
+            (_PARAM_RATE, min(max(rate, RATE_RANGE[0]), RATE_RANGE[1])),
+            (_PARAM_PITCH, min(max(pitch, 0), 100)),
+            (_PARAM_RANGE, min(max(pitch_range, 0), 100)),
+            (_PARAM_VOLUME, 100),
+        ):
+            self._lib.espeak_SetParameter(param, value, 0)
+        self._lib.espeak_ng_SetRandSeed(seed & 0x7FFFFFFF)
+        self._chunks, self._events = [], []
+        data = text.encode("utf-8")
+        buf = ctypes.create_string_buffer(data)
+        status = self._lib.espeak_Synth(buf, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+        if status != 0:
+            return f"espeak-ng failed (status {status}) on text {text[:40]!r}; check the text"
+        wav = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
+        events, self._chunks, self._events = self._events, [], []
+        phones, words = _segments(events, text, len(wav))
+        return wav.astype(np.int16, copy=False).tobytes(), phones, words
+
+
+def _segments(
+    events: list[tuple[int, int, int, int, str]], text: str, n_samples: int
+) -> tuple[tuple[tuple[str, int, int], ...], tuple[tuple[str, int, int], ...]]:
+    """Turn event lists into contiguous phone segments and word segments (in samples)."""
+    raw_text = text.encode("utf-8")
+    starts: list[tuple[str, int, int]] = []  # (label, start, word index or -1)
+    word_names: list[str] = []
+    current = -1
+    for kind, sample, pos, length, label in events:
+        if kind == _EVENT_WORD:
+            word = raw_text[max(pos - 1, 0) : max(pos - 1, 0) + length].decode("utf-8", "replace")
+            word_names.append(word.strip(" ,.?!;:\"'").lower())
+            current = len(word_names) - 1
+        else:
+            is_pause = label.startswith("_")
+            starts.append((label, min(max(sample, 0), n_samples), -1 if is_pause else current))
+            if is_pause:
+                current = -1
+    phones: list[tuple[str, int, int]] = []
+    owners: list[int] = []
+    for i, (label, start, owner) in enumerate(starts):
+        end = starts[i + 1][1] if i + 1 < len(starts) else n_samples
+        if end > start:
+            phones.append((label, start, end))
+            owners.append(owner)
+    spans: dict[int, list[int]] = {}
+    for (_, start, end), owner in zip(phones, owners, strict=True):
+        if owner >= 0:
+            span = spans.setdefault(owner, [start, end])
+            span[0], span[1] = min(span[0], start), max(span[1], end)
+    words = tuple((word_names[w], s, e) for w, (s, e) in sorted(spans.items()) if word_names[w])
+    return tuple(phones), words
+
+
+_ENGINE: EspeakEngine | None = None
+
+
+def get_engine() -> EspeakEngine:
+    """The engine of this process, created on first use."""
+    global _ENGINE
+    if _ENGINE is None or _ENGINE._pid != os.getpid():
+        _ENGINE = EspeakEngine()
+    return _ENGINE

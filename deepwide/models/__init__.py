@@ -1,0 +1,57 @@
+"""HuBERT-family encoders: configs, front-ends, the Encoder, presets, budgets and loading.
+
+Names are re-exported lazily (PEP 562), so importing :mod:`deepwide.models` — which the CLI
+does to find ``deepwide.models.cli`` — does not import torch::
+
+    from deepwide.models import load_model, build_encoder, EncoderConfig, PRESETS
+    model = load_model("random:hubert-base", seed=0)
+    states, frame_lengths = model.hidden_states(wavs, lengths)  # L+1 x (B, T, D), (B,)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    # config (no torch)
+    "HUBERT_CNN": "deepwide.models.config",
+    "FrontendConfig": "deepwide.models.config",
+    "EncoderConfig": "deepwide.models.config",
+    # presets / budget (no torch)
+    "PRESETS": "deepwide.models.presets",
+    "student_config": "deepwide.models.presets",
+    "heads_for": "deepwide.models.presets",
+    "count_params": "deepwide.models.budget",
+    "solve_budget": "deepwide.models.budget",
+    "BudgetRow": "deepwide.models.budget",
+    "parse_param_count": "deepwide.models.budget",
+    "ZOO": "deepwide.models.zoo",
+    # torch
+    "SpeechEncoder": "deepwide.models.base",
+    "Encoder": "deepwide.models.encoder",
+    "build_encoder": "deepwide.models.encoder",
+    "build_frontend": "deepwide.models.frontend",
+    "save_checkpoint": "deepwide.models.loading",
+    "load_checkpoint": "deepwide.models.loading",
+    "read_checkpoint_info": "deepwide.models.loading",
+    "load_model": "deepwide.models.loading",
+    "resolve_config": "deepwide.models.loading",
+    "torchaudio_bundles": "deepwide.models.loading",
+    "check_sample_rate": "deepwide.audio",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'deepwide.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

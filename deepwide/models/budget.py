@@ -1,0 +1,142 @@
+"""Parameter counts and the depth/width budget solver (pure Python; no torch needed).
+
+:func:`count_params` counts what :meth:`Encoder.num_params` counts — front-end, feature
+projection, positional convolution, transformer; no prediction heads — analytically, so the
+solver can try hundreds of widths instantly. The tests check it against built models.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from deepwide.errors import ConfigError, ModelError
+from deepwide.models.config import EncoderConfig, FrontendConfig
+from deepwide.models.presets import student_config
+
+_MAX_WIDTH = 16384
+
+
+def frontend_params(config: FrontendConfig) -> int:
+    """Trainable parameters of a front-end."""
+    if config.kind == "spectral":
+        # Conv1d(n_mels, channels, kernel) with bias + LayerNorm(channels)
+        return config.n_mels * config.channels * config.kernel + 3 * config.channels
+    total, in_ch = 0, 1
+    for i, (out_ch, kernel, _) in enumerate(config.conv_layers):
+        total += in_ch * out_ch * kernel + (out_ch if config.conv_bias else 0)
+        if config.norm == "layer_norm" or i == 0:  # group norm: first layer only
+            total += 2 * out_ch
+        in_ch = out_ch
+    return total
+
+
+def layer_params(config: EncoderConfig, index: int = 1) -> int:
+    """Parameters of transformer layer ``index`` (WavLM's layer 0 also holds the bucket table)."""
+    d, f = config.width, config.ffn
+    attention = 4 * (d * d + d)
+    if config.arch == "wavlm":
+        attention += config.head_dim * 8 + 8 + config.heads  # gated relative position
+        if index == 0:
+            attention += config.num_buckets * config.heads
+    feed_forward = d * f + f + f * d + d
+    return attention + feed_forward + 2 * (2 * d)  # + two layer norms
+
+
+def count_params(config: EncoderConfig) -> int:
+    """Trainable parameters of the encoder of ``config`` (no prediction heads).
+
+    Example:
+        >>> count_params(PRESETS.get("hubert-base"))
+        94370944
+    """
+    c, d, k = config.frontend.out_channels, config.width, config.pos_conv_kernel
+    projection = 2 * c + c * d + d  # LayerNorm(C) + Linear(C, D)
+    pos_conv = k + d * (d // config.pos_conv_groups) * k + d  # weight-norm g, v, bias
+    final_norm = 2 * d
+    layers = sum(layer_params(config, i) for i in range(config.depth))
+    return frontend_params(config.frontend) + projection + pos_conv + final_norm + layers
+
+
+@dataclass(frozen=True)
+class BudgetRow:
+    """One depth's solution: the width whose parameter count is nearest the budget.
+
+    Attributes:
+        depth: layers.
+        width: model dimension (a multiple of the head size).
+        ffn: feed-forward dimension.
+        heads: attention heads.
+        params: parameter count of that architecture.
+        deviation: ``(params - budget) / budget`` (signed fraction).
+    """
+
+    depth: int
+    width: int
+    ffn: int
+    heads: int
+    params: int
+    deviation: float
+
+
+def solve_budget(
+    params: int,
+    depths: Sequence[int],
+    *,
+    template: EncoderConfig,
+    ffn_ratio: float = 4.0,
+    head_dim: int = 64,
+) -> list[BudgetRow]:
+    """For each depth, the width (a multiple of ``head_dim``) whose count is nearest ``params``.
+
+    Students copy everything but depth/width/FFN/heads from ``template`` (front-end, arch,
+    positional convolution); ``ffn = round(width * ffn_ratio)``, ``heads = width / head_dim``.
+    Widths are also multiples of the positional-conv groups.
+
+    Raises:
+        ModelError: a non-positive budget, depth, ratio or head size.
+    """
+    if params <= 0:
+        raise ModelError(f"the parameter budget must be positive, got {params}")
+    if head_dim < 1 or ffn_ratio <= 0:
+        raise ModelError(f"head_dim ({head_dim}) and ffn_ratio ({ffn_ratio}) must be positive")
+    step = math.lcm(head_dim, template.pos_conv_groups)
+    rows = []
+    for depth in depths:
+        if int(depth) < 1:
+            raise ModelError(f"depths must be positive, got {depth}")
+        best: tuple[int, EncoderConfig] | None = None
+        width = step
+        while width <= _MAX_WIDTH:
+            cfg = student_config(template, int(depth), width, ffn_ratio=ffn_ratio, head_dim=head_dim)
+            n = count_params(cfg)
+            if best is None or abs(n - params) < abs(best[0] - params):
+                best = (n, cfg)
+            if n > params:
+                break
+            width += step
+        assert best is not None
+        n, cfg = best
+        rows.append(BudgetRow(cfg.depth, cfg.width, cfg.ffn, cfg.heads, n, (n - params) / params))
+    return rows
+
+
+_SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9}
+
+
+def parse_param_count(text: str) -> int:
+    """Parse ``26.9M``, ``900k``, ``1.2G``, ``26_900_000`` or ``2.69e7`` into an int.
+
+    Raises:
+        ConfigError: anything else.
+    """
+    cleaned = str(text).strip().replace("_", "").replace(",", "")
+    match = re.fullmatch(r"([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGbB]?)", cleaned)
+    if not match:
+        raise ConfigError(f"cannot read parameter count {text!r}; write e.g. 26.9M, 900k or 26900000")
+    value = float(match.group(1)) * _SUFFIX[match.group(2).lower()]
+    if value <= 0:
+        raise ConfigError(f"parameter count {text!r} must be positive")
+    return int(round(value))

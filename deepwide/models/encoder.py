@@ -109,9 +109,10 @@ class Encoder(nn.Module):
             ``(states, frame_lengths)``: ``num_layers + 1`` tensors (B, T, D) with
             ``T = frames(S)`` (``floor((S - 400) / 320) + 1`` for HuBERT) and padded frames set
             to 0; index 0 is the transformer input (after positional convolution, and after
-            the input layer norm in post-LN models), index ``i`` the output of layer ``i``
-            (the last one after the final layer norm in pre-LN models, as in Hugging Face
-            ``output_hidden_states``). ``frame_lengths`` (B,) int64 counts valid frames.
+            the input layer norm in post-LN models), index ``i`` the output of layer ``i`` —
+            in pre-LN models before the encoder's final layer norm, as torchaudio's
+            ``extract_features`` and transformers' (5.x) ``output_hidden_states`` return it.
+            ``frame_lengths`` (B,) int64 counts valid frames.
 
         Raises:
             AudioError: wrong sample rate, shape or dtype, or an utterance shorter than one
@@ -243,8 +244,6 @@ class Encoder(nn.Module):
             else:
                 x, _ = layer(x, attn_mask)
             states.append(x)
-        if cfg.layer_norm_first:
-            states[-1] = transformer.layer_norm(states[-1])
         if padded:
             states = [s.masked_fill(~valid[..., None], 0.0) for s in states]
         return states

@@ -38,8 +38,10 @@ def _load_adapters() -> None:
                 raise
 
 
-def resolve_corpus(spec: str) -> Manifest:
+def resolve_corpus(spec: str, **options: object) -> Manifest:
     """Turn a corpus spec (see module docstring) into a :class:`Manifest`.
+
+    ``options`` (e.g. ``on_bad_audio="skip"``) are passed to a ``NAME:PATH`` adapter.
 
     Raises:
         CorpusError / UnknownNameError: unknown adapter, missing path, malformed layout.
@@ -51,7 +53,7 @@ def resolve_corpus(spec: str) -> Manifest:
         p = Path(path).expanduser()
         if not p.exists():
             raise CorpusError(f"corpus path {p} does not exist; give {name}:PATH to the folder on disk")
-        return adapter(p)
+        return adapter(p, **options)
     p = Path(spec).expanduser()
     if p.is_dir() and (p / "manifest.jsonl").is_file():
         return Manifest.load(p)

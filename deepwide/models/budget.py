@@ -140,3 +140,32 @@ def parse_param_count(text: str) -> int:
     if value <= 0:
         raise ConfigError(f"parameter count {text!r} must be positive")
     return int(round(value))
+
+
+def format_count(n: int) -> str:
+    """``23492224`` -> ``23.49 M``."""
+    return f"{n / 1e6:.2f} M"
+
+
+def format_params_table(rows: Sequence[tuple[str, EncoderConfig]]) -> str:
+    """One line per ``(name, config)``: name, count in millions, exact count, architecture."""
+    width = max((len(name) for name, _ in rows), default=4)
+    lines = []
+    for name, cfg in rows:
+        n = count_params(cfg)
+        lines.append(f"{name:<{width}}  {format_count(n):>10}  {n:>12,}  {cfg.describe()}")
+    return "\n".join(lines)
+
+
+def format_budget_table(rows: Sequence[BudgetRow], params: int) -> str:
+    """The solver's table: depth, width, FFN, heads, count and deviation from the budget."""
+    lines = [
+        f"budget {format_count(params)} ({params:,} parameters)",
+        f"{'depth':>5}  {'width':>5}  {'ffn':>5}  {'heads':>5}  {'params':>10}  {'deviation':>9}",
+    ]
+    for r in rows:
+        lines.append(
+            f"{r.depth:>5}  {r.width:>5}  {r.ffn:>5}  {r.heads:>5}  {format_count(r.params):>10}  "
+            f"{100 * r.deviation:>+8.2f}%"
+        )
+    return "\n".join(lines)

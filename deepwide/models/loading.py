@@ -441,3 +441,29 @@ def load_model(spec: str, *, seed: int = 0, device: str = "cpu") -> Any:
     from deepwide.models.fairseq import load_fairseq
 
     return _place(load_fairseq(path), device)
+
+
+# ---------------------------------------------------------------------------- listing
+def model_listing(*, include_torchaudio: bool = True) -> list[tuple[str, str, str]]:
+    """``(kind, spec, description)`` for every named model (`deepwide models list`)."""
+    from deepwide.models.budget import count_params, format_count
+
+    rows = []
+    for name in PRESETS.names():
+        cfg = PRESETS.get(name)
+        rows.append(("preset", name, f"{format_count(count_params(cfg))}  {cfg.describe()} (random init)"))
+    for name in ZOO.names():
+        try:
+            folder = ZOO.get(name)()
+            info = read_checkpoint_info(folder)
+            rows.append(("bundled", name, f"{info['config'].describe()}  ({folder})"))
+        except ModelError as exc:
+            rows.append(("bundled", name, f"not installed: {exc}"))
+    if include_torchaudio:
+        for name in sorted(torchaudio_bundles()):
+            spec = TORCHAUDIO_PREFIX + name
+            cached = "cached" if bundle_cache_path(name).is_file() else "downloads on first use"
+            rows.append(("torchaudio", spec, f"{bundle_config(name).describe()}  ({cached})"))
+    rows.append(("form", "random:SPEC", "the architecture of SPEC, randomly initialised with --seed"))
+    rows.append(("form", "PATH", "deepwide checkpoint folder, Hugging Face model folder, or fairseq .pt"))
+    return rows

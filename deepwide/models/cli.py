@@ -1,0 +1,71 @@
+"""``deepwide models``: parameter counts, the depth/width budget solver, and the model list.
+
+Parses options and hands off to :mod:`deepwide.models.budget` / :mod:`deepwide.models.loading`;
+nothing here imports torch at import time.
+"""
+
+from __future__ import annotations
+
+import click
+
+from deepwide.errors import ConfigError
+
+
+@click.group("models")
+def models() -> None:
+    """Model architectures: parameter counts, budgets, and what --model accepts."""
+
+
+@models.command("params")
+@click.argument("names", nargs=-1, required=True)
+def params_command(names: tuple[str, ...]) -> None:
+    """Print the encoder parameter count (no prediction heads) of each model NAME.
+
+    NAME is any model spec: a preset (distilhubert, 3l-one, 12l-half, hubert-base …), a
+    checkpoint folder, torchaudio:NAME, random:SPEC …
+    """
+    from deepwide.models.budget import format_params_table
+    from deepwide.models.loading import resolve_config
+
+    click.echo(format_params_table([(name, resolve_config(name)) for name in names]))
+
+
+def _parse_depths(text: str) -> list[int]:
+    try:
+        depths = [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise ConfigError(f"--depths {text!r} is not a comma-separated list of integers, e.g. 2,3,4,6") from None
+    if not depths or min(depths) < 1:
+        raise ConfigError(f"--depths {text!r} must list positive integers, e.g. 2,3,4,6")
+    return depths
+
+
+@models.command("budget")
+@click.option("--params", "budget", required=True, help="Parameter budget, e.g. 26.9M, 900k, 26900000.")
+@click.option("--depths", default="2,3,4,6,8,12", show_default=True, help="Comma-separated depths.")
+@click.option("--template", default="hubert-base", show_default=True,
+              help="Model spec whose front-end, arch and positional conv the students copy.")
+@click.option("--ffn-ratio", type=float, default=4.0, show_default=True, help="FFN width / model width.")
+@click.option("--head-dim", type=int, default=64, show_default=True, help="Width of one attention head.")
+def budget_command(budget: str, depths: str, template: str, ffn_ratio: float, head_dim: int) -> None:
+    """For each depth, the width (a multiple of the head size) nearest the parameter budget."""
+    from deepwide.models.budget import format_budget_table, parse_param_count, solve_budget
+    from deepwide.models.loading import resolve_config
+
+    n = parse_param_count(budget)
+    rows = solve_budget(
+        n, _parse_depths(depths), template=resolve_config(template), ffn_ratio=ffn_ratio, head_dim=head_dim
+    )
+    click.echo(format_budget_table(rows, n))
+
+
+@models.command("list")
+@click.option("--no-torchaudio", is_flag=True, help="Skip the torchaudio bundles (avoids importing torch).")
+def list_command(no_torchaudio: bool) -> None:
+    """List presets, bundled checkpoints, torchaudio bundles and the spec forms --model accepts."""
+    from deepwide.models.loading import model_listing
+
+    rows = model_listing(include_torchaudio=not no_torchaudio)
+    width = max(len(spec) for _, spec, _ in rows)
+    for kind, spec, description in rows:
+        click.echo(f"{kind:<10}  {spec:<{width}}  {description}")

@@ -228,7 +228,8 @@ class Encoder(nn.Module):
         attn_mask = key_padding_mask = None
         if padded:
             if cfg.arch == "wavlm":
-                key_padding_mask = ~valid  # True on padding
+                # additive float mask, the same type as WavLM's position bias
+                key_padding_mask = torch.zeros_like(valid, dtype=x.dtype).masked_fill(~valid, float("-inf"))
             else:
                 attn_mask = valid[:, None, None, :].expand(batch, 1, frames, frames)  # True = attend
         position_bias = None

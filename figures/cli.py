@@ -1,0 +1,82 @@
+"""``deepwide figures`` and ``deepwide report``: parse options, hand off to the library.
+
+No matplotlib or xarray at import time: the library modules are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import click
+
+from deepwide.errors import DeepwideError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_RESULTS_HELP = "Results folder (probe.nc, similarity_*.nc, labels.nc, spectrum.nc, distill.csv)."
+
+
+class _UserError(click.ClickException):
+    """A :class:`DeepwideError` shown as one ``Error: …`` line with its own exit code."""
+
+    def __init__(self, exc: DeepwideError) -> None:
+        super().__init__(str(exc))
+        self.exit_code = exc.exit_code
+
+
+def _hand_off(ctx: click.Context, call: Callable[[], T]) -> T:
+    """Run ``call``; a user error becomes one line (with ``-v`` it propagates with its traceback)."""
+    try:
+        return call()
+    except DeepwideError as exc:
+        if getattr(ctx.obj, "verbosity", 0) > 0:
+            raise
+        raise _UserError(exc) from exc
+
+
+@click.command("figures")
+@click.option(
+    "--results", "results_dir", type=click.Path(path_type=Path), required=True, help=_RESULTS_HELP
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where the PNG and PDF files go [default: RESULTS/figures].",
+)
+@click.pass_context
+def figures(ctx: click.Context, results_dir: Path, out_dir: Path | None) -> None:
+    """Draw the paper figures (PNG + PDF) from a results folder; skip those without input."""
+    from deepwide.figures.recipes import make_figures
+
+    out = out_dir if out_dir is not None else results_dir / "figures"
+    paths = _hand_off(ctx, lambda: make_figures(results_dir, out))
+    for p in paths:
+        click.echo(str(p))
+
+
+@click.command("report")
+@click.option(
+    "--results", "results_dir", type=click.Path(path_type=Path), required=True, help=_RESULTS_HELP
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where report.html and report.md go [default: RESULTS].",
+)
+@click.pass_context
+def report(ctx: click.Context, results_dir: Path, out_dir: Path | None) -> None:
+    """Write a self-contained HTML report and its Markdown twin from a results folder."""
+    from deepwide.figures.report import write_report
+
+    html_path, md_path = _hand_off(ctx, lambda: write_report(results_dir, out_dir))
+    click.echo(str(html_path))
+    click.echo(str(md_path))

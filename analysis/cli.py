@@ -1,0 +1,232 @@
+"""``deepwide analyze``: similarity grids, label-CCA and spectra of feature stores.
+
+Parses options and hands off to :mod:`deepwide.analysis.grids`; prints the result's compact
+table and where it was written. No torch or xarray import at module import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import click
+from deepwide.analysis.grids import (
+    LABEL_KINDS,
+    MEASURES,
+    LabelsConfig,
+    SimilarityConfig,
+    SpectrumConfig,
+    parse_layers,
+    run_labels,
+    run_similarity,
+    run_spectrum,
+)
+
+from deepwide.config import config_from_dict
+
+log = logging.getLogger(__name__)
+
+_STORE = click.Path(exists=False, file_okay=False, dir_okay=True, path_type=str)
+_OUT = click.Path(file_okay=False, dir_okay=True, path_type=str)
+
+
+def _seed(ctx: click.Context) -> int:
+    return int(getattr(ctx.obj, "seed", 0) or 0)
+
+
+def _echo(output: Any) -> None:
+    click.echo(output.table)
+    for path in output.paths:
+        click.echo(f"wrote {path}")
+
+
+@click.group("analyze")
+def analyze() -> None:
+    """Explain what each model kept: CKA/SVCCA/PWCCA grids, label-CCA, effective rank."""
+
+
+@analyze.command("similarity")
+@click.option(
+    "--a", "store_a", required=True, type=_STORE, help="Feature store of model A (grid rows)."
+)
+@click.option(
+    "--b", "store_b", required=True, type=_STORE, help="Feature store of model B (grid columns)."
+)
+@click.option(
+    "--measure",
+    type=click.Choice(MEASURES.names()),
+    default="cka-debiased",
+    show_default=True,
+    help="Similarity measure.",
+)
+@click.option(
+    "--frames-per-utt",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="Random shared frames per utterance, the same for both models (0 = all).",
+)
+@click.option(
+    "--layers", default=None, help="Layers of both models, e.g. 0,4,8 or 0-12 (default all)."
+)
+@click.option(
+    "--layers-b", default=None, help="Layers of model B (and null) if different from --layers."
+)
+@click.option(
+    "--null",
+    "null_store",
+    type=_STORE,
+    default=None,
+    help="Store of a null for B (its random: twin): adds null_similarity on the same frames.",
+)
+@click.option(
+    "--block-rows",
+    type=click.IntRange(min=16),
+    default=2048,
+    show_default=True,
+    help="Rows per streamed block (linear CKA).",
+)
+@click.option("--out", "out_dir", required=True, type=_OUT, help="Output folder.")
+@click.pass_context
+def similarity(
+    ctx: click.Context,
+    store_a: str,
+    store_b: str,
+    measure: str,
+    frames_per_utt: int,
+    layers: str | None,
+    layers_b: str | None,
+    null_store: str | None,
+    block_rows: int,
+    out_dir: str,
+) -> None:
+    """A (layer_a, layer_b) similarity grid between two stores of the same corpus."""
+    la = parse_layers(layers)
+    config = config_from_dict(
+        SimilarityConfig,
+        dict(
+            measure=measure,
+            frames_per_utt=frames_per_utt,
+            layers_a=la,
+            layers_b=parse_layers(layers_b) if layers_b is not None else la,
+            seed=_seed(ctx),
+            block_rows=block_rows,
+        ),
+        where="analyze similarity",
+    )
+    _echo(run_similarity(store_a, store_b, out_dir, config, null=null_store))
+
+
+@analyze.command("labels")
+@click.option(
+    "--store",
+    "stores",
+    required=True,
+    multiple=True,
+    type=_STORE,
+    help="Feature store (repeatable).",
+)
+@click.option(
+    "--label",
+    "labels",
+    required=True,
+    multiple=True,
+    type=click.Choice(LABEL_KINDS),
+    help="Label kind (repeatable).",
+)
+@click.option(
+    "--level",
+    type=click.Choice(["auto", "frame", "utt"]),
+    default="auto",
+    show_default=True,
+    help="auto: phone per frame, speaker per utterance (pooled).",
+)
+@click.option(
+    "--frames-per-utt",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="Frame level: random labelled frames per utterance (0 = all).",
+)
+@click.option(
+    "--folds",
+    type=click.IntRange(min=2),
+    default=5,
+    show_default=True,
+    help="Cross-validation folds.",
+)
+@click.option("--layers", default=None, help="Layers, e.g. 0,4,8 or 0-12 (default all).")
+@click.option("--out", "out_dir", required=True, type=_OUT, help="Output folder.")
+@click.pass_context
+def labels(
+    ctx: click.Context,
+    stores: tuple[str, ...],
+    labels: tuple[str, ...],
+    level: str,
+    frames_per_utt: int,
+    folds: int,
+    layers: str | None,
+    out_dir: str,
+) -> None:
+    """Cross-validated label-CCA per layer: where phone and speaker information sit."""
+    config = config_from_dict(
+        LabelsConfig,
+        dict(
+            labels=tuple(dict.fromkeys(labels)),
+            level=level,
+            frames_per_utt=frames_per_utt,
+            folds=folds,
+            seed=_seed(ctx),
+            layers=parse_layers(layers),
+        ),
+        where="analyze labels",
+    )
+    _echo(run_labels(stores, out_dir, config))
+
+
+@analyze.command("spectrum")
+@click.option(
+    "--store",
+    "stores",
+    required=True,
+    multiple=True,
+    type=_STORE,
+    help="Feature store (repeatable).",
+)
+@click.option(
+    "--level",
+    type=click.Choice(["frame", "utt"]),
+    default="frame",
+    show_default=True,
+    help="Stored frames or utterance means.",
+)
+@click.option(
+    "--frames-per-utt",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Frame level: random frames per utterance (0 = all stored).",
+)
+@click.option("--layers", default=None, help="Layers, e.g. 0,4,8 or 0-12 (default all).")
+@click.option("--out", "out_dir", required=True, type=_OUT, help="Output folder.")
+@click.pass_context
+def spectrum(
+    ctx: click.Context,
+    stores: tuple[str, ...],
+    level: str,
+    frames_per_utt: int,
+    layers: str | None,
+    out_dir: str,
+) -> None:
+    """Effective rank and participation ratio per layer: how much width each model uses."""
+    config = config_from_dict(
+        SpectrumConfig,
+        dict(
+            level=level,
+            frames_per_utt=frames_per_utt,
+            seed=_seed(ctx),
+            layers=parse_layers(layers),
+        ),
+        where="analyze spectrum",
+    )
+    _echo(run_spectrum(stores, out_dir, config))

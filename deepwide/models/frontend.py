@@ -7,8 +7,7 @@ so :meth:`deepwide.models.encoder.Encoder.as_torchaudio` can hand them to torcha
 
 Padding. A valid output frame ``t`` only sees input samples ``[hop*t, hop*t + receptive)``,
 which lie inside the utterance, so convolutions without padding (the CNN) are exact for valid
-frames whatever the padding holds. Two things are *not* local and are handled here or in the
-encoder:
+frames whatever the padding holds. What is *not* local is handled here or in the encoder:
 
 * waveform normalisation (``normalize_waveform``) uses the mean/variance of each row's valid
   samples only;

@@ -47,8 +47,29 @@ class CliState:
     verbosity: int = 0
 
 
+class UserError(click.ClickException):
+    """A :class:`DeepwideError` shown by click as one ``Error: …`` line, with its exit code."""
+
+    def __init__(self, exc: DeepwideError) -> None:
+        super().__init__(str(exc))
+        self.exit_code = exc.exit_code
+
+
 class StageGroup(click.Group):
-    """A group whose subcommands are imported on first use, from :data:`STAGE_COMMANDS`."""
+    """A group whose subcommands are imported on first use, from :data:`STAGE_COMMANDS`.
+
+    It also turns every :class:`DeepwideError` raised below it into a one-line
+    :class:`UserError` (non-zero exit, no traceback) unless ``-v`` was given, so stage
+    commands need no error handling of their own.
+    """
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except DeepwideError as exc:
+            if _STATE.verbosity > 0:
+                raise
+            raise UserError(exc) from exc
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [name for name, target in STAGE_COMMANDS.items() if _module_exists(target)]

@@ -128,3 +128,18 @@ def test_stage_folders_are_not_importable_bare(tmp_path: Path) -> None:
     code = "import importlib.util as u; print(u.find_spec('probing') is None, u.find_spec('deepwide.probing') is not None)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert proc.stdout.split() == ["True", "True"]
+
+
+def test_user_errors_become_one_line_and_v_shows_traceback(tmp_path: Path) -> None:
+    runner = CliRunner()
+    missing = str(tmp_path / "no-results")
+    res = runner.invoke(cli, ["report", "--results", missing])
+    assert res.exit_code == 2
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:") and "no-results" in lines[0]
+    proc = subprocess.run([sys.executable, "-m", "deepwide", "report", "--results", missing],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "deepwide", "-v", "report", "--results", missing],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" in proc.stderr

@@ -1,1 +1,57 @@
-"""deepwide.distill"""
+"""Distillation: students of any depth × width from a HuBERT-family teacher.
+
+Names are re-exported lazily, so importing :mod:`deepwide.distill` (the CLI does) does not
+import torch::
+
+    from deepwide.distill import DistillConfig, train_student
+    config = DistillConfig(teacher="tiny-teacher", corpus="synth", steps=2000,
+                           student="distilhubert", objective="predlayer")
+    result = train_student(config, "runs/distilhubert")   # result.out loads with --model
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    # no torch
+    "DistillConfig": "deepwide.distill.config",
+    "make_config": "deepwide.distill.config",
+    "OBJECTIVES": "deepwide.distill.objectives",
+    "LayerMapping": "deepwide.distill.objectives",
+    "Objective": "deepwide.distill.objectives",
+    "build_objective": "deepwide.distill.objectives",
+    "distill_loss": "deepwide.distill.objectives",
+    "spread_layers": "deepwide.distill.objectives",
+    "plan_sweep": "deepwide.distill.sweep",
+    "run_sweep": "deepwide.distill.sweep",
+    "SweepEntry": "deepwide.distill.sweep",
+    # data (numpy; torch inside functions)
+    "CropBatches": "deepwide.distill.data",
+    "CropSpec": "deepwide.distill.data",
+    "TeacherTargets": "deepwide.distill.data",
+    # torch
+    "DistillResult": "deepwide.distill.trainer",
+    "DivergenceError": "deepwide.distill.trainer",
+    "train_student": "deepwide.distill.trainer",
+    "resolve_student": "deepwide.distill.trainer",
+    "read_result": "deepwide.distill.trainer",
+    "read_metrics": "deepwide.distill.trainer",
+    "load_heads": "deepwide.distill.trainer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'deepwide.distill' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

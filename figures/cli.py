@@ -6,37 +6,13 @@ No matplotlib or xarray at import time: the library modules are imported inside 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import click
 
-from deepwide.errors import DeepwideError
-
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
 _RESULTS_HELP = "Results folder (probe.nc, similarity_*.nc, labels.nc, spectrum.nc, distill.csv)."
-
-
-class _UserError(click.ClickException):
-    """A :class:`DeepwideError` shown as one ``Error: …`` line with its own exit code."""
-
-    def __init__(self, exc: DeepwideError) -> None:
-        super().__init__(str(exc))
-        self.exit_code = exc.exit_code
-
-
-def _hand_off(ctx: click.Context, call: Callable[[], T]) -> T:
-    """Run ``call``; a user error becomes one line (with ``-v`` it propagates with its traceback)."""
-    try:
-        return call()
-    except DeepwideError as exc:
-        if getattr(ctx.obj, "verbosity", 0) > 0:
-            raise
-        raise _UserError(exc) from exc
 
 
 @click.command("figures")
@@ -56,7 +32,7 @@ def figures(ctx: click.Context, results_dir: Path, out_dir: Path | None) -> None
     from deepwide.figures.recipes import make_figures
 
     out = out_dir if out_dir is not None else results_dir / "figures"
-    paths = _hand_off(ctx, lambda: make_figures(results_dir, out))
+    paths = make_figures(results_dir, out)
     for p in paths:
         click.echo(str(p))
 
@@ -77,6 +53,6 @@ def report(ctx: click.Context, results_dir: Path, out_dir: Path | None) -> None:
     """Write a self-contained HTML report and its Markdown twin from a results folder."""
     from deepwide.figures.report import write_report
 
-    html_path, md_path = _hand_off(ctx, lambda: write_report(results_dir, out_dir))
+    html_path, md_path = write_report(results_dir, out_dir)
     click.echo(str(html_path))
     click.echo(str(md_path))

@@ -107,6 +107,8 @@ def fake_feature_dataset(
             "kind": ("utt", col("kind")),
             "keyword": ("utt", col("keyword")),
             "intent": ("utt", col("intent")),
+            "emotion": ("utt", np.full(n_utt, "", dtype=object)),
+            "text": ("utt", np.full(n_utt, "", dtype=object)),
             "n_frames": ("utt", np.full(n_utt, frames_per_utt, np.int64)),
             "n_stored": ("utt", np.full(n_utt, frames_per_utt, np.int64)),
             "frame_offset": ("utt", np.arange(n_utt, dtype=np.int64) * frames_per_utt),
@@ -133,6 +135,11 @@ def fake_feature_dataset(
             "deepwide_version": "test",
             "completion": json.dumps({"complete": True, "shards": 1, "done": [0]}),
             "skipped": json.dumps([]),
+            "extract_config": json.dumps(
+                {"layers": list(range(num_layers + 1)), "frames": "all", "dtype": "float32",
+                 "splits": None, "batch_seconds": 64.0, "seed": None, "on_bad_audio": "error"},
+                sort_keys=True,
+            ),
         },
     )
     return ds

@@ -1,0 +1,810 @@
+"""The feature-store schema: create (pre-allocate), write regions, finalize, validate, open.
+
+A feature store is a Zarr v3 group, one per model × corpus, read and written through xarray:
+
+- ``hidden (layer, frame, feat)`` float16/float32: frame-level states of every stored frame of
+  every utterance, concatenated along ``frame`` (ragged). Utterance ``u`` owns rows
+  ``frame_offset[u] : frame_offset[u] + n_stored[u]``. Chunked one layer at a time and in
+  blocks of frames. Absent when the store was made with ``--frames none``.
+- ``pooled (layer, utt, feat)`` float32: the mean over *all* valid frames of each utterance.
+- coords on ``utt``: ``utt_id, speaker, split, sid_split, kind, keyword, intent, emotion, text``
+  (strings, ``""`` when absent), ``n_frames`` (valid model frames), ``n_stored`` (rows of
+  ``hidden`` it owns), ``frame_offset`` (int64 row of its first stored frame; 0 when nothing
+  is stored); on ``frame``: ``utt_index`` (int32), ``frame_index`` (int32 position of the frame
+  in its utterance), ``phone`` (int16 index into ``phone_set``, -1 none); ``layer``: the
+  stored layer indices (0 = input to the first transformer layer).
+- attrs: see :data:`REQUIRED_ATTRS`. JSON-valued attrs are JSON strings. ``completion`` is
+  ``{"complete": bool, "shards": n, "done": [k, ...]}``; ``skipped`` lists
+  ``[utt_id, reason]`` of utterances left out by ``--on-bad-audio skip``.
+
+Phone label of frame ``t``: the phone segment ``[start, end)`` containing the frame centre
+``t * 0.02 + 0.0125`` s (the centre of the 400-sample window of the 320-sample hop grid at
+16 kHz), or -1 when no segment covers it.
+
+Bookkeeping that only writers need lives in the ``.deepwide`` sub-group (a plan of batches
+and shards, one progress file per shard, lock files); xarray ignores it. A store is created
+in a temporary folder and renamed into place, so it either exists with its whole skeleton or
+not at all; chunk files are replaced atomically by zarr, so killing a writer never leaves a
+torn chunk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import socket
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+import zarr
+
+from deepwide.config import atomic_write_json
+from deepwide.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+#: Name of the bookkeeping sub-group inside a store.
+BOOKKEEPING = ".deepwide"
+
+UTT_STRING_COORDS = (
+    "utt_id", "speaker", "split", "sid_split", "kind", "keyword", "intent", "emotion", "text",
+)
+UTT_INT_COORDS = ("n_frames", "n_stored", "frame_offset")
+FRAME_COORDS = {"utt_index": np.int32, "frame_index": np.int32, "phone": np.int16}
+
+#: Attributes every store carries (JSON-valued ones marked in :data:`JSON_ATTRS`).
+REQUIRED_ATTRS = (
+    "schema_version", "model_id", "model_config", "model_weights_hash", "model_params",
+    "num_layers", "dim", "corpus_id", "manifest_hash", "phone_set", "label_sets", "trials",
+    "frame_rate_hz", "dtype", "frames_mode", "deepwide_version", "completion", "skipped",
+    "extract_config",
+)
+JSON_ATTRS = ("model_config", "phone_set", "label_sets", "trials", "completion", "skipped", "extract_config")
+
+#: Attributes that decide whether a store may be resumed by a run: name -> words for messages.
+IDENTITY_ATTRS = {
+    "schema_version": "schema version",
+    "model_id": "model",
+    "model_weights_hash": "model weights (hash)",
+    "model_config": "model config",
+    "corpus_id": "corpus",
+    "manifest_hash": "corpus manifest (hash)",
+    "extract_config": "extraction setting",
+}
+
+#: Frame-centre rule of the phone labels (documented; stored in ``extract_config`` readers).
+FRAME_WINDOW = 400
+FRAME_HOP = 320
+SAMPLE_RATE = 16_000
+
+
+# ---------------------------------------------------------------------------------------------
+# paths and small helpers
+# ---------------------------------------------------------------------------------------------
+def _local(path: str | Path) -> Path | None:
+    """``Path`` for a local store, ``None`` for an fsspec URL (no bookkeeping there)."""
+    s = str(path)
+    if "://" in s and not s.startswith("file://"):
+        return None
+    return Path(s.removeprefix("file://")).expanduser()
+
+
+def bookkeeping_dir(path: str | Path) -> Path:
+    """Folder of the ``.deepwide`` bookkeeping group of a local store."""
+    p = _local(path)
+    if p is None:
+        raise StoreError(f"{path}: writing stores needs a local path; extract locally, then copy it")
+    return p / BOOKKEEPING
+
+
+def is_store(path: str | Path) -> bool:
+    """True when ``path`` holds a Zarr group with deepwide attrs (cheap: reads one JSON file)."""
+    p = _local(path)
+    if p is not None and not (p / "zarr.json").is_file():
+        return False
+    try:
+        attrs = read_attrs(path)
+    except StoreError:
+        return False
+    return "schema_version" in attrs and "model_id" in attrs
+
+
+def read_attrs(path: str | Path) -> dict[str, Any]:
+    """The store's root attributes (JSON attrs left as strings).
+
+    Raises:
+        StoreError: no Zarr group at ``path``.
+    """
+    p = _local(path)
+    if p is not None and not p.exists():
+        raise StoreError(f"no feature store at {path}; run `deepwide extract --out {path}` first")
+    try:
+        group = zarr.open_group(str(p) if p is not None else str(path), mode="r", zarr_format=3)
+    except Exception as exc:  # zarr raises several types for a folder that is not a group
+        raise StoreError(f"{path} is not a Zarr v3 feature store ({type(exc).__name__}); check the path") from exc
+    return dict(group.attrs)
+
+
+def _json_attr(attrs: Mapping[str, Any], key: str) -> Any:
+    value = attrs.get(key)
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _host() -> str:
+    return socket.gethostname()
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Exclusive advisory lock (``flock``) on ``path`` for the duration of the block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+# ---------------------------------------------------------------------------------------------
+# creation
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StoreSkeleton:
+    """Everything a store is created with, before any feature is computed.
+
+    Attributes:
+        utt_coords: name -> (N,) array for every name in :data:`UTT_STRING_COORDS` +
+            :data:`UTT_INT_COORDS` (strings as object arrays).
+        frame_coords: name -> (F,) array for :data:`FRAME_COORDS`, or ``None`` without frames.
+        layers: stored layer indices.
+        dim: feature width D.
+        dtype: ``hidden`` dtype (``float16``/``float32``).
+        attrs: root attributes (:data:`REQUIRED_ATTRS`; JSON ones as Python values or strings).
+        frame_chunk: frames per ``hidden`` chunk.
+        utt_chunk: utterances per ``pooled`` chunk.
+        plan: JSON-able writer plan kept in the bookkeeping group (batches, shards …).
+        shards: number of shards the store is written in.
+    """
+
+    utt_coords: Mapping[str, np.ndarray]
+    frame_coords: Mapping[str, np.ndarray] | None
+    layers: tuple[int, ...]
+    dim: int
+    dtype: str
+    attrs: Mapping[str, Any]
+    frame_chunk: int
+    utt_chunk: int
+    plan: Mapping[str, Any] = field(default_factory=dict)
+    shards: int = 1
+
+
+def default_chunks(dim: int, dtype: str) -> tuple[int, int]:
+    """(frames per ``hidden`` chunk ≈ 4 MiB, utterances per ``pooled`` chunk ≈ 1 MiB), powers of 2."""
+    item = np.dtype(dtype).itemsize
+    frames = 1 << max(8, int(np.log2(max(1, (4 << 20) // (dim * item)))))
+    utts = 1 << max(6, int(np.log2(max(1, (1 << 20) // (dim * 4)))))
+    return frames, utts
+
+
+def _compressors() -> tuple[Any, ...]:
+    # Hidden states are noisy floats: a fast byte-shuffled zstd at level 1 keeps writes cheap
+    # (measured in benchmarks/extract.py) while still squeezing the exponent bytes.
+    return (zarr.codecs.BloscCodec(cname="zstd", clevel=1, shuffle="shuffle"),)
+
+
+def _attr_value(key: str, value: Any) -> Any:
+    if key in JSON_ATTRS and not isinstance(value, str):
+        return json.dumps(value, sort_keys=True)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def create_store(
+    path: str | Path, skeleton: StoreSkeleton, *, before_rename: Callable[[], None] | None = None
+) -> bool:
+    """Create the store at ``path`` with its coords, attrs and pre-allocated (unwritten) arrays.
+
+    The store is built in a temporary folder next to ``path`` and renamed into place, so
+    concurrent creators race safely: exactly one wins, the others find the store there.
+
+    Args:
+        path: where the store goes (local folder).
+        skeleton: coords, attrs, shapes and the writer plan.
+        before_rename: called once the temporary store is complete (a test hook).
+
+    Returns:
+        True if this call created the store, False if a store already existed at ``path``.
+
+    Raises:
+        StoreError: ``path`` exists and is neither an empty folder nor a deepwide store.
+    """
+    p = bookkeeping_dir(path).parent
+    if p.exists():
+        if p.is_dir() and not any(p.iterdir()):
+            pass  # an empty folder made by the user: rename replaces it
+        elif is_store(p):
+            return False
+        else:
+            raise StoreError(f"{p} exists and is not a deepwide feature store; choose another --out")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(p)
+    tmp = p.parent / f".{p.name}.tmp-{_host()}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        _write_skeleton(tmp, skeleton)
+        if before_rename is not None:
+            before_rename()
+        try:
+            os.rename(tmp, p)
+        except OSError:
+            if is_store(p):
+                return False
+            raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("created feature store %s", p)
+    return True
+
+
+def _remove_stale_temps(p: Path) -> None:
+    """Delete ``.NAME.tmp-HOST-PID`` folders of creators on this host that are gone."""
+    prefix = f".{p.name}.tmp-{_host()}-"
+    for cand in p.parent.glob(f".{p.name}.tmp-*"):
+        if cand.name.startswith(prefix):
+            pid = cand.name[len(prefix):]
+            if pid.isdigit() and not pid_alive(int(pid)):
+                shutil.rmtree(cand, ignore_errors=True)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _write_skeleton(tmp: Path, sk: StoreSkeleton) -> None:
+    n_utt = len(sk.utt_coords["utt_id"])
+    coords: dict[str, Any] = {"layer": ("layer", np.asarray(sk.layers, dtype=np.int64))}
+    for name in UTT_STRING_COORDS:
+        coords[name] = ("utt", np.asarray(sk.utt_coords[name], dtype=object))
+    for name in UTT_INT_COORDS:
+        coords[name] = ("utt", np.asarray(sk.utt_coords[name], dtype=np.int64))
+    if sk.frame_coords is not None:
+        for name, dt in FRAME_COORDS.items():
+            coords[name] = ("frame", np.asarray(sk.frame_coords[name], dtype=dt))
+    attrs = {k: _attr_value(k, v) for k, v in sk.attrs.items()}
+    attrs["completion"] = json.dumps({"complete": False, "shards": sk.shards, "done": []})
+    attrs["schema_version"] = SCHEMA_VERSION
+    missing = [k for k in REQUIRED_ATTRS if k not in attrs]
+    if missing:
+        raise ValueError(f"store attrs lack {missing}")
+    xr.Dataset(coords=coords, attrs=attrs).to_zarr(
+        str(tmp), mode="w-", consolidated=False, zarr_format=3
+    )
+    group = zarr.open_group(str(tmp), mode="r+", zarr_format=3)
+    n_layers = len(sk.layers)
+    if sk.frame_coords is not None:
+        n_frames = len(sk.frame_coords["utt_index"])
+        group.create_array(
+            "hidden",
+            shape=(n_layers, n_frames, sk.dim),
+            chunks=(1, max(1, min(sk.frame_chunk, n_frames)), sk.dim),
+            dtype=sk.dtype,
+            fill_value=np.nan,
+            compressors=_compressors(),
+            dimension_names=("layer", "frame", "feat"),
+        )
+    group.create_array(
+        "pooled",
+        shape=(n_layers, n_utt, sk.dim),
+        chunks=(1, max(1, min(sk.utt_chunk, n_utt)), sk.dim),
+        dtype="float32",
+        fill_value=np.nan,
+        compressors=_compressors(),
+        dimension_names=("layer", "utt", "feat"),
+    )
+    group.create_group(BOOKKEEPING, attributes={"about": "deepwide writer bookkeeping"})
+    book = tmp / BOOKKEEPING
+    (book / "shards").mkdir(parents=True, exist_ok=True)
+    (book / "locks").mkdir(parents=True, exist_ok=True)
+    atomic_write_json(book / "plan.json", dict(sk.plan, shards=sk.shards))
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+# ---------------------------------------------------------------------------------------------
+def open_arrays(path: str | Path) -> tuple[zarr.Array | None, zarr.Array]:
+    """``(hidden or None, pooled)`` zarr arrays of a store, opened for writing."""
+    group = zarr.open_group(str(bookkeeping_dir(path).parent), mode="r+", zarr_format=3)
+    hidden = group["hidden"] if "hidden" in group else None
+    return hidden, group["pooled"]  # type: ignore[return-value]
+
+
+def write_region(
+    array: zarr.Array, start: int, block: np.ndarray, *, lock: Path | None = None
+) -> None:
+    """Write ``block`` (layers, n, D) into ``array[:, start:start+n, :]``.
+
+    Writes that cover whole chunks touch nobody else's data and run unlocked; a write that
+    covers part of a chunk is a read-modify-write of that chunk, so it runs under ``lock``
+    (a file lock shared by every writer of the store) when one is given.
+    """
+    n = block.shape[1]
+    if n == 0:
+        return
+    chunk = array.chunks[1]
+    end = start + n
+    whole = start % chunk == 0 and (end % chunk == 0 or end == array.shape[1])
+    if whole or lock is None:
+        array[:, start:end, :] = block
+    else:
+        with file_lock(lock):
+            array[:, start:end, :] = block
+
+
+def read_plan(path: str | Path) -> dict[str, Any]:
+    """The writer plan saved at creation (batches, shards, per-utterance sample counts)."""
+    f = bookkeeping_dir(path) / "plan.json"
+    if not f.is_file():
+        raise StoreError(f"{path} has no writer plan (.deepwide/plan.json); it was not made by deepwide extract")
+    return json.loads(f.read_text())
+
+
+def read_shard_state(path: str | Path, shard: int) -> dict[str, Any]:
+    """Progress of ``shard``: ``{"next_batch": int | None, "done": bool, ...}`` (empty if unstarted)."""
+    f = bookkeeping_dir(path) / "shards" / f"{shard}.json"
+    if not f.is_file():
+        return {}
+    return json.loads(f.read_text())
+
+
+def write_shard_state(path: str | Path, shard: int, state: Mapping[str, Any]) -> None:
+    """Atomically replace the progress file of ``shard``."""
+    atomic_write_json(bookkeeping_dir(path) / "shards" / f"{shard}.json", dict(state))
+
+
+@dataclass(frozen=True)
+class Completion:
+    """Which shards of a store are written.
+
+    Attributes:
+        complete: every shard is done (and the store was finalized).
+        shards: number of shards n.
+        done: finished shard indices.
+        progress: shard -> fraction of its batches written, for unfinished shards.
+    """
+
+    complete: bool
+    shards: int
+    done: tuple[int, ...]
+    progress: Mapping[int, float] = field(default_factory=dict)
+
+    @property
+    def missing(self) -> tuple[int, ...]:
+        return tuple(k for k in range(self.shards) if k not in self.done)
+
+    def describe(self) -> str:
+        """One line: ``complete`` or which shards are missing."""
+        if self.complete:
+            return f"complete ({self.shards} shard{'s' if self.shards != 1 else ''})"
+        parts = []
+        for k in self.missing:
+            frac = self.progress.get(k, 0.0)
+            parts.append(f"{k} ({frac:.0%} written)" if frac > 0 else f"{k} (not started)")
+        return (
+            f"incomplete: {len(self.done)}/{self.shards} shards done; missing shard"
+            f"{'s' if len(parts) != 1 else ''} {', '.join(parts)}"
+        )
+
+
+def read_completion(path: str | Path, attrs: Mapping[str, Any] | None = None) -> Completion:
+    """Completion of a store, from its ``completion`` attr and (locally) its shard files."""
+    attrs = read_attrs(path) if attrs is None else attrs
+    try:
+        rec = _json_attr(attrs, "completion") or {}
+        shards = int(rec.get("shards", 1))
+        done = {int(k) for k in rec.get("done", [])}
+        complete = bool(rec.get("complete", False))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise StoreError(f"{path}: malformed completion record ({exc}); re-extract the store") from exc
+    progress: dict[int, float] = {}
+    p = _local(path)
+    if not complete and p is not None and (p / BOOKKEEPING / "plan.json").is_file():
+        plan = read_plan(path)
+        starts = plan.get("shard_starts", [0] * (shards + 1))
+        for k in range(shards):
+            state = read_shard_state(path, k)
+            if state.get("done"):
+                done.add(k)
+            elif state.get("next_batch") is not None:
+                total = max(1, starts[k + 1] - starts[k])
+                progress[k] = (int(state["next_batch"]) - starts[k]) / total
+    return Completion(complete=complete, shards=shards, done=tuple(sorted(done)), progress=progress)
+
+
+def finalize_store(path: str | Path) -> bool:
+    """Mark the store complete if every shard is done. Safe to call from any shard's writer.
+
+    Returns:
+        True when the store is (now) complete.
+    """
+    book = bookkeeping_dir(path)
+    with file_lock(book / "finalize.lock"):
+        attrs = read_attrs(path)
+        comp = read_completion(path, attrs)
+        if comp.complete:
+            return True
+        if comp.missing:
+            return False
+        group = zarr.open_group(str(book.parent), mode="r+", zarr_format=3)
+        group.attrs["completion"] = json.dumps(
+            {"complete": True, "shards": comp.shards, "done": list(range(comp.shards))}
+        )
+    log.info("feature store %s is complete", book.parent)
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# identity
+# ---------------------------------------------------------------------------------------------
+def check_identity(path: str | Path, expected: Mapping[str, Any]) -> None:
+    """Refuse to write into a store made by another model, corpus or configuration.
+
+    Args:
+        path: existing store.
+        expected: values of :data:`IDENTITY_ATTRS` for this run (JSON ones as Python values).
+
+    Raises:
+        StoreError: naming the first attribute that differs.
+    """
+    attrs = read_attrs(path)
+    for key, words in IDENTITY_ATTRS.items():
+        have = _json_attr(attrs, key) if key in JSON_ATTRS else attrs.get(key)
+        want = expected[key]
+        if key == "extract_config" and isinstance(have, dict) and isinstance(want, dict):
+            for sub in sorted(set(have) | set(want)):
+                if have.get(sub) != want.get(sub):
+                    raise StoreError(
+                        f"store {path} was made with {sub}={have.get(sub)!r} but this run asks for "
+                        f"{sub}={want.get(sub)!r}; a store is never appended to with another "
+                        f"configuration: use another --out or delete the store"
+                    )
+        if _canonical(have) != _canonical(want):
+            raise StoreError(
+                f"store {path} was made with {words} {_short(have)} but this run has "
+                f"{_short(want)}; a store is never appended to by another model, corpus or "
+                f"configuration: use another --out or delete the store"
+            )
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _short(value: Any) -> str:
+    s = _canonical(value) if not isinstance(value, str) else value
+    return repr(s if len(s) <= 60 else s[:57] + "...")
+
+
+def check_shards(path: str | Path, shards: int) -> None:
+    """Raise :class:`StoreError` unless the store was planned for ``shards`` shards."""
+    have = read_completion(path).shards
+    if have != shards:
+        raise StoreError(
+            f"store {path} is written in {have} shard(s), not {shards}; "
+            f"use --shard k/{have} (or no --shard to write every missing shard)"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# reading, validation, info
+# ---------------------------------------------------------------------------------------------
+def _open_dataset(path: str | Path) -> xr.Dataset:
+    p = _local(path)
+    if p is not None and not p.exists():
+        raise StoreError(f"no feature store at {path}; run `deepwide extract --out {path}` first")
+    try:
+        return xr.open_zarr(
+            str(p) if p is not None else str(path), consolidated=False, chunks=None, zarr_format=3
+        )
+    except Exception as exc:  # zarr/xarray raise many types for a non-store
+        raise StoreError(f"{path} is not a readable Zarr v3 feature store ({type(exc).__name__}: {exc}); check the path") from exc
+
+
+def schema_problems(ds: xr.Dataset) -> list[str]:
+    """Structural problems of an opened store (attrs, variables, coords, dims); reads no data."""
+    problems: list[str] = []
+    attrs = ds.attrs
+    missing = [k for k in REQUIRED_ATTRS if k not in attrs]
+    if missing:
+        problems.append(f"missing attrs {missing}")
+    version = attrs.get("schema_version")
+    if version is not None and version != SCHEMA_VERSION:
+        problems.append(f"schema version {version} (this deepwide reads {SCHEMA_VERSION})")
+    for key in JSON_ATTRS:
+        if key in attrs:
+            try:
+                _json_attr(attrs, key)
+            except (TypeError, ValueError):
+                problems.append(f"attr {key} is not valid JSON")
+    if "pooled" not in ds:
+        problems.append("no `pooled` variable")
+    elif ds["pooled"].dims != ("layer", "utt", "feat"):
+        problems.append(f"`pooled` has dims {ds['pooled'].dims}, expected (layer, utt, feat)")
+    frames_mode = attrs.get("frames_mode", "all")
+    if frames_mode != "none":
+        if "hidden" not in ds:
+            problems.append(f"no `hidden` variable although frames_mode is {frames_mode!r}")
+        elif ds["hidden"].dims != ("layer", "frame", "feat"):
+            problems.append(f"`hidden` has dims {ds['hidden'].dims}, expected (layer, frame, feat)")
+        for name in FRAME_COORDS:
+            if name not in ds.coords:
+                problems.append(f"missing frame coord {name}")
+            elif ds[name].dims != ("frame",):
+                problems.append(f"coord {name} has dims {ds[name].dims}, expected (frame,)")
+    for name in UTT_STRING_COORDS + UTT_INT_COORDS:
+        if name not in ds.coords:
+            problems.append(f"missing utt coord {name}")
+        elif ds[name].dims != ("utt",):
+            problems.append(f"coord {name} has dims {ds[name].dims}, expected (utt,)")
+    if "layer" not in ds.coords:
+        problems.append("missing layer coord")
+    if "dim" in attrs and "feat" in ds.sizes and ds.sizes["feat"] != attrs["dim"]:
+        problems.append(f"feat size {ds.sizes['feat']} != dim attr {attrs['dim']}")
+    if "num_layers" in attrs and "layer" in ds.coords:
+        layers = np.asarray(ds["layer"].values)
+        if layers.size and (layers.min() < 0 or layers.max() > int(attrs["num_layers"])):
+            problems.append(f"layer coord {layers.tolist()} outside 0..{attrs['num_layers']}")
+    return problems
+
+
+def open_store(path: str | Path, *, require_complete: bool = True) -> xr.Dataset:
+    """Open a feature store lazily (xarray, ``chunks=None``: nothing is read until indexed).
+
+    String coordinates come back as object arrays; ``hidden``/``pooled`` stay lazy, so
+    ``ds.hidden.sel(layer=4).values`` reads one layer.
+
+    Args:
+        path: the store (a local folder or an fsspec URL).
+        require_complete: refuse a store whose extraction has not finished.
+
+    Returns:
+        The store as an ``xr.Dataset`` (schema in the module docstring).
+
+    Raises:
+        StoreError: missing, unreadable, of another schema, or incomplete (one-line reason).
+    """
+    ds = _open_dataset(path)
+    problems = schema_problems(ds)
+    if problems:
+        raise StoreError(
+            f"store {path} does not follow the deepwide store schema v{SCHEMA_VERSION}: "
+            f"{problems[0]}; re-extract it with this deepwide"
+        )
+    if require_complete:
+        comp = read_completion(path, ds.attrs)
+        if not comp.complete:
+            raise StoreError(
+                f"store {path} is {comp.describe()}; finish it by rerunning the same "
+                f"`deepwide extract` command (with each missing --shard)"
+            )
+    strings = {name: ("utt", ds[name].values.astype(object)) for name in UTT_STRING_COORDS}
+    return ds.assign_coords(strings)
+
+
+def validate_store(path: str | Path, *, data: bool = True) -> list[str]:
+    """Check a store's schema, coordinate consistency and completeness.
+
+    Args:
+        path: the store.
+        data: also check that every chunk of ``hidden``/``pooled`` was written and that
+            ``pooled`` is finite (reads ``pooled``, lists chunk files).
+
+    Returns:
+        Problems, one line each; empty when the store is valid and complete.
+    """
+    try:
+        ds = _open_dataset(path)
+    except StoreError as exc:
+        return [str(exc)]
+    problems = schema_problems(ds)
+    if problems:
+        return problems
+    attrs = ds.attrs
+    comp = read_completion(path, attrs)
+    if not comp.complete:
+        problems.append(comp.describe())
+    n_utt = ds.sizes["utt"]
+    n_frames = ds["n_frames"].values
+    n_stored = ds["n_stored"].values
+    offset = ds["frame_offset"].values
+    if np.any(n_frames < 1):
+        problems.append(f"{int(np.sum(n_frames < 1))} utterances have n_frames < 1")
+    if np.any(n_stored > n_frames):
+        problems.append("some utterances store more frames than they have (n_stored > n_frames)")
+    ids = ds["utt_id"].values
+    if len(set(ids.tolist())) != n_utt:
+        problems.append("utt_id values repeat")
+    mode = attrs["frames_mode"]
+    if mode != "none":
+        f_total = ds.sizes["frame"]
+        expect_offset = np.concatenate([[0], np.cumsum(n_stored)[:-1]]) if n_utt else n_stored
+        if not np.array_equal(offset, expect_offset) or int(n_stored.sum()) != f_total:
+            problems.append("frame_offset/n_stored do not tile the frame dimension")
+        else:
+            utt_index = ds["utt_index"].values
+            frame_index = ds["frame_index"].values
+            if not np.array_equal(utt_index, np.repeat(np.arange(n_utt), n_stored)):
+                problems.append("utt_index disagrees with frame_offset/n_stored")
+            elif f_total and (frame_index.min() < 0 or np.any(frame_index >= n_frames[utt_index])):
+                problems.append("frame_index outside 0..n_frames-1 of its utterance")
+        if mode == "all" and not np.array_equal(n_stored, n_frames):
+            problems.append("frames_mode is 'all' but n_stored != n_frames")
+        if mode.startswith("sample:"):
+            k = int(mode.split(":")[1])
+            if not np.array_equal(n_stored, np.minimum(n_frames, k)):
+                problems.append(f"frames_mode is {mode!r} but n_stored != min(n_frames, {k})")
+        n_phones = len(_json_attr(attrs, "phone_set"))
+        phone = ds["phone"].values
+        if phone.size and (phone.min() < -1 or phone.max() >= n_phones):
+            problems.append(f"phone labels outside -1..{n_phones - 1}")
+    elif np.any(n_stored != 0):
+        problems.append("frames_mode is 'none' but some n_stored != 0")
+    stored = set(ids.tolist())
+    bad_trials = [t for t in _json_attr(attrs, "trials") if t[0] not in stored or t[1] not in stored]
+    if bad_trials:
+        problems.append(f"{len(bad_trials)} trials name utterances not in the store")
+    if data and comp.complete:
+        problems.extend(_data_problems(path, ds))
+    return problems
+
+
+def _data_problems(path: str | Path, ds: xr.Dataset) -> list[str]:
+    problems: list[str] = []
+    p = _local(path)
+    group = zarr.open_group(str(p) if p is not None else str(path), mode="r", zarr_format=3)
+    for name in ("hidden", "pooled"):
+        if name in group:
+            arr = group[name]
+            if arr.nchunks_initialized < arr.nchunks:
+                problems.append(
+                    f"`{name}` has {arr.nchunks - arr.nchunks_initialized} of {arr.nchunks} "
+                    f"chunks unwritten although the store is marked complete"
+                )
+    for i in range(ds.sizes["layer"]):
+        pooled = ds["pooled"].isel(layer=i).values
+        if not np.isfinite(pooled).all():
+            problems.append(f"pooled layer {int(ds['layer'].values[i])} holds NaN/Inf")
+            break
+    return problems
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    """A summary of a store for ``deepwide store info``."""
+
+    path: str
+    model_id: str
+    num_layers: int
+    dim: int
+    model_params: int
+    weights_hash: str
+    corpus_id: str
+    manifest_hash: str
+    splits: list[str] | None
+    layers: list[int]
+    frames_mode: str
+    dtype: str
+    n_utt: int
+    n_frames_total: int
+    n_stored_total: int
+    audio_s: float
+    nbytes: dict[str, int]
+    disk_bytes: int | None
+    skipped: list[list[str]]
+    completion: Completion
+
+    def lines(self) -> list[str]:
+        """Human-readable lines, one fact each."""
+        layers = self.layers
+        contiguous = layers == list(range(layers[0], layers[-1] + 1)) if layers else False
+        layer_text = f"{layers[0]}..{layers[-1]}" if contiguous and len(layers) > 2 else ",".join(map(str, layers))
+        sizes = ", ".join(f"{k} {_fmt_bytes(v)}" for k, v in self.nbytes.items())
+        disk = f" ({_fmt_bytes(self.disk_bytes)} on disk)" if self.disk_bytes is not None else ""
+        frames = (
+            f"{self.frames_mode}: {self.n_stored_total:,} of {self.n_frames_total:,} frames stored, {self.dtype}"
+            if self.frames_mode != "none"
+            else f"none: pooled only ({self.n_frames_total:,} frames pooled)"
+        )
+        out = [
+            f"store      {self.path}",
+            f"model      {self.model_id}: {self.num_layers} layers × {self.dim}, "
+            f"{self.model_params:,} params, weights {self.weights_hash[:12]}",
+            f"corpus     {self.corpus_id} (manifest {self.manifest_hash}), splits "
+            f"{','.join(self.splits) if self.splits else 'all'}",
+            f"layers     {layer_text} ({len(layers)} stored)",
+            f"utterances {self.n_utt:,} ({_fmt_seconds(self.audio_s)} of audio)",
+            f"frames     {frames}",
+            f"size       {sizes}{disk}",
+            f"skipped    {len(self.skipped)} utterance(s)"
+            + (f", e.g. {self.skipped[0][0]}: {self.skipped[0][1]}" if self.skipped else ""),
+            f"status     {self.completion.describe()}",
+        ]
+        return out
+
+
+def _fmt_seconds(s: float) -> str:
+    return f"{s:.1f} s" if s < 600 else f"{s / 3600:.2f} h"
+
+
+def _fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"
+
+
+def store_info(path: str | Path) -> StoreInfo:
+    """Summarise a store (complete or not) without reading features.
+
+    Raises:
+        StoreError: not a readable store of this schema.
+    """
+    ds = _open_dataset(path)
+    problems = schema_problems(ds)
+    if problems:
+        raise StoreError(f"store {path} does not follow the deepwide store schema: {problems[0]}")
+    attrs = ds.attrs
+    cfg = _json_attr(attrs, "extract_config") or {}
+    n_frames = ds["n_frames"].values
+    rate = float(attrs.get("frame_rate_hz", 50.0))
+    nbytes = {name: int(ds[name].size * ds[name].dtype.itemsize) for name in ("hidden", "pooled") if name in ds}
+    p = _local(path)
+    disk = None
+    if p is not None:
+        disk = sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    return StoreInfo(
+        path=str(path),
+        model_id=str(attrs["model_id"]),
+        num_layers=int(attrs["num_layers"]),
+        dim=int(attrs["dim"]),
+        model_params=int(attrs["model_params"]),
+        weights_hash=str(attrs["model_weights_hash"]),
+        corpus_id=str(attrs["corpus_id"]),
+        manifest_hash=str(attrs["manifest_hash"]),
+        splits=cfg.get("splits"),
+        layers=[int(x) for x in ds["layer"].values],
+        frames_mode=str(attrs["frames_mode"]),
+        dtype=str(attrs["dtype"]),
+        n_utt=int(ds.sizes["utt"]),
+        n_frames_total=int(n_frames.sum()),
+        n_stored_total=int(ds["n_stored"].values.sum()),
+        audio_s=float(n_frames.sum()) / rate,
+        nbytes=nbytes,
+        disk_bytes=disk,
+        skipped=list(_json_attr(attrs, "skipped") or []),
+        completion=read_completion(path, attrs),
+    )

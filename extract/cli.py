@@ -1,0 +1,96 @@
+"""``deepwide extract`` and ``deepwide store {info,validate}``: parse options, hand off.
+
+Heavy modules (torch, xarray, zarr) are imported inside the commands, so mounting these
+commands costs nothing.
+"""
+
+from __future__ import annotations
+
+import click
+from deepwide.extract.config import (
+    BAD_AUDIO_POLICIES,
+    DTYPES,
+    ExtractConfig,
+    parse_frames,
+    parse_layers,
+    parse_shard,
+    parse_splits,
+)
+
+
+@click.command("extract")
+@click.option("--model", "model", required=True, help="Model spec: tiny-teacher, random:NAME, a checkpoint …")
+@click.option("--corpus", "corpus", required=True, help="Corpus spec: synth, NAME:PATH or a folder with manifest.jsonl.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Feature store to create or resume.")
+@click.option("--splits", default=None, help="Comma list of splits to keep (default: all).")
+@click.option("--layers", default="all", show_default=True, help="all, or indices like 0,4,8 or 0-12.")
+@click.option("--frames", default="all", show_default=True, help="all | sample:K (K seeded frames per utterance) | none (pooled only).")
+@click.option("--dtype", type=click.Choice(DTYPES), default="float16", show_default=True, help="Storage type of frame features.")
+@click.option("--batch-seconds", type=float, default=ExtractConfig.batch_seconds, show_default=True, help="Padded audio seconds per batch.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:i].")
+@click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True, help="Audio-decoding processes (0: a thread).")
+@click.option("--shard", default=None, help="k/n: write only shard k of n (run one process per shard).")
+@click.option("--on-bad-audio", type=click.Choice(BAD_AUDIO_POLICIES), default="error", show_default=True, help="Stop at bad audio, or skip and record it.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar in audio seconds.")
+@click.pass_context
+def extract(
+    ctx: click.Context, model: str, corpus: str, out: str, splits: str | None, layers: str,
+    frames: str, dtype: str, batch_seconds: float, device: str, workers: int, shard: str | None,
+    on_bad_audio: str, progress: bool,
+) -> None:
+    """Cache every chosen layer of MODEL over CORPUS in the feature store OUT.
+
+    Rerun the same command to resume after an interruption; run one process per --shard k/n
+    to split the work (the store is complete when every shard is).
+    """
+    from deepwide.extract.run import run_extract
+
+    from deepwide.config import config_from_dict
+
+    seed = getattr(ctx.obj, "seed", 0)
+    parse_frames(frames)
+    config = config_from_dict(
+        ExtractConfig,
+        dict(
+            layers=parse_layers(layers), frames=frames, dtype=dtype, splits=parse_splits(splits),
+            batch_seconds=batch_seconds, seed=seed, on_bad_audio=on_bad_audio,
+        ),
+        where="extract options",
+    )
+    report = run_extract(
+        model, corpus, out, config, shard=parse_shard(shard), device=device, workers=workers,
+        seed=seed, progress=progress,
+    )
+    click.echo(report.summary())
+
+
+@click.group("store")
+def store() -> None:
+    """Inspect and check feature stores."""
+
+
+@store.command("info")
+@click.argument("path", type=click.Path())
+def info(path: str) -> None:
+    """Print model, corpus, layers, sizes and completeness of the store PATH."""
+    from deepwide.store import store_info
+
+    for line in store_info(path).lines():
+        click.echo(line)
+
+
+@store.command("validate")
+@click.argument("path", type=click.Path())
+@click.option("--data/--no-data", default=True, show_default=True, help="Also check every chunk is written and pooled is finite.")
+@click.pass_context
+def validate(ctx: click.Context, path: str, data: bool) -> None:
+    """Check the store PATH against the schema and for completeness (exit 1 on problems)."""
+    from deepwide.store import validate_store
+
+    problems = validate_store(path, data=data)
+    if problems:
+        for p in problems:
+            click.echo(f"problem: {p}")
+        click.echo(f"{path}: {len(problems)} problem(s)")
+        ctx.exit(1)
+    click.echo(f"{path}: valid and complete")

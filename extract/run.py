@@ -1,0 +1,475 @@
+"""`deepwide extract`: run a model over a corpus and cache its layers in a feature store.
+
+:func:`extract_features` is the library entry point (an encoder and a manifest in hand);
+:func:`run_extract` resolves a model spec and a corpus spec first (what the CLI calls).
+
+One run: plan the store (or read the plan of the existing one), refuse a store of another
+model/corpus/config, take the writer lock, then for each shard to write: decode batches in
+worker processes, run the model under ``torch.inference_mode``, gather the stored frames and
+the pooled means on the device, and hand them to the writer thread, which appends them to the
+store while the next batch is computed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from deepwide.extract.config import ExtractConfig
+from deepwide.extract.faults import fault_point
+from deepwide.extract.loading import batch_requests, make_executor, prefetch_batches
+from deepwide.extract.locks import WriterLock
+from deepwide.extract.plan import ExtractPlan, build_plan, num_frames, plan_from_store
+from deepwide.extract.writer import ShardWriter
+from tqdm.auto import tqdm
+
+from deepwide import __version__
+from deepwide.corpora.manifest import Manifest
+from deepwide.errors import ConfigError, ModelError
+from deepwide.store import (
+    StoreSkeleton,
+    check_identity,
+    check_shards,
+    create_store,
+    default_chunks,
+    finalize_store,
+    is_store,
+    open_arrays,
+    read_completion,
+    read_plan,
+    read_shard_state,
+    write_shard_state,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExtractReport:
+    """What one extraction run did.
+
+    Attributes:
+        store: the store path.
+        created: this run created the store.
+        complete: the store is complete after the run.
+        shards_written: shards this run worked on.
+        batches: batches computed by this run.
+        utterances: utterances computed by this run.
+        audio_s: audio seconds computed by this run.
+        elapsed_s: wall time of the compute loop.
+        skipped: utterances left out of the store (bad audio), ``(utt_id, reason)``.
+    """
+
+    store: Path
+    created: bool
+    complete: bool
+    shards_written: tuple[int, ...]
+    batches: int
+    utterances: int
+    audio_s: float
+    elapsed_s: float
+    skipped: tuple[tuple[str, str], ...]
+
+    def summary(self) -> str:
+        """One line for the command's output."""
+        speed = self.audio_s / self.elapsed_s if self.elapsed_s > 0 else float("nan")
+        state = "complete" if self.complete else "incomplete (other shards remain)"
+        done = (
+            f"extracted {self.utterances} utterances ({self.audio_s:.1f} s of audio, "
+            f"{speed:.1f}× real time)" if self.batches else "nothing left to extract"
+        )
+        skipped = f"; {len(self.skipped)} skipped" if self.skipped else ""
+        return f"{self.store}: {done}{skipped}; store {state}"
+
+
+def _encoder_frames_fn(encoder: Any) -> Callable[[int], int]:
+    """16 kHz samples -> valid frames of ``encoder``: its ``num_frames`` method, the frame rule
+    of its front-end config (deepwide encoders), or the 400/320 grid."""
+    fn = getattr(encoder, "num_frames", None)
+    if callable(fn):
+        return fn
+    frontend = getattr(getattr(encoder, "config", None), "frontend", None)
+    if frontend is not None:
+        from deepwide.models.frontend import frames_for
+
+        return lambda n: int(frames_for(frontend, torch.tensor([int(n)]))[0])
+    return num_frames
+
+
+def _num_params(encoder: Any) -> int:
+    fn = getattr(encoder, "num_params", None)
+    if callable(fn):
+        return int(fn())
+    if isinstance(encoder, torch.nn.Module):
+        return int(sum(p.numel() for p in encoder.parameters()))
+    return 0
+
+
+def store_identity(encoder: Any, manifest: Manifest, config: ExtractConfig) -> dict[str, Any]:
+    """The identity attrs (:data:`deepwide.store.IDENTITY_ATTRS`) a run of ``encoder`` on ``manifest`` writes."""
+    from deepwide.store import SCHEMA_VERSION
+
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "model_id": str(encoder.model_id),
+        "model_weights_hash": str(encoder.weights_hash()),
+        "model_config": encoder.config_dict(),
+        "corpus_id": manifest.corpus_id,
+        "manifest_hash": manifest.content_hash(),
+        "extract_config": config.identity(int(encoder.num_layers)),
+    }
+
+
+def build_skeleton(
+    plan: ExtractPlan,
+    manifest: Manifest,
+    selected: Manifest,
+    encoder: Any,
+    config: ExtractConfig,
+    identity: dict[str, Any],
+    *,
+    frame_chunk: int | None = None,
+    utt_chunk: int | None = None,
+) -> StoreSkeleton:
+    """The coords, attrs and shapes of a new store for ``plan``.
+
+    Args:
+        plan: the layout.
+        manifest: the whole corpus (phone set, label sets).
+        selected: the corpus restricted to the wanted splits (trials).
+        encoder: the model.
+        config: extraction config.
+        identity: :func:`store_identity` of this run.
+        frame_chunk, utt_chunk: chunk sizes (default: :func:`deepwide.store.default_chunks`).
+    """
+    phone_set = list(manifest.phone_set) or sorted(
+        {p for u in manifest.utterances for p, _, _ in u.phones if p}
+    )
+    phone_index = {p: i for i, p in enumerate(phone_set)}
+
+    def col(name: str) -> np.ndarray:
+        return np.array([getattr(u, name) or "" for u in plan.utts], dtype=object)
+
+    utt_coords: dict[str, np.ndarray] = {
+        name: col(name)
+        for name in ("utt_id", "speaker", "split", "sid_split", "kind", "keyword", "intent", "emotion", "text")
+    }
+    utt_coords.update(n_frames=plan.n_frames, n_stored=plan.n_stored, frame_offset=plan.frame_offset)
+    frame_coords = plan.frame_coords(phone_index) if config.frames_per_utt != 0 else None
+    kept = {u.utt_id for u in plan.utts}
+    trials = [[t.utt_a, t.utt_b, int(t.target)] for t in selected.trials if t.utt_a in kept and t.utt_b in kept]
+    layers = config.resolve_layers(int(encoder.num_layers))
+    dflt_frames, dflt_utts = default_chunks(int(encoder.dim), config.dtype)
+    attrs = dict(identity)
+    attrs.update(
+        model_params=_num_params(encoder),
+        num_layers=int(encoder.num_layers),
+        dim=int(encoder.dim),
+        phone_set=phone_set,
+        label_sets=manifest.label_sets(),
+        trials=trials,
+        frame_rate_hz=float(encoder.frame_rate_hz),
+        dtype=config.dtype if config.frames_per_utt != 0 else "float32",
+        frames_mode=config.frames,
+        deepwide_version=__version__,
+        completion={"complete": False, "shards": plan.n_shards, "done": []},
+        skipped=[list(s) for s in plan.skipped],
+    )
+    return StoreSkeleton(
+        utt_coords=utt_coords,
+        frame_coords=frame_coords,
+        layers=layers,
+        dim=int(encoder.dim),
+        dtype=config.dtype,
+        attrs=attrs,
+        frame_chunk=frame_chunk or dflt_frames,
+        utt_chunk=utt_chunk or dflt_utts,
+        plan=plan.to_json(),
+        shards=plan.n_shards,
+    )
+
+
+def compute_batch(
+    encoder: Any,
+    wavs: np.ndarray,
+    lengths: np.ndarray,
+    layers: tuple[int, ...],
+    expected_frames: np.ndarray,
+    positions: list[np.ndarray] | None,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """Run one batch and gather what the store keeps.
+
+    Args:
+        encoder: the model (``hidden_states`` interface).
+        wavs: (B, S) float32 padded audio.
+        lengths: (B,) valid samples.
+        layers: layer indices to keep.
+        expected_frames: (B,) planned valid frames (checked against the model's).
+        positions: stored frame positions of each utterance, or None to store no frames.
+        dtype: storage dtype of the frames.
+        device: where the model runs.
+
+    Returns:
+        ``(hidden (L', rows, D) or None, pooled (L', B, D) float32)``; rows are the stored
+        frames of the batch's utterances, in order.
+
+    Raises:
+        ModelError: the model's frame counts differ from the plan, or it produced NaN/Inf
+            (or values that overflow ``dtype``).
+    """
+    with torch.inference_mode():
+        x = torch.from_numpy(wavs).to(device, non_blocking=True)
+        lens = torch.from_numpy(lengths).to(device)
+        states, frame_lengths = encoder.hidden_states(x, lens)
+        got = frame_lengths.detach().cpu().numpy().astype(np.int64)
+        if not np.array_equal(got, expected_frames):
+            bad = int(np.nonzero(got != expected_frames)[0][0])
+            raise ModelError(
+                f"model {encoder.model_id} returned {got[bad]} frames for a {lengths[bad]}-sample input "
+                f"but the 50 Hz grid gives {expected_frames[bad]}; give the model a num_frames(num_samples) method"
+            )
+        t_max = states[0].shape[1]
+        flen = frame_lengths.to(device)
+        mask = (torch.arange(t_max, device=device)[None, :] < flen[:, None]).to(states[0].dtype)  # (B, T)
+        denom = flen.to(states[0].dtype)[:, None]
+        idx = None
+        if positions is not None:
+            idx = torch.cat(
+                [torch.from_numpy(p).long() + i * t_max for i, p in enumerate(positions)]
+            ).to(device)
+        pooled_l, rows_l = [], []
+        for layer in layers:
+            h = states[layer]  # (B, T, D)
+            pooled_l.append(torch.einsum("btd,bt->bd", h, mask) / denom)
+            if idx is not None:
+                rows_l.append(h.reshape(-1, h.shape[-1]).index_select(0, idx).to(dtype))
+        pooled = torch.stack(pooled_l).float()
+        hidden = torch.stack(rows_l) if idx is not None else None
+        for name, t in (("pooled", pooled), ("hidden", hidden)):
+            if t is not None and not bool(torch.isfinite(t).all()):
+                raise ModelError(
+                    f"model {encoder.model_id} produced NaN/Inf {name} features"
+                    + (" (or values beyond float16's range: rerun with --dtype float32)" if dtype == torch.float16 else "")
+                )
+        hidden_np = hidden.cpu().numpy() if hidden is not None else None
+        return hidden_np, pooled.cpu().numpy()
+
+
+def _read_utt_coords(store: Path) -> dict[str, np.ndarray]:
+    import zarr
+
+    group = zarr.open_group(str(store), mode="r", zarr_format=3)
+    return {name: np.asarray(group[name][:]) for name in ("utt_id", "n_frames", "n_stored", "frame_offset")}
+
+
+def extract_features(
+    encoder: Any,
+    manifest: Manifest,
+    out: str | Path,
+    config: ExtractConfig | None = None,
+    *,
+    shard: tuple[int, int] | None = None,
+    device: str = "cpu",
+    workers: int = 1,
+    progress: bool = True,
+    frame_chunk: int | None = None,
+    utt_chunk: int | None = None,
+) -> ExtractReport:
+    """Extract every chosen layer of ``encoder`` over ``manifest`` into the store ``out``.
+
+    Creates the store (pre-allocated, from a plan of batches and shards) or resumes it; a run
+    killed at any point and rerun gives the same store as an uninterrupted run.
+
+    Args:
+        encoder: a :class:`deepwide.models.base.SpeechEncoder` (``hidden_states``,
+            ``num_layers``, ``dim``, ``frame_rate_hz``, ``model_id``, ``config_dict()``,
+            ``weights_hash()``).
+        manifest: the whole corpus (``config.splits`` selects from it).
+        out: store path (local).
+        config: what to extract.
+        shard: ``(k, n)`` to write only shard k of n (other shards by other processes);
+            ``None`` writes every unfinished shard and excludes every other writer.
+        device: ``cpu`` or ``cuda[:i]``.
+        workers: audio-decoding processes (0: one thread in this process).
+        progress: show a progress bar (audio seconds per second).
+        frame_chunk, utt_chunk: chunk sizes of a new store (default ≈ 4 MiB / 1 MiB chunks).
+
+    Returns:
+        An :class:`ExtractReport`.
+
+    Raises:
+        StoreError: another model/corpus/config made the store, another writer holds it, or
+            the shard count differs.
+        AudioError: bad audio under ``on_bad_audio="error"``.
+        ConfigError: bad layers/device.
+    """
+    config = config or ExtractConfig()
+    out = Path(out).expanduser()
+    dev = _device(device)
+    if isinstance(encoder, torch.nn.Module):
+        encoder.to(dev).eval()
+    selected = manifest.select(config.splits)
+    identity = store_identity(encoder, manifest, config)
+    layers = config.resolve_layers(int(encoder.num_layers))
+    n_shards = shard[1] if shard else 1
+    created = False
+    with make_executor(workers) as executor:
+        if not is_store(out):
+            plan = build_plan(
+                selected, config, n_shards=n_shards, frames_fn=_encoder_frames_fn(encoder), executor=executor
+            )
+            skeleton = build_skeleton(
+                plan, manifest, selected, encoder, config, identity,
+                frame_chunk=frame_chunk, utt_chunk=utt_chunk,
+            )
+            created = create_store(out, skeleton, before_rename=lambda: fault_point("create"))
+        check_identity(out, identity)
+        if shard is not None:
+            check_shards(out, n_shards)
+        completion = read_completion(out)
+        skipped = tuple(tuple(s) for s in _skipped(out))
+        if completion.complete:
+            log.info("store %s is already complete", out)
+            return ExtractReport(out, created, True, (), 0, 0, 0.0, 0.0, skipped)  # type: ignore[arg-type]
+        with WriterLock(out, shard[0] if shard else None):
+            plan = plan_from_store(read_plan(out), _read_utt_coords(out), selected, config)
+            todo = [shard[0]] if shard else list(completion.missing)
+            stats = np.zeros(4)  # batches, utterances, audio seconds, elapsed
+            for k in todo:
+                stats += _extract_shard(
+                    encoder, plan, out, k, layers, config, dev, executor, workers, progress
+                )
+            complete = finalize_store(out)
+    report = ExtractReport(
+        store=out,
+        created=created,
+        complete=complete,
+        shards_written=tuple(todo),
+        batches=int(stats[0]),
+        utterances=int(stats[1]),
+        audio_s=float(stats[2]),
+        elapsed_s=float(stats[3]),
+        skipped=skipped,  # type: ignore[arg-type]
+    )
+    log.info("%s", report.summary())
+    return report
+
+
+def _skipped(out: Path) -> list[list[str]]:
+    import json
+
+    from deepwide.store import read_attrs
+
+    return json.loads(read_attrs(out).get("skipped", "[]"))
+
+
+def _device(device: str) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"--device {device!r} is not a torch device; use cpu or cuda") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda but CUDA is not available here; use --device cpu")
+    return dev
+
+
+def _extract_shard(
+    encoder: Any,
+    plan: ExtractPlan,
+    out: Path,
+    k: int,
+    layers: tuple[int, ...],
+    config: ExtractConfig,
+    dev: torch.device,
+    executor: Any,
+    workers: int,
+    progress: bool,
+) -> np.ndarray:
+    """Compute and write the unfinished batches of shard ``k``. Returns [batches, utts, audio s, s]."""
+    state = read_shard_state(out, k)
+    b0, b1 = int(plan.shard_starts[k]), int(plan.shard_starts[k + 1])
+    if state.get("done"):
+        return np.zeros(4)
+    start = max(b0, int(state.get("next_batch") or b0))
+    if start >= b1:
+        write_shard_state(out, k, {"next_batch": b1, "done": True, "shard": k})
+        return np.zeros(4)
+    if start > b0:
+        log.info("resuming shard %d at batch %d of %d..%d", k, start, b0, b1)
+    hidden_arr, pooled_arr = open_arrays(out)
+    store_frames = config.frames_per_utt != 0
+    torch_dtype = torch.float16 if config.dtype == "float16" else torch.float32
+    batches = range(start, b1)
+    utt_ids = [u.utt_id for u in plan.utts]
+    requests = batch_requests(
+        batches, [plan.batch_utts(b) for b in batches], plan.paths, plan.n_samples, utt_ids
+    )
+    total_s = sum(plan.batch_seconds(b) for b in batches)
+    writer = ShardWriter(out, plan, k, start, b1, hidden_arr, pooled_arr, depth=2)
+    n_utts = 0
+    t0 = time.perf_counter()
+    bar = tqdm(
+        total=round(total_s, 1), unit="s", unit_scale=False, desc=f"extract {plan.n_shards > 1 and f'shard {k} ' or ''}(audio s)",
+        disable=not progress, leave=False, dynamic_ncols=True,
+    )
+    try:
+        for b, wavs, lengths in prefetch_batches(executor, requests, depth=max(2, 2 * workers)):
+            utts = plan.batch_utts(b)
+            positions = [plan.positions(u) for u in utts] if store_frames else None
+            hidden, pooled = compute_batch(
+                encoder, wavs, lengths, layers, plan.n_frames[utts.start : utts.stop],
+                positions, torch_dtype, dev,
+            )
+            fault_point("batch")
+            writer.submit(b, hidden, pooled)
+            n_utts += len(utts)
+            bar.update(round(plan.batch_seconds(b), 1))
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        bar.close()
+    elapsed = time.perf_counter() - t0
+    log.debug("shard %d: writer busy %.2f s of %.2f s", k, writer.busy_s, elapsed)
+    return np.array([len(batches), n_utts, total_s, elapsed])
+
+
+def run_extract(
+    model: str,
+    corpus: str,
+    out: str | Path,
+    config: ExtractConfig | None = None,
+    *,
+    shard: tuple[int, int] | None = None,
+    device: str = "cpu",
+    workers: int = 1,
+    seed: int = 0,
+    progress: bool = True,
+) -> ExtractReport:
+    """Resolve ``model`` and ``corpus`` specs, then :func:`extract_features`.
+
+    Args:
+        model: a model spec for :func:`deepwide.models.load_model` (``tiny-teacher``,
+            ``random:tiny-teacher``, a checkpoint path …).
+        corpus: a corpus spec for :func:`deepwide.corpora.resolve_corpus`.
+        out, config, shard, device, workers, progress: as in :func:`extract_features`.
+        seed: seed of randomly initialised models (``random:`` twins).
+    """
+    from deepwide.corpora import resolve_corpus
+    from deepwide.models import load_model
+
+    manifest = resolve_corpus(corpus)
+    _device(device)
+    encoder = load_model(model, seed=seed, device=device)
+    return extract_features(
+        encoder, manifest, out, config, shard=shard, device=device, workers=workers, progress=progress
+    )

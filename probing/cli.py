@@ -1,0 +1,95 @@
+"""``deepwide probe``: layerwise probes on feature stores (parses options, hands off).
+
+Heavy imports (torch, xarray) happen inside the command, so ``deepwide --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+from deepwide.probing.tasks import TASKS
+
+log = logging.getLogger(__name__)
+
+
+def _task_lines() -> str:
+    return "\n".join(f"  {n:<10} {TASKS.get(n).description}" for n in TASKS.names())
+
+
+def _parse_penalties(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        out = tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers") from None
+    if not out or any(v <= 0 for v in out):
+        raise click.BadParameter("penalties must be positive numbers, e.g. 1,0.1,0.01")
+    return out
+
+
+@click.command(
+    "probe",
+    epilog="\b\nTasks:\n" + _task_lines(),
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.option("--task", "tasks", multiple=True, required=True, type=click.Choice([*TASKS.names(), "all"]),
+              help="Task to probe (repeatable); 'all' = every task the stores can serve.")
+@click.option("--store", "stores", multiple=True, required=True, type=click.Path(path_type=Path),
+              help="Feature store of one model (repeatable: several models in one table).")
+@click.option("--null", "nulls", multiple=True, type=click.Path(path_type=Path),
+              help="Store of a random-init twin, probed as its own null model entry (repeatable).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write probe.nc and probe.csv here.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--max-train-frames", type=click.IntRange(min=1), default=50_000, show_default=True,
+              help="Cap on training frames of frame-level tasks (random frames, seeded).")
+@click.option("--max-eval-frames", type=click.IntRange(min=1), default=50_000, show_default=True,
+              help="Cap on dev and on test frames (whole utterances, seeded).")
+@click.option("--penalties", callback=_parse_penalties, default=None,
+              help="Comma-separated L2 grid on the mean-loss scale [default: 1,0.1,…,1e-5].")
+@click.option("--boot", "n_boot", type=click.IntRange(min=10), default=1000, show_default=True,
+              help="Bootstrap replicates for the 95% intervals.")
+@click.option("--weighted-sum/--no-weighted-sum", default=True, show_default=True,
+              help="Also train the SUPERB weighted-sum probe.")
+@click.option("--include-silence", is_flag=True, help="Keep silence frames in the phone task.")
+@click.option("--segment-frames", type=click.IntRange(min=1), default=1, show_default=True,
+              help="sid-frame: average this many consecutive frames per sample.")
+@click.pass_context
+def probe(
+    ctx: click.Context,
+    tasks: tuple[str, ...],
+    stores: tuple[Path, ...],
+    nulls: tuple[Path, ...],
+    out_dir: Path | None,
+    device: str,
+    max_train_frames: int,
+    max_eval_frames: int,
+    penalties: tuple[float, ...] | None,
+    n_boot: int,
+    weighted_sum: bool,
+    include_silence: bool,
+    segment_frames: int,
+) -> None:
+    """Layerwise linear probes (and the weighted-sum probe) on one or more feature stores.
+
+    Prints a per-layer table per model and task with the best layer marked `*`; with --out
+    writes probe.nc and probe.csv (docs/results-schema.md).
+    """
+    from deepwide.probing.run import ProbeConfig, format_table, probe_stores, write_results
+
+    seed = getattr(ctx.obj, "seed", 0)
+    use_all = "all" in tasks
+    names = TASKS.names() if use_all else list(dict.fromkeys(tasks))
+    kwargs = {} if penalties is None else {"penalties": penalties}
+    config = ProbeConfig(
+        max_train_frames=max_train_frames, max_eval_frames=max_eval_frames, include_silence=include_silence,
+        segment_frames=segment_frames, n_boot=n_boot, weighted_sum=weighted_sum, device=device, **kwargs,
+    )
+    results = probe_stores(list(stores), names, config, nulls=list(nulls), seed=seed, skip_unservable=use_all)
+    click.echo(format_table(results), nl=False)
+    if out_dir is not None:
+        nc, csv = write_results(results, out_dir)
+        click.echo(f"wrote {nc} and {csv}")

@@ -1,0 +1,393 @@
+"""A fast multi-layer, multi-penalty softmax (multinomial logistic regression) probe.
+
+The layerwise probing search — for every layer and every L2 penalty of a grid, fit a
+multinomial logistic regression, pick the penalty on dev, score test — is the inner loop of the
+toolkit. Written by hand with scikit-learn it is ``layers × penalties`` independent float64
+L-BFGS fits. This module solves the same problems, to the same optimum, with less work:
+
+* **All layers at once.** The layers of a store are one batched problem ``(B, n, d)`` (torch;
+  CUDA when asked). Layers that have converged leave the active set.
+* **One path, warm-started.** Penalties are visited from the strongest to the weakest; each
+  fit starts from the previous optimum *and keeps the L-BFGS curvature pairs*, corrected
+  exactly for the change of penalty (``y ← y + Δλ·s`` on the weights), so the solver resumes
+  with a good Hessian model instead of rebuilding it.
+* **A Kronecker preconditioner.** The Hessian of the mean softmax loss is close to
+  ``Σ ⊗ A`` (``Σ`` the feature covariance, ``A`` the class curvature). Hidden states are
+  strongly correlated, so plain L-BFGS sees a badly conditioned problem; using
+  ``H₀ = γ (Σ + μI)⁻¹`` (one ``d × d`` eigendecomposition per layer, shared by all penalties,
+  ``μ = λ·K``) as the initial inverse Hessian removes most of that.
+* **float32 and fewer passes.** One fused loss-and-gradient pass per iteration, Armijo
+  backtracking only on the layers that need it.
+
+Objective (per layer ``b``), with ``x`` standardised, ``W`` of shape ``(d, K)``, bias ``c``::
+
+    f_b(W, c) = mean_i[ -log softmax(x_i W + c)_{y_i} ] + λ/2 · ||W||²_F
+
+which is scikit-learn's ``LogisticRegression(C=1/(λ·n))`` objective divided by ``C·n`` (the
+bias is not penalised in either). :func:`sklearn_c` converts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+#: Default L2 grid (on the mean-loss scale above), strongest first.
+DEFAULT_PENALTIES: tuple[float, ...] = (1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
+
+
+def sklearn_c(penalty: float, n_samples: int) -> float:
+    """scikit-learn's ``C`` for the same optimum as our ``penalty`` on ``n_samples`` samples."""
+    return 1.0 / (penalty * n_samples)
+
+
+#: below this many multiply-adds per loss pass, CPU work runs on one thread: intra-op threads
+#: cost more than they save on small problems, and far more on a busy machine.
+SMALL_WORK = 50_000_000
+
+
+@contextmanager
+def cpu_threads(work: float, device: str | torch.device = "cpu") -> Iterator[None]:
+    """Run small CPU problems (``work`` multiply-adds per pass) on one torch thread.
+
+    Restores the previous thread count on exit; a no-op for large problems and for CUDA.
+    """
+    if torch.device(device).type != "cpu" or work >= SMALL_WORK or torch.get_num_threads() == 1:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@dataclass
+class SolverStats:
+    """Work done by one :func:`fit_softmax_path` call (for logging and benchmarks)."""
+
+    iterations: int = 0  # L-BFGS iterations summed over penalties (batched: max over layers)
+    evaluations: int = 0  # loss+gradient passes, counted per layer
+    seconds_precondition: float = 0.0
+
+
+@dataclass
+class SoftmaxPath:
+    """The result of fitting a whole penalty grid for a batch of layers.
+
+    Attributes:
+        penalties: ``(P,)`` the grid, strongest first.
+        dev_accuracy: ``(B, P)`` dev accuracy of every layer at every penalty (NaN when no dev).
+        best_index: ``(B,)`` index into ``penalties`` chosen on dev (ties → stronger penalty).
+        coef: ``(B, d, K)`` float32 weights at the chosen penalty.
+        intercept: ``(B, K)`` float32 biases at the chosen penalty.
+        converged: ``(B, P)`` whether the gradient tolerance was reached.
+        stats: work counters.
+    """
+
+    penalties: np.ndarray
+    dev_accuracy: np.ndarray
+    best_index: np.ndarray
+    coef: torch.Tensor
+    intercept: torch.Tensor
+    converged: np.ndarray
+    stats: SolverStats
+
+    @property
+    def best_penalty(self) -> np.ndarray:
+        """``(B,)`` the chosen penalty of each layer."""
+        return self.penalties[self.best_index]
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Scores of standardised features.
+
+        Args:
+            x: ``(B, m, d)`` features (same standardisation as training).
+
+        Returns:
+            ``(B, m, K)`` logits.
+        """
+        coef = self.coef.to(x.device)
+        return torch.baddbmm(self.intercept.to(x.device)[:, None, :], x, coef)
+
+
+def fit_softmax_path(
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    num_classes: int,
+    penalties: tuple[float, ...] | list[float] | np.ndarray = DEFAULT_PENALTIES,
+    **kwargs: object,
+) -> SoftmaxPath:
+    """Fit L2-penalised multinomial logistic regression for every layer and penalty.
+
+    Args:
+        x_train: ``(B, n, d)`` float32 standardised training features of ``B`` layers.
+        y_train: ``(n,)`` int64 class indices in ``[0, num_classes)``.
+        num_classes: ``K``.
+        penalties: L2 strengths ``λ`` (any order; solved strongest first).
+        **kwargs: ``x_dev`` ``(B, m, d)`` and ``y_dev`` ``(m,)`` (dev set choosing the penalty;
+            without it the weakest penalty is kept — pass a one-penalty grid to fit a fixed
+            penalty), ``tol`` (stop a layer when ``max |∇f|`` on the mean-loss scale falls
+            below it, as scikit-learn's ``tol``; default 1e-4), ``max_iter`` (per penalty,
+            500), ``history`` (L-BFGS memory, 10), ``precondition`` (covariance
+            preconditioner, True), ``keep_history`` (carry curvature pairs across penalties,
+            True).
+
+    Returns:
+        A :class:`SoftmaxPath` whose ``coef``/``intercept`` are the dev-chosen fits.
+    """
+    nb, n, d = x_train.shape
+    with cpu_threads(float(nb) * n * d * max(int(num_classes), 1), x_train.device):
+        return _fit_softmax_path(x_train, y_train, num_classes, penalties, **kwargs)  # type: ignore[arg-type]
+
+
+def _fit_softmax_path(
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    num_classes: int,
+    penalties: tuple[float, ...] | list[float] | np.ndarray = DEFAULT_PENALTIES,
+    *,
+    x_dev: torch.Tensor | None = None,
+    y_dev: torch.Tensor | None = None,
+    tol: float = 1e-4,
+    max_iter: int = 500,
+    history: int = 10,
+    precondition: bool = True,
+    keep_history: bool = True,
+) -> SoftmaxPath:
+    """Implementation of :func:`fit_softmax_path` (keyword arguments documented there)."""
+    if x_train.dim() != 3:
+        raise ValueError(f"x_train must be (layers, samples, features), got {tuple(x_train.shape)}")
+    lams = np.sort(np.asarray(penalties, dtype=np.float64))[::-1].copy()
+    if np.any(lams <= 0):
+        raise ValueError("penalties must be positive")
+    nb, n, d = x_train.shape
+    k = int(num_classes)
+    dev = x_train.device
+    x_train = x_train.float()
+    y_train = y_train.to(dev, torch.int64)
+    have_dev = x_dev is not None and y_dev is not None and y_dev.numel() > 0
+    if have_dev:
+        x_dev = x_dev.to(dev).float()  # type: ignore[union-attr]
+        y_dev = y_dev.to(dev, torch.int64)  # type: ignore[union-attr]
+    stats = SolverStats()
+    onehot_idx = y_train
+
+    # ---- shared work: covariance eigendecomposition per layer (for the preconditioner) ----
+    eigval = eigvec = None
+    if precondition:
+        import time
+
+        t0 = time.perf_counter()
+        cov = torch.bmm(x_train.transpose(1, 2), x_train) / n  # (B, d, d)
+        eigval, eigvec = torch.linalg.eigh(cov.double())
+        eigval = eigval.clamp_min(0).float()
+        eigvec = eigvec.float()
+        del cov
+        stats.seconds_precondition = time.perf_counter() - t0
+
+    theta = torch.zeros(nb, d + 1, k, device=dev)  # rows 0..d-1 weights, row d bias
+    s_hist: list[torch.Tensor] = []  # each (B, d+1, K)
+    y_hist: list[torch.Tensor] = []
+
+    def loss_grad(idx: list[int], th: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss ``(A,)`` and gradient ``(A, d+1, K)`` for the layers ``idx``."""
+        w, c = th[:, :d], th[:, d]
+        if len(idx) == nb:
+            z = torch.baddbmm(c[:, None, :], x_train, w)
+        else:
+            z = torch.stack([torch.addmm(c[j], x_train[i], w[j]) for j, i in enumerate(idx)])
+        logp = torch.log_softmax(z, dim=2)
+        nll = -logp.gather(2, onehot_idx.view(1, n, 1).expand(len(idx), n, 1)).mean(dim=(1, 2))
+        p = logp.exp_()
+        p.scatter_add_(2, onehot_idx.view(1, n, 1).expand(len(idx), n, 1), torch.full((len(idx), n, 1), -1.0, device=dev))
+        p /= n
+        g = torch.empty_like(th)
+        if len(idx) == nb:
+            torch.bmm(x_train.transpose(1, 2), p, out=g[:, :d])
+        else:
+            for j, i in enumerate(idx):
+                torch.mm(x_train[i].T, p[j], out=g[j, :d])
+        g[:, d] = p.sum(dim=1)
+        g[:, :d] += lam * w
+        f = nll + 0.5 * lam * (w * w).sum(dim=(1, 2))
+        stats.evaluations += len(idx)
+        return f, g
+
+    def apply_h0(g: torch.Tensor, idx: list[int], lam: float) -> torch.Tensor:
+        """Initial inverse-Hessian model ``(Σ + μI)⁻¹`` on the weight rows, 1 on the bias."""
+        if eigvec is None:
+            return g.clone()
+        v = eigvec[idx]
+        mu = lam * k
+        out = torch.empty_like(g)
+        proj = torch.bmm(v.transpose(1, 2), g[:, :d])
+        proj /= (eigval[idx] + mu)[:, :, None]
+        out[:, :d] = torch.bmm(v, proj)
+        out[:, d] = g[:, d]
+        return out
+
+    def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a * b).sum(dim=(1, 2))
+
+    dev_acc = np.full((nb, len(lams)), np.nan)
+    converged = np.zeros((nb, len(lams)), dtype=bool)
+    best_theta = theta.clone()
+    best_acc = np.full(nb, -np.inf)
+    best_index = np.full(nb, len(lams) - 1, dtype=np.int64)
+    prev_lam: float | None = None
+
+    for pi, lam in enumerate(lams):
+        lam = float(lam)
+        # exact correction of stored curvature pairs for the new penalty
+        if keep_history and prev_lam is not None:
+            dl = lam - prev_lam
+            for s_, y_ in zip(s_hist, y_hist, strict=True):
+                y_[:, :d] += dl * s_[:, :d]
+        elif not keep_history:
+            s_hist, y_hist = [], []
+        prev_lam = lam
+        active = list(range(nb))
+        f, g = loss_grad(active, theta, lam)
+        gmax = g.abs().amax(dim=(1, 2))
+        it = 0
+        while active and it < max_iter:
+            keep = [j for j, i in enumerate(active) if float(gmax[j]) > tol]
+            for j, i in enumerate(active):
+                if float(gmax[j]) <= tol:
+                    converged[i, pi] = True
+            if not keep:
+                active = []
+                break
+            if len(keep) < len(active):
+                active = [active[j] for j in keep]
+                f, g, gmax = f[keep], g[keep], gmax[keep]
+            it += 1
+            idx_t = torch.tensor(active, device=dev)
+            # ---- two-loop recursion (batched over active layers) ----
+            q = g.clone()
+            alphas = []
+            pairs = [(s_[idx_t], y_[idx_t]) for s_, y_ in zip(s_hist, y_hist, strict=True)]
+            rhos = []
+            for s_, y_ in reversed(pairs):
+                sy = dot(s_, y_)
+                rho = torch.where(sy > 0, 1.0 / sy.clamp_min(1e-30), torch.zeros_like(sy))
+                a = rho * dot(s_, q)
+                q -= a[:, None, None] * y_
+                alphas.append(a)
+                rhos.append(rho)
+            r = apply_h0(q, active, lam)
+            if pairs:
+                s_l, y_l = pairs[-1]
+                hy = apply_h0(y_l, active, lam)
+                gamma = dot(s_l, y_l) / dot(y_l, hy).clamp_min(1e-30)
+                gamma = torch.where(gamma > 0, gamma, torch.ones_like(gamma))
+                r *= gamma[:, None, None]
+            elif eigvec is None:
+                # first step without curvature information: keep it modest
+                gn = g.abs().amax(dim=(1, 2)).clamp_min(1e-12)
+                r *= torch.clamp(1.0 / gn, max=1.0)[:, None, None]
+            for (s_, y_), a, rho in zip(pairs, reversed(alphas), reversed(rhos), strict=True):
+                b = rho * dot(y_, r)
+                r += (a - b)[:, None, None] * s_
+            direction = -r
+            gd = dot(g, direction)
+            bad = gd >= 0  # not a descent direction: fall back to steepest descent
+            if bool(bad.any()):
+                direction[bad] = -g[bad]
+                gd = dot(g, direction)
+            # ---- Armijo backtracking, only re-evaluating layers that fail ----
+            step = torch.ones(len(active), device=dev)
+            th_a = theta[idx_t]
+            new_th = th_a + direction
+            f_new, g_new = loss_grad(active, new_th, lam)
+            for _ in range(30):
+                fail = ~(f_new <= f + 1e-4 * step * gd)  # NaN/inf fail too
+                if not bool(fail.any()):
+                    break
+                fj = fail.nonzero().flatten().tolist()
+                step[fj] *= 0.5
+                sub = [active[j] for j in fj]
+                trial = th_a[fj] + step[fj, None, None] * direction[fj]
+                f2, g2 = loss_grad(sub, trial, lam)
+                new_th[fj] = trial
+                f_new[fj] = f2
+                g_new[fj] = g2
+            s_new = new_th - th_a
+            y_new = g_new - g
+            full_s = torch.zeros_like(theta)
+            full_y = torch.zeros_like(theta)
+            full_s[idx_t] = s_new
+            full_y[idx_t] = y_new
+            if len(s_hist) == history:
+                s_hist.pop(0)
+                y_hist.pop(0)
+            # layers not active keep a zero pair (rho = 0 → ignored)
+            s_hist.append(full_s)
+            y_hist.append(full_y)
+            theta[idx_t] = new_th
+            # relative decrease stop (float32 floor)
+            small = (f - f_new).abs() <= 1e-7 * torch.clamp(f.abs(), min=1.0)
+            f, g = f_new, g_new
+            gmax = g.abs().amax(dim=(1, 2))
+            if bool(small.any()):
+                gmax = torch.where(small, torch.zeros_like(gmax), gmax)
+        stats.iterations += it
+        if have_dev:
+            with torch.no_grad():
+                z = torch.baddbmm(theta[:, d][:, None, :], x_dev, theta[:, :d])
+                acc = (z.argmax(dim=2) == y_dev[None, :]).float().mean(dim=1).cpu().numpy()
+            dev_acc[:, pi] = acc
+            better = acc > best_acc
+            best_acc = np.where(better, acc, best_acc)
+            best_index = np.where(better, pi, best_index)
+            if better.any():
+                bi = torch.from_numpy(np.flatnonzero(better)).to(dev)
+                best_theta[bi] = theta[bi]
+        log.debug("penalty %.3g: %d iterations, dev acc %s", lam, it, np.round(dev_acc[:, pi], 3))
+    if not have_dev:
+        best_theta = theta.clone()
+    return SoftmaxPath(
+        penalties=lams,
+        dev_accuracy=dev_acc,
+        best_index=best_index,
+        coef=best_theta[:, :d].contiguous(),
+        intercept=best_theta[:, d].contiguous(),
+        converged=converged,
+        stats=stats,
+    )
+
+
+def standardise(
+    x_train: torch.Tensor, *others: torch.Tensor, eps: float = 1e-6
+) -> tuple[torch.Tensor, ...]:
+    """Standardise features with training statistics, per layer and feature (in place).
+
+    Args:
+        x_train: ``(B, n, d)`` training features.
+        *others: ``(B, m, d)`` tensors (dev, test) standardised with the training statistics.
+        eps: floor on the standard deviation (constant features become 0).
+
+    Returns:
+        ``(mean (B, 1, d), std (B, 1, d))``; the inputs are modified in place.
+    """
+    nb, _, d = x_train.shape
+    mean = torch.empty(nb, 1, d, dtype=torch.float32, device=x_train.device)
+    std = torch.empty_like(mean)
+    for b in range(nb):  # one layer at a time keeps the float64 copy small
+        xb = x_train[b].double()
+        mu = xb.mean(dim=0)
+        mean[b, 0] = mu.float()
+        std[b, 0] = (xb - mu).pow(2).mean(dim=0).sqrt().clamp_min(eps).float()
+    for t in (x_train, *others):
+        t.sub_(mean).div_(std)
+    return mean, std
+

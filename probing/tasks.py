@@ -1,0 +1,495 @@
+"""The probing tasks: what each one reads from a feature store, how it splits, how it scores.
+
+Every task is a :class:`Task` in the :data:`TASKS` registry. ``Task.prepare(ds, …)`` turns a
+store (an ``xarray.Dataset`` with the schema of ``deepwide.store``) into index arrays and
+labels — it never reads features; :meth:`TaskData.load_layer` then reads one layer at a time.
+
+| task | level | samples | labels | split (coord) | metric |
+|---|---|---|---|---|---|
+| ``phone`` | frame | stored frames with a phone (silence excluded by default) | ``phone`` | ``split`` | accuracy |
+| ``ks`` | utterance | ``kind == "keyword"`` | ``keyword`` | ``split`` | accuracy |
+| ``ic`` | utterance | ``kind == "command"`` | ``intent`` | ``split`` | accuracy |
+| ``sid`` | utterance | ``sid_split != ""`` | ``speaker`` | ``sid_split`` | accuracy |
+| ``sid-frame`` | frame / K-frame segment | frames of the ``sid`` utterances | ``speaker`` | ``sid_split`` | accuracy |
+| ``asv`` | utterance | the store's trial list | target / non-target | held-out speakers | EER |
+| ``er`` | utterance | ``emotion != ""`` | ``emotion`` | ``split`` | accuracy |
+
+Split policies:
+* content tasks (``phone``, ``ks``, ``ic``) use the corpus's speaker-disjoint ``split``; as a
+  guard, dev/test samples of any speaker that also appears in train are dropped (warning).
+* ``sid`` and ``sid-frame`` are closed-set: the same speakers in train, dev and test with
+  disjoint utterances (``sid_split``); dev/test utterances of speakers absent from train are
+  dropped. The corpus decides which utterances are in the speaker-ID set (``sid_split``).
+* ``asv`` scores the trial list (``attrs["trials"]``, held-out speakers); its LDA back-end is
+  fitted on the ``sid_split == "train"`` utterances of speakers that appear in no trial
+  (falling back to ``split == "train"`` utterances of those speakers).
+* ``er`` uses ``split`` as the corpus defines it (no speaker guard). It counts as a
+  ``"speaker"``-kind (paralinguistic) task, as the paper groups it with speaker ID.
+
+Silence: the ``phone`` task excludes frames labelled with a silence symbol (``sil``, ``sp``,
+``spn``, ``h#``, ``pau``, ``<sil>``, case-insensitive) unless ``include_silence=True``:
+silence is easy, frequent, and would both inflate accuracy and become the majority class, which
+says little about phonetic content.
+
+Sizes: training *frames* are subsampled uniformly at random (seeded) to ``max_train_frames``;
+dev and test are subsampled by whole *utterances* (seeded) to ``max_eval_frames`` frames, so
+the utterance bootstrap sees complete utterances.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from deepwide.errors import TaskError
+from deepwide.registry import Registry
+
+log = logging.getLogger(__name__)
+
+SILENCE_SYMBOLS = frozenset({"sil", "sp", "spn", "h#", "pau", "<sil>"})
+SPLIT_NAMES = ("train", "dev", "test")
+#: utterance coordinates that may carry a task label
+UTT_LABELS = ("speaker", "keyword", "intent", "emotion")
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """Sampling options shared by every task.
+
+    Attributes:
+        max_train_frames: cap on training frames of frame-level tasks (random frames).
+        max_eval_frames: cap on dev and on test frames of frame-level tasks (whole utterances).
+        include_silence: keep silence frames in ``phone``.
+        segment_frames: ``sid-frame`` sample size: 1 = single frames, K > 1 = the mean of K
+            consecutive stored frames of one utterance.
+        seed: seed for every subsample.
+    """
+
+    max_train_frames: int = 50_000
+    max_eval_frames: int = 50_000
+    include_silence: bool = False
+    segment_frames: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_train_frames < 1 or self.max_eval_frames < 1:
+            raise ValueError("frame caps must be positive")
+        if self.segment_frames < 1:
+            raise ValueError("segment_frames must be ≥ 1")
+
+
+@dataclass
+class SplitData:
+    """One split of a classification task.
+
+    Attributes:
+        rows: ``(n, K)`` int64 indices along the store's ``frame`` dim (frame tasks; K frames
+            averaged per sample) or ``(n, 1)`` along ``utt`` (utterance tasks).
+        labels: ``(n,)`` int64 class index (``-1``: a class never seen in training).
+        groups: ``(n,)`` int64 utterance index of each sample (the bootstrap resamples these).
+    """
+
+    rows: np.ndarray
+    labels: np.ndarray
+    groups: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@dataclass
+class TaskData:
+    """A classification task prepared on one store.
+
+    Attributes:
+        task: the task.
+        classes: class names; labels index into it.
+        train, dev, test: the splits.
+        source: ``"hidden"`` (frames) or ``"pooled"`` (utterances).
+    """
+
+    task: Task
+    classes: list[str]
+    train: SplitData
+    dev: SplitData
+    test: SplitData
+    source: str
+
+    def load_layer(self, ds: Any, layer: int) -> dict[str, np.ndarray]:
+        """Read one layer's features for the three splits.
+
+        Args:
+            ds: the store dataset.
+            layer: layer index (0 = input to the first transformer layer).
+
+        Returns:
+            ``{"train": (n_train, D), "dev": (n_dev, D), "test": (n_test, D)}`` float32.
+        """
+        splits = {"train": self.train, "dev": self.dev, "test": self.test}
+        dim = "frame" if self.source == "hidden" else "utt"
+        flat = np.unique(np.concatenate([s.rows.ravel() for s in splits.values()]))
+        block = np.asarray(ds[self.source].isel({"layer": layer, dim: flat}).values, np.float32)
+        out = {}
+        for name, s in splits.items():
+            pos = np.searchsorted(flat, s.rows)  # (n, K)
+            out[name] = block[pos].mean(axis=1, dtype=np.float32) if s.rows.shape[1] > 1 else block[pos[:, 0]]
+        return out
+
+
+@dataclass
+class TrialData:
+    """The ``asv`` task prepared on one store.
+
+    Attributes:
+        utt_a, utt_b: ``(n_trials,)`` utterance indices of each trial's two sides.
+        target: ``(n_trials,)`` bool, same speaker.
+        lda_utts: ``(m,)`` utterance indices used to fit the LDA back-end.
+        lda_speakers: ``(m,)`` int64 speaker index of each of them.
+    """
+
+    task: Task
+    utt_a: np.ndarray
+    utt_b: np.ndarray
+    target: np.ndarray
+    lda_utts: np.ndarray
+    lda_speakers: np.ndarray
+    source: str = "pooled"
+
+    def load_layer(self, ds: Any, layer: int) -> np.ndarray:
+        """``(n_utt, D)`` float32 pooled features of ``layer`` (all utterances)."""
+        return np.asarray(ds["pooled"].isel(layer=layer).values, np.float32)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A probing task: where its samples and labels come from, how it splits and scores.
+
+    Attributes:
+        name: registry name.
+        level: ``"frame"`` or ``"utterance"``.
+        kind: ``"content"`` or ``"speaker"``.
+        metric: ``"accuracy"`` or ``"eer"``.
+        label: the label it needs (a coord name, or ``"trials"``).
+        split_coord: the coord that assigns samples to train/dev/test.
+        utt_kinds: keep only utterances whose ``kind`` is one of these (None: all).
+        speaker_disjoint: drop dev/test samples of speakers seen in training.
+        description: one line for ``--help``.
+    """
+
+    name: str
+    level: str
+    kind: str
+    metric: str
+    label: str
+    split_coord: str
+    description: str
+    utt_kinds: tuple[str, ...] | None = None
+    speaker_disjoint: bool = False
+    prepare_fn: Callable[..., TaskData | TrialData] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def higher_is_better(self) -> bool:
+        """Accuracy: higher is better; EER: lower is better."""
+        return self.metric != "eer"
+
+    def prepare(self, ds: Any, options: PrepareOptions | None = None) -> TaskData | TrialData:
+        """Select samples and labels of this task from store ``ds`` (no features are read).
+
+        Raises:
+            TaskError: the store lacks the labels, frames or splits this task needs.
+        """
+        options = options or PrepareOptions()
+        if self.prepare_fn is None:
+            raise NotImplementedError(self.name)
+        return self.prepare_fn(self, ds, options)
+
+
+TASKS: Registry[Task] = Registry("task")
+
+
+# ---------------------------------------------------------------- store helpers
+def store_name(ds: Any) -> str:
+    """The store's model id (for messages)."""
+    return str(ds.attrs.get("model_id", "?"))
+
+
+def _coord(ds: Any, name: str) -> np.ndarray | None:
+    if name not in ds.coords and name not in ds.variables:
+        return None
+    return np.asarray(ds[name].values)
+
+
+def _strings(values: np.ndarray | None) -> np.ndarray | None:
+    if values is None:
+        return None
+    return np.array(["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values], dtype=object)
+
+
+def _frames_available(ds: Any) -> bool:
+    mode = str(ds.attrs.get("frames_mode", "all"))
+    return mode != "none" and "hidden" in ds.variables and int(ds.sizes.get("frame", 0)) > 0
+
+
+def _trials(ds: Any) -> list[list[Any]]:
+    raw = ds.attrs.get("trials", "[]")
+    try:
+        trials = json.loads(raw) if isinstance(raw, str) else list(raw)
+    except json.JSONDecodeError:
+        return []
+    return trials if isinstance(trials, list) else []
+
+
+def store_labels(ds: Any) -> list[str]:
+    """Labels the store carries (non-empty), e.g. ``["phone", "speaker", "keyword"]``."""
+    have = []
+    if _frames_available(ds) and "phone" in ds.coords and bool((np.asarray(ds["phone"].values) >= 0).any()):
+        have.append("phone")
+    for name in UTT_LABELS:
+        vals = _strings(_coord(ds, name))
+        if vals is not None and bool((vals != "").any()):
+            have.append(name)
+    if _trials(ds):
+        have.append("trials")
+    return have
+
+
+def _missing(task: Task, ds: Any, what: str) -> TaskError:
+    have = store_labels(ds)
+    servable = [n for n in TASKS.names() if TASKS.get(n).label in have]
+    return TaskError(
+        f"task {task.name!r} needs {what}, which store {store_name(ds)!r} lacks; "
+        f"it has labels: {', '.join(have) or 'none'} (tasks it can serve: {', '.join(servable) or 'none'})"
+    )
+
+
+def _split_codes(ds: Any, task: Task) -> np.ndarray:
+    """``(n_utt,)`` int: 0 train, 1 dev, 2 test, -1 not used."""
+    vals = _strings(_coord(ds, task.split_coord))
+    if vals is None:
+        raise _missing(task, ds, f"utterance split coordinate {task.split_coord!r}")
+    code = np.full(vals.shape[0], -1, np.int64)
+    for i, s in enumerate(SPLIT_NAMES):
+        code[vals == s] = i
+    return code
+
+
+def _carve_dev(code: np.ndarray, speakers: np.ndarray, by_speaker: bool, seed: int, task: Task) -> np.ndarray:
+    """When a store has no dev utterances for a task, move ~20 % of train to dev (seeded)."""
+    rng = np.random.default_rng(seed)
+    train = np.flatnonzero(code == 0)
+    if by_speaker:
+        spk = np.unique(speakers[train])
+        if spk.size < 2:
+            return code
+        pick = rng.choice(spk, size=max(1, round(0.2 * spk.size)), replace=False)
+        move = train[np.isin(speakers[train], pick)]
+    else:
+        move = np.concatenate([
+            rng.choice(idx, size=len(idx) // 5, replace=False)
+            for s in np.unique(speakers[train])
+            for idx in [train[speakers[train] == s]]
+            if len(idx) >= 2
+        ] or [np.zeros(0, np.int64)])
+    out = code.copy()
+    out[move] = 1
+    log.warning("task %s: the store has no dev utterances; using %d training utterances as dev", task.name, move.size)
+    return out
+
+
+def _utterance_selection(task: Task, ds: Any, labels: np.ndarray, options: PrepareOptions) -> np.ndarray:
+    """Split code per utterance after filters and split policy (-1 = unused)."""
+    speakers = _strings(_coord(ds, "speaker"))
+    if speakers is None:
+        raise _missing(task, ds, "utterance coordinate 'speaker'")
+    code = _split_codes(ds, task)
+    use = labels != ""
+    if task.utt_kinds is not None:
+        kinds = _strings(_coord(ds, "kind"))
+        if kinds is not None:
+            use &= np.isin(kinds, task.utt_kinds)
+    code = np.where(use, code, -1)
+    if not (code == 0).any():
+        raise TaskError(
+            f"task {task.name!r}: store {store_name(ds)!r} has no training utterances "
+            f"with a {task.label!r} label ({task.split_coord} == 'train'); check the corpus splits"
+        )
+    if not (code == 1).any():
+        code = _carve_dev(code, speakers, task.speaker_disjoint, options.seed, task)
+    train_spk = set(speakers[code == 0])
+    held = (code > 0) & np.isin(speakers, list(train_spk))
+    if task.speaker_disjoint and held.any():
+        log.warning(
+            "task %s: dropping %d dev/test utterances of speakers seen in training (split is not speaker-disjoint)",
+            task.name, int(held.sum()),
+        )
+        code = np.where(held, -1, code)
+    if task.label == "speaker":  # closed-set speaker ID: test speakers must be known
+        unseen = (code > 0) & ~np.isin(speakers, list(train_spk))
+        code = np.where(unseen, -1, code)
+    if not (code == 2).any():
+        raise TaskError(
+            f"task {task.name!r}: store {store_name(ds)!r} has no test utterances with a "
+            f"{task.label!r} label after applying the split policy; check the corpus splits"
+        )
+    return code
+
+
+def _encode(labels: np.ndarray, train_mask: np.ndarray) -> tuple[list[str], np.ndarray]:
+    classes = sorted(set(labels[train_mask].tolist()))
+    lookup = {c: i for i, c in enumerate(classes)}
+    return classes, np.array([lookup.get(v, -1) for v in labels], np.int64)
+
+
+# ---------------------------------------------------------------- utterance tasks
+def _prepare_utterance(task: Task, ds: Any, options: PrepareOptions) -> TaskData:
+    labels = _strings(_coord(ds, task.label))
+    if labels is None or not (labels != "").any():
+        raise _missing(task, ds, f"utterance label {task.label!r}")
+    code = _utterance_selection(task, ds, labels, options)
+    classes, y = _encode(labels, code == 0)
+    splits = []
+    for i in range(3):
+        idx = np.flatnonzero(code == i)
+        splits.append(SplitData(rows=idx[:, None], labels=y[idx], groups=idx))
+    return TaskData(task, classes, *splits, source="pooled")
+
+
+# ---------------------------------------------------------------- frame tasks
+def _sample_train_frames(idx: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
+    if idx.size <= cap:
+        return idx
+    return np.sort(rng.choice(idx, size=cap, replace=False))
+
+
+def _sample_eval_utts(frames: np.ndarray, utt_of: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
+    """Keep whole utterances, in random order, until ``cap`` frames are reached."""
+    if frames.size <= cap:
+        return frames
+    utts = rng.permutation(np.unique(utt_of[frames]))
+    counts = np.bincount(utt_of[frames], minlength=int(utt_of.max()) + 1)[utts]
+    keep = utts[: max(1, int(np.searchsorted(np.cumsum(counts), cap, side="right")))]
+    return frames[np.isin(utt_of[frames], keep)]
+
+
+def _segments(frames: np.ndarray, utt_of: np.ndarray, k: int) -> np.ndarray:
+    """Group sorted frame indices into non-overlapping runs of ``k`` frames of one utterance."""
+    if k == 1:
+        return frames[:, None]
+    rows = []
+    utt = utt_of[frames]
+    bounds = np.flatnonzero(np.diff(utt)) + 1
+    for chunk in np.split(frames, bounds):
+        m = (chunk.size // k) * k
+        if m:
+            rows.append(chunk[:m].reshape(-1, k))
+    return np.concatenate(rows) if rows else np.zeros((0, k), np.int64)
+
+
+def _prepare_frames(task: Task, ds: Any, options: PrepareOptions) -> TaskData:
+    if not _frames_available(ds):
+        raise TaskError(
+            f"task {task.name!r} needs frame features, but store {store_name(ds)!r} was "
+            f"extracted with frames_mode={ds.attrs.get('frames_mode', 'none')!r}; re-extract with frames"
+        )
+    utt_of = np.asarray(ds["utt_index"].values, np.int64)
+    rng = np.random.default_rng(options.seed)
+    if task.label == "phone":
+        phone = _coord(ds, "phone")
+        if phone is None or not (phone >= 0).any():
+            raise _missing(task, ds, "frame label 'phone'")
+        phone_set = [str(p) for p in json.loads(ds.attrs.get("phone_set", "[]"))]
+        n_ph = len(phone_set)
+        valid = (phone >= 0) & (phone < n_ph)
+        if not options.include_silence:
+            sil_ids = [i for i, p in enumerate(phone_set) if p.lower() in SILENCE_SYMBOLS]
+            valid &= ~np.isin(phone, sil_ids)
+        names = np.array(phone_set + [""], dtype=object)
+        frame_labels = names[np.where(valid, phone, n_ph).astype(np.int64)]
+        utt_code = _utterance_selection(task, ds, np.full(ds.sizes["utt"], "x", dtype=object), options)
+    else:  # speaker from frames: the sid utterances
+        speakers = _strings(_coord(ds, "speaker"))
+        if speakers is None:
+            raise _missing(task, ds, "utterance coordinate 'speaker'")
+        utt_code = _utterance_selection(task, ds, speakers, options)
+        frame_labels = speakers[utt_of]
+    frame_code = np.where(frame_labels != "", utt_code[utt_of], -1)
+    train = _sample_train_frames(np.flatnonzero(frame_code == 0), options.max_train_frames, rng)
+    if train.size == 0:
+        raise TaskError(f"task {task.name!r}: store {store_name(ds)!r} has no labelled training frames")
+    classes, y_all = _encode(frame_labels, np.isin(np.arange(frame_labels.size), train))
+    splits = []
+    for i, frames in enumerate(
+        [train]
+        + [_sample_eval_utts(np.flatnonzero(frame_code == c), utt_of, options.max_eval_frames, rng) for c in (1, 2)]
+    ):
+        rows = _segments(frames, utt_of, options.segment_frames if task.name == "sid-frame" else 1)
+        if i == 2 and rows.shape[0] == 0:
+            raise TaskError(f"task {task.name!r}: store {store_name(ds)!r} has no labelled test frames")
+        splits.append(SplitData(rows=rows, labels=y_all[rows[:, 0]], groups=utt_of[rows[:, 0]]))
+    return TaskData(task, classes, *splits, source="hidden")
+
+
+# ---------------------------------------------------------------- speaker verification
+def _prepare_trials(task: Task, ds: Any, options: PrepareOptions) -> TrialData:
+    trials = _trials(ds)
+    if not trials:
+        raise _missing(task, ds, "a speaker-verification trial list (attrs['trials'])")
+    utt_ids = _strings(_coord(ds, "utt_id"))
+    speakers = _strings(_coord(ds, "speaker"))
+    if utt_ids is None or speakers is None:
+        raise _missing(task, ds, "utterance coordinates 'utt_id' and 'speaker'")
+    pos = {u: i for i, u in enumerate(utt_ids)}
+    rows = [(pos.get(str(a)), pos.get(str(b)), bool(int(t))) for a, b, t in trials]
+    kept = [(a, b, t) for a, b, t in rows if a is not None and b is not None]
+    if len(kept) < len(rows):
+        log.warning("task asv: %d trials name utterances missing from the store; skipped", len(rows) - len(kept))
+    if not kept or len({t for _, _, t in kept}) < 2:
+        raise TaskError(
+            f"task 'asv': store {store_name(ds)!r} has no usable trials with both target and non-target pairs"
+        )
+    a, b, t = (np.array(v) for v in zip(*kept, strict=True))
+    trial_spk = set(speakers[a]) | set(speakers[b])
+    other = ~np.isin(speakers, list(trial_spk))
+    sid = _strings(_coord(ds, "sid_split"))
+    split = _strings(_coord(ds, "split"))
+    lda = np.flatnonzero(other & (sid == "train")) if sid is not None else np.zeros(0, np.int64)
+    if np.unique(speakers[lda]).size < 2 and split is not None:
+        lda = np.flatnonzero(other & (split == "train"))
+    if np.unique(speakers[lda]).size < 2:
+        raise TaskError(
+            f"task 'asv': store {store_name(ds)!r} has fewer than 2 training speakers outside the trial list to fit the LDA"
+        )
+    _, spk_idx = np.unique(speakers[lda], return_inverse=True)
+    return TrialData(task, a.astype(np.int64), b.astype(np.int64), t.astype(bool), lda, spk_idx.astype(np.int64))
+
+
+def _register(task: Task) -> None:
+    TASKS.add(task.name, task)
+
+
+_register(Task("phone", "frame", "content", "accuracy", "phone", "split",
+               "phone of each frame (silence excluded), speaker-disjoint splits",
+               speaker_disjoint=True, prepare_fn=_prepare_frames))
+_register(Task("ks", "utterance", "content", "accuracy", "keyword", "split",
+               "keyword spotting on kind=='keyword' utterances, speaker-disjoint splits",
+               utt_kinds=("keyword",), speaker_disjoint=True, prepare_fn=_prepare_utterance))
+_register(Task("ic", "utterance", "content", "accuracy", "intent", "split",
+               "intent of kind=='command' utterances, speaker-disjoint splits",
+               utt_kinds=("command",), speaker_disjoint=True, prepare_fn=_prepare_utterance))
+_register(Task("sid", "utterance", "speaker", "accuracy", "speaker", "sid_split",
+               "closed-set speaker ID on pooled utterances (same speakers, disjoint utterances)",
+               prepare_fn=_prepare_utterance))
+_register(Task("sid-frame", "frame", "speaker", "accuracy", "speaker", "sid_split",
+               "speaker ID from single frames (or K-frame segments) of the sid utterances",
+               prepare_fn=_prepare_frames))
+_register(Task("asv", "utterance", "speaker", "eer", "trials", "split",
+               "speaker verification EER on the trial list (cosine, and cosine after LDA)",
+               prepare_fn=_prepare_trials))
+_register(Task("er", "utterance", "speaker", "accuracy", "emotion", "split",
+               "emotion recognition on utterances with an emotion label (corpus splits)",
+               prepare_fn=_prepare_utterance))

@@ -51,6 +51,10 @@ def sklearn_c(penalty: float, n_samples: int) -> float:
 #: below this many multiply-adds per loss pass, CPU work runs on one thread: intra-op threads
 #: cost more than they save on small problems, and far more on a busy machine.
 SMALL_WORK = 50_000_000
+#: a step that lowers the loss by less than FTOL (relative; float32 resolution) makes no
+#: progress; a layer stops after STALL_STEPS such steps in a row (reported as not converged).
+FTOL = 1e-7
+STALL_STEPS = 5
 
 
 @contextmanager
@@ -144,6 +148,8 @@ def fit_softmax_path(
     Returns:
         A :class:`SoftmaxPath` whose ``coef``/``intercept`` are the dev-chosen fits.
     """
+    if x_train.dim() != 3:
+        raise ValueError(f"x_train must be (layers, samples, features), got {tuple(x_train.shape)}")
     nb, n, d = x_train.shape
     with cpu_threads(float(nb) * n * d * max(int(num_classes), 1), x_train.device):
         return _fit_softmax_path(x_train, y_train, num_classes, penalties, **kwargs)  # type: ignore[arg-type]
@@ -258,12 +264,14 @@ def _fit_softmax_path(
         active = list(range(nb))
         f, g = loss_grad(active, theta, lam)
         gmax = g.abs().amax(dim=(1, 2))
+        stall = torch.zeros(nb, dtype=torch.int64, device=dev)  # consecutive no-progress steps
         it = 0
         while active and it < max_iter:
-            keep = [j for j, i in enumerate(active) if float(gmax[j]) > tol]
+            gm = gmax.tolist()
+            st = stall[active].tolist()
+            keep = [j for j in range(len(active)) if gm[j] > tol and st[j] < STALL_STEPS]
             for j, i in enumerate(active):
-                if float(gmax[j]) <= tol:
-                    converged[i, pi] = True
+                converged[i, pi] = gm[j] <= tol
             if not keep:
                 active = []
                 break
@@ -334,12 +342,11 @@ def _fit_softmax_path(
             s_hist.append(full_s)
             y_hist.append(full_y)
             theta[idx_t] = new_th
-            # relative decrease stop (float32 floor)
-            small = (f - f_new).abs() <= 1e-7 * torch.clamp(f.abs(), min=1.0)
+            # no progress at float32 resolution for STALL_STEPS iterations in a row → stop
+            small = (f - f_new) <= FTOL * torch.clamp(f.abs(), min=1.0)
+            stall[idx_t] = torch.where(small, stall[idx_t] + 1, torch.zeros_like(stall[idx_t]))
             f, g = f_new, g_new
             gmax = g.abs().amax(dim=(1, 2))
-            if bool(small.any()):
-                gmax = torch.where(small, torch.zeros_like(gmax), gmax)
         stats.iterations += it
         if have_dev:
             with torch.no_grad():

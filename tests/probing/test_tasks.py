@@ -1,0 +1,147 @@
+"""Task registry and split policies on fake stores."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from deepwide.probing.tasks import TASKS, PrepareOptions, TaskData, TrialData, store_labels
+
+from deepwide.errors import TaskError, UnknownNameError
+from tests.fakes import fake_feature_dataset
+
+
+def _speakers(ds, data: TaskData, split: str) -> set[str]:
+    spk = ds["speaker"].values
+    return set(spk[getattr(data, split).groups])
+
+
+def test_registry_lists_all_tasks() -> None:
+    assert TASKS.names() == sorted(["phone", "ks", "ic", "sid", "sid-frame", "asv", "er"])
+    with pytest.raises(UnknownNameError, match="valid tasks: asv, er"):
+        TASKS.get("nope")
+    for name in TASKS.names():
+        t = TASKS.get(name)
+        assert t.level in ("frame", "utterance") and t.kind in ("content", "speaker")
+        assert t.metric in ("accuracy", "eer")
+    assert not TASKS.get("asv").higher_is_better and TASKS.get("sid").higher_is_better
+
+
+@pytest.mark.parametrize("name", ["phone", "ks", "ic"])
+def test_content_tasks_are_speaker_disjoint(fake_ds, name: str) -> None:
+    data = TASKS.get(name).prepare(fake_ds)
+    tr, dv, te = (_speakers(fake_ds, data, s) for s in ("train", "dev", "test"))
+    assert tr and te
+    assert not tr & te and not tr & dv
+
+
+def test_content_guard_drops_overlapping_speakers() -> None:
+    ds = fake_feature_dataset(seed=0)
+    split = ds["split"].values.copy()
+    spk = ds["speaker"].values
+    # put one utterance of a training speaker into test: the policy must drop it
+    leak = np.flatnonzero((split == "train") & (ds["kind"].values == "keyword"))[0]
+    split[leak] = "test"
+    ds = ds.assign_coords(split=("utt", split))
+    data = TASKS.get("ks").prepare(ds)
+    assert leak not in data.test.groups
+    assert not _speakers(ds, data, "train") & set(spk[data.test.groups])
+
+
+def test_ks_and_ic_filter_by_kind(fake_ds) -> None:
+    kind = fake_ds["kind"].values
+    ks, ic = TASKS.get("ks").prepare(fake_ds), TASKS.get("ic").prepare(fake_ds)
+    for split in ("train", "dev", "test"):
+        assert set(kind[getattr(ks, split).groups]) == {"keyword"}
+        assert set(kind[getattr(ic, split).groups]) == {"command"}
+    assert set(ks.classes) <= {"yes", "no", "up", "down"}
+
+
+def test_sid_same_speakers_disjoint_utterances(fake_ds) -> None:
+    data = TASKS.get("sid").prepare(fake_ds)
+    tr, te = _speakers(fake_ds, data, "train"), _speakers(fake_ds, data, "test")
+    assert te and te <= tr
+    assert len(tr) == 12
+    assert not set(data.train.groups) & set(data.test.groups)
+    assert not set(data.train.groups) & set(data.dev.groups)
+    assert set(fake_ds["sid_split"].values[data.test.groups]) == {"test"}
+
+
+def test_sid_frame_uses_sid_utterances(fake_ds) -> None:
+    sid = TASKS.get("sid").prepare(fake_ds)
+    frames = TASKS.get("sid-frame").prepare(fake_ds)
+    for split in ("train", "dev", "test"):
+        assert set(getattr(frames, split).groups) <= set(getattr(sid, split).groups)
+    assert frames.classes == sid.classes
+    seg = TASKS.get("sid-frame").prepare(fake_ds, PrepareOptions(segment_frames=5))
+    assert seg.train.rows.shape[1] == 5
+    utt = fake_ds["utt_index"].values
+    assert np.all(utt[seg.train.rows] == utt[seg.train.rows[:, :1]])  # a segment stays in one utterance
+
+
+def test_asv_lda_speakers_are_held_out(fake_ds) -> None:
+    data = TASKS.get("asv").prepare(fake_ds)
+    assert isinstance(data, TrialData)
+    spk = fake_ds["speaker"].values
+    trial_spk = set(spk[data.utt_a]) | set(spk[data.utt_b])
+    assert trial_spk and not trial_spk & set(spk[data.lda_utts])
+    assert data.target.any() and not data.target.all()
+
+
+def test_phone_silence_excluded_unless_asked(fake_ds) -> None:
+    phone_set = json.loads(fake_ds.attrs["phone_set"])
+    default = TASKS.get("phone").prepare(fake_ds)
+    assert "sil" not in default.classes and len(default.classes) == len(phone_set) - 1
+    with_sil = TASKS.get("phone").prepare(fake_ds, PrepareOptions(include_silence=True))
+    assert "sil" in with_sil.classes
+    assert len(with_sil.train) > len(default.train)
+
+
+def test_frame_caps(fake_ds) -> None:
+    opts = PrepareOptions(max_train_frames=300, max_eval_frames=100, seed=3)
+    data = TASKS.get("phone").prepare(fake_ds, opts)
+    assert len(data.train) == 300
+    n_frames = int(fake_ds["n_frames"].values[0])
+    # dev/test keep whole utterances (≤ cap of frames once silence is removed)
+    for split in (data.dev, data.test):
+        assert 0 < len(split) <= 100
+        utts, counts = np.unique(split.groups, return_counts=True)
+        full = TASKS.get("phone").prepare(fake_ds)
+        full_counts = dict(zip(*np.unique(full.test.groups.tolist() + full.dev.groups.tolist(), return_counts=True), strict=True))
+        assert all(full_counts[u] == c for u, c in zip(utts, counts, strict=True))
+        assert counts.max() <= n_frames
+    again = TASKS.get("phone").prepare(fake_ds, opts)
+    assert np.array_equal(again.train.rows, data.train.rows)  # seeded
+
+
+def test_missing_label_is_one_line_task_error(fake_ds) -> None:
+    with pytest.raises(TaskError) as exc:
+        TASKS.get("er").prepare(fake_ds)
+    msg = str(exc.value)
+    assert "\n" not in msg and "emotion" in msg
+    assert "phone, speaker, keyword, intent" in msg
+    assert store_labels(fake_ds) == ["phone", "speaker", "keyword", "intent", "trials"]
+
+
+def test_frames_none_store_refuses_phone(fake_ds) -> None:
+    ds = fake_ds.isel(frame=slice(0, 0)).assign_attrs(frames_mode="none")
+    with pytest.raises(TaskError, match="frames_mode='none'"):
+        TASKS.get("phone").prepare(ds)
+    # utterance tasks still work on a pooled-only store
+    assert len(TASKS.get("sid").prepare(ds).test) > 0
+
+
+def test_er_with_emotion_labels(fake_ds) -> None:
+    emo = np.array(["happy", "sad"] * (fake_ds.sizes["utt"] // 2), dtype=object)
+    ds = fake_ds.assign_coords(emotion=("utt", emo))
+    data = TASKS.get("er").prepare(ds)
+    assert data.classes == ["happy", "sad"] and len(data.test) > 0
+
+
+def test_load_layer_shapes(fake_ds) -> None:
+    data = TASKS.get("phone").prepare(fake_ds)
+    block = data.load_layer(fake_ds, 2)
+    assert block["train"].shape == (len(data.train), fake_ds.sizes["feat"])
+    i = 5
+    np.testing.assert_array_equal(block["train"][i], fake_ds["hidden"].values[2, data.train.rows[i, 0]])

@@ -1,0 +1,533 @@
+"""Pre-training the tiny teacher: HuBERT masked prediction of k-means targets, on a CPU.
+
+The recipe (HuBERT, Hsu et al. 2021, scaled down):
+
+1. iteration 1 targets: k-means on MFCC + Δ + ΔΔ, normalised *per utterance* (corpus-wide
+   normalisation gave clusters with phone purity 0.33; per-utterance 0.40 — see the card);
+2. train a 12-layer encoder with torchaudio's :class:`HuBERTPretrainModel` (span masking,
+   cosine logits against label embeddings) on random crops;
+3. iteration 2 targets: k-means on a middle layer of the iteration-1 model, then train again
+   (continuing from the iteration-1 weights with a fresh logit head).
+
+Cluster quality (phone purity, PNMI) is measured against the corpus alignments *before*
+training each iteration; it predicts the gain. Every step is seeded; checkpoints hold the
+model, optimiser, scheduler, RNG states and the step, so ``--resume`` continues a killed run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepwide.audio import load_audio
+from deepwide.config import atomic_write_json, config_hash, config_to_dict
+from deepwide.corpora import Manifest
+from deepwide.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+WIN = 400  # samples per analysis window (25 ms)
+HOP = 320  # samples per frame (20 ms, 50 Hz)
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Architecture, targets and optimisation of the tiny teacher.
+
+    Attributes:
+        depth, width, ffn, heads: transformer shape (12 × 256 keeps "layers 4, 8, 12" meaningful).
+        n_mels, frontend_channels, frontend_kernel: spectral front-end (log-mel + Conv1d, 50 Hz).
+        n_clusters: k-means classes per iteration.
+        kmeans_frames: frames sampled (seeded) to fit k-means.
+        steps: optimiser steps per iteration (len(steps) iterations).
+        iter_layers: layer whose features give the targets of iteration i ≥ 2.
+        crop_seconds, batch_size: random crops per step.
+        lr, warmup_frac, weight_decay, grad_clip: AdamW with linear warm-up then cosine decay.
+        mask_prob, mask_length: HuBERT span masking.
+        final_dim: projection size of the logit head.
+        eval_every: steps between held-out masked-accuracy evaluations.
+        heldout_speakers: fraction of speakers held out for evaluation (never trained on).
+    """
+
+    depth: int = 12
+    width: int = 256
+    ffn: int = 1024
+    heads: int = 4
+    n_mels: int = 80
+    frontend_channels: int = 256
+    frontend_kernel: int = 3
+    n_clusters: int = 100
+    kmeans_frames: int = 150_000
+    steps: tuple[int, ...] = (3000, 3000)
+    iter_layers: tuple[int, ...] = (6,)
+    crop_seconds: float = 3.0
+    batch_size: int = 8
+    lr: float = 7e-4
+    warmup_frac: float = 0.08
+    weight_decay: float = 0.01
+    grad_clip: float = 5.0
+    mask_prob: float = 0.65
+    mask_length: int = 10
+    final_dim: int = 128
+    eval_every: int = 250
+    heldout_speakers: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.width % self.heads:
+            raise ValueError(f"width {self.width} must be a multiple of heads {self.heads}")
+        if not self.steps or any(s < 1 for s in self.steps):
+            raise ValueError("steps must list ≥ 1 positive step count (one per iteration)")
+        if len(self.iter_layers) < len(self.steps) - 1:
+            raise ValueError(f"iter_layers needs a layer for each iteration after the first ({len(self.steps) - 1})")
+        if any(not 1 <= layer <= self.depth for layer in self.iter_layers):
+            raise ValueError(f"iter_layers must lie in 1..{self.depth}")
+        if not 0 < self.mask_prob < 1:
+            raise ValueError("mask_prob must lie in (0, 1)")
+        if self.crop_seconds * 16000 < WIN:
+            raise ValueError("crop_seconds too short for one frame")
+
+    def encoder_config(self) -> Any:
+        """The :class:`deepwide.models.EncoderConfig` of the teacher (pre-LN, spectral front-end)."""
+        from deepwide.models import EncoderConfig, FrontendConfig
+
+        return EncoderConfig(
+            depth=self.depth,
+            width=self.width,
+            ffn=self.ffn,
+            heads=self.heads,
+            frontend=FrontendConfig(
+                kind="spectral",
+                n_mels=self.n_mels,
+                channels=self.frontend_channels,
+                kernel=self.frontend_kernel,
+            ),
+            layer_norm_first=True,
+        )
+
+
+# -- targets ------------------------------------------------------------------------------------
+
+def num_frames(n_samples: int) -> int:
+    """Frames of the 50 Hz grid for ``n_samples`` at 16 kHz: ⌊(S − 400)/320⌋ + 1 (0 if shorter)."""
+    return 0 if n_samples < WIN else (n_samples - WIN) // HOP + 1
+
+
+def mfcc_features(wav: np.ndarray) -> np.ndarray:
+    """MFCC + Δ + ΔΔ on the model's frame grid, normalised per utterance.
+
+    Args:
+        wav: (S,) float32 at 16 kHz.
+
+    Returns:
+        (T, 39) float32 with T = :func:`num_frames` (S); zero mean and unit variance per column.
+    """
+    import torchaudio
+
+    mfcc = _mfcc_transform()(torch.from_numpy(wav)[None])[0].T  # (T, 13)
+    feats = torch.cat(
+        [mfcc, torchaudio.functional.compute_deltas(mfcc.T).T,
+         torchaudio.functional.compute_deltas(torchaudio.functional.compute_deltas(mfcc.T)).T],
+        dim=1,
+    ).numpy()
+    feats = feats[: num_frames(len(wav))]
+    return ((feats - feats.mean(0)) / (feats.std(0) + 1e-5)).astype(np.float32)
+
+
+_MFCC: Any = None
+
+
+def _mfcc_transform() -> Any:
+    global _MFCC
+    if _MFCC is None:
+        import torchaudio
+
+        _MFCC = torchaudio.transforms.MFCC(
+            sample_rate=16000,
+            n_mfcc=13,
+            melkwargs={"n_fft": WIN, "win_length": WIN, "hop_length": HOP, "n_mels": 40, "center": False},
+        )
+    return _MFCC
+
+
+def frame_phones(utt: Any, n_frames: int, phone_index: dict[str, int]) -> np.ndarray:
+    """Phone class of each frame (the segment covering the frame centre), −1 where none.
+
+    Returns:
+        (n_frames,) int64.
+    """
+    out = np.full(n_frames, -1, np.int64)
+    centres = (np.arange(n_frames) * HOP + WIN / 2) / 16000
+    for phone, start, end in utt.phones:
+        sel = (centres >= start) & (centres < end)
+        out[sel] = phone_index.get(phone, -1)
+    return out
+
+
+def fit_kmeans(features: Sequence[np.ndarray], n_clusters: int, max_frames: int, seed: int) -> Any:
+    """Fit MiniBatchKMeans on up to ``max_frames`` frames sampled (seeded) from ``features``.
+
+    Args:
+        features: per-utterance arrays (T_i, F).
+
+    Returns:
+        the fitted ``sklearn.cluster.MiniBatchKMeans``.
+    """
+    from sklearn.cluster import MiniBatchKMeans
+
+    rng = np.random.default_rng(seed)
+    allf = np.concatenate(features)
+    if len(allf) > max_frames:
+        allf = allf[rng.choice(len(allf), max_frames, replace=False)]
+    km = MiniBatchKMeans(
+        n_clusters=n_clusters, batch_size=10_000, n_init=3, max_iter=100, random_state=seed
+    )
+    km.fit(allf)
+    return km
+
+
+def cluster_quality(assign: np.ndarray, phones: np.ndarray) -> dict[str, float]:
+    """Phone purity and phone-normalised mutual information (PNMI) of cluster assignments.
+
+    Args:
+        assign: (N,) cluster ids; phones: (N,) phone ids (−1 ignored).
+    """
+    keep = phones >= 0
+    a, p = assign[keep], phones[keep]
+    joint = np.zeros((a.max() + 1, p.max() + 1))
+    np.add.at(joint, (a, p), 1)
+    joint /= joint.sum()
+    pa, pp = joint.sum(1, keepdims=True), joint.sum(0, keepdims=True)
+    nz = joint > 0
+    mi = float((joint[nz] * np.log(joint[nz] / (pa @ pp)[nz])).sum())
+    hp = float(-(pp[pp > 0] * np.log(pp[pp > 0])).sum())
+    purity = float(joint.max(1).sum())
+    return {"phone_purity": purity, "pnmi": mi / hp if hp > 0 else 0.0}
+
+
+# -- data -----------------------------------------------------------------------------------------
+
+@dataclass
+class PretrainData:
+    """The corpus held in memory: int16 audio and per-frame targets/phones.
+
+    Attributes:
+        wavs: per utterance (S_i,) int16 audio at 16 kHz.
+        phones: per utterance (T_i,) phone ids (−1 none).
+        train_idx, heldout_idx: utterance indices by speaker (held-out speakers never train).
+    """
+
+    wavs: list[np.ndarray]
+    phones: list[np.ndarray]
+    train_idx: np.ndarray
+    heldout_idx: np.ndarray
+
+    @classmethod
+    def load(cls, manifest: Manifest, heldout_frac: float, seed: int) -> PretrainData:
+        from tqdm import tqdm
+
+        phone_index = {p: i for i, p in enumerate(manifest.phone_set)}
+        wavs, phones = [], []
+        for utt in tqdm(manifest.utterances, desc="loading audio", unit="utt", leave=False):
+            wav = load_audio(manifest.audio_path(utt))
+            wavs.append(np.clip(np.round(wav * 32767), -32768, 32767).astype(np.int16))
+            phones.append(frame_phones(utt, num_frames(len(wav)), phone_index))
+        speakers = sorted({u.speaker for u in manifest.utterances})
+        rng = np.random.default_rng(seed)
+        n_held = max(1, int(round(heldout_frac * len(speakers))))
+        held = set(rng.permutation(speakers)[:n_held].tolist())
+        is_held = np.array([u.speaker in held for u in manifest.utterances])
+        long_enough = np.array([len(w) >= WIN for w in wavs])
+        return cls(
+            wavs=wavs,
+            phones=phones,
+            train_idx=np.flatnonzero(~is_held & long_enough),
+            heldout_idx=np.flatnonzero(is_held & long_enough),
+        )
+
+    def wav_float(self, i: int) -> np.ndarray:
+        return self.wavs[i].astype(np.float32) / 32767.0
+
+
+def sample_batch(
+    data: PretrainData, labels: list[np.ndarray], idx: np.ndarray, batch_size: int,
+    crop_samples: int, rng: np.random.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random frame-aligned crops (start at a multiple of 320 samples) and their labels.
+
+    Returns:
+        ``(wavs (B, S), lengths (B,), labels (B, T))``; padded labels are −1 (never scored:
+        the pre-training model masks padding out of both logit sets).
+    """
+    picks = rng.choice(idx, batch_size, replace=len(idx) < batch_size)
+    crops, labs = [], []
+    for i in picks:
+        wav = data.wavs[i]
+        n_fr = num_frames(len(wav))
+        want = num_frames(crop_samples)
+        start_fr = int(rng.integers(0, max(1, n_fr - want + 1)))
+        seg = wav[start_fr * HOP: start_fr * HOP + crop_samples]
+        crops.append(seg.astype(np.float32) / 32767.0)
+        labs.append(labels[i][start_fr: start_fr + num_frames(len(seg))])
+    lengths = torch.tensor([len(c) for c in crops])
+    wavs = torch.zeros(len(crops), int(lengths.max()))
+    t_max = num_frames(int(lengths.max()))
+    lab = torch.full((len(crops), t_max), -1, dtype=torch.long)
+    for b, (c, y) in enumerate(zip(crops, labs, strict=True)):
+        wavs[b, : len(c)] = torch.from_numpy(c)
+        lab[b, : len(y)] = torch.from_numpy(y)
+    return wavs, lengths, lab
+
+
+# -- model -----------------------------------------------------------------------------------------
+
+def build_pretrain_model(encoder: Any, cfg: PretrainConfig, n_clusters: int, seed: int) -> torch.nn.Module:
+    """Wrap a deepwide encoder in torchaudio's HuBERTPretrainModel (sharing its modules).
+
+    The label embeddings are re-initialised from N(0, 1): torchaudio's uniform [0, 1]
+    initialisation makes all classes nearly parallel under the cosine logits and stalls
+    learning.
+    """
+    from torchaudio.models.wav2vec2.components import LogitGenerator, MaskGenerator
+    from torchaudio.models.wav2vec2.model import HuBERTPretrainModel
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        mask = MaskGenerator(
+            cfg.width, cfg.mask_prob, "static", 0.0, cfg.mask_length, False, 1, 0.0, "static", 0.0, 1, False, 0
+        )
+        logits = LogitGenerator(cfg.width, n_clusters, cfg.final_dim, False, True)
+        torch.nn.init.normal_(logits.label_embeddings)
+    return HuBERTPretrainModel(encoder.as_torchaudio(), mask, logits, feature_grad_mult=None)
+
+
+def masked_loss(model: torch.nn.Module, wavs: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Cross-entropy of masked frames against their clusters, and masked accuracy.
+
+    Returns:
+        ``(loss, accuracy)``: the positive class is column 0 of torchaudio's cosine logits.
+    """
+    # Labels are −1 only on padded frames, which the model's padding mask never selects.
+    logit_m, _, _ = model(wavs, labels.clamp(min=0), lengths)
+    target = torch.zeros(logit_m.shape[0], dtype=torch.long)
+    loss = torch.nn.functional.cross_entropy(logit_m.float(), target)
+    acc = float((logit_m.argmax(-1) == 0).float().mean()) if logit_m.numel() else 0.0
+    return loss, acc
+
+
+def lr_at(step: int, total: int, cfg: PretrainConfig) -> float:
+    """Linear warm-up to ``cfg.lr`` then cosine decay to 5 % of it."""
+    warm = max(1, int(cfg.warmup_frac * total))
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    t = (step - warm) / max(1, total - warm)
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+def _layer_features(encoder: Any, data: PretrainData, idx: Iterator[int] | Sequence[int], layer: int) -> list[np.ndarray]:
+    """Hidden states of ``layer`` for the utterances ``idx`` (per-utterance normalised)."""
+    from tqdm import tqdm
+
+    out = []
+    encoder.eval()
+    with torch.inference_mode():
+        for i in tqdm(list(idx), desc=f"layer {layer} features", unit="utt", leave=False):
+            wav = torch.from_numpy(data.wav_float(i))[None]
+            states, _ = encoder.hidden_states(wav, None)
+            f = states[layer][0].numpy()
+            out.append(((f - f.mean(0)) / (f.std(0) + 1e-5)).astype(np.float32))
+    return out
+
+
+def make_targets(
+    features: list[np.ndarray], data: PretrainData, cfg: PretrainConfig, seed: int
+) -> tuple[list[np.ndarray], dict[str, float]]:
+    """k-means targets for every utterance, fitted on training speakers only, plus their quality."""
+    km = fit_kmeans([features[i] for i in data.train_idx], cfg.n_clusters, cfg.kmeans_frames, seed)
+    labels = [km.predict(f).astype(np.int64) if len(f) else np.zeros(0, np.int64) for f in features]
+    quality = {}
+    for name, idx in (("train", data.train_idx), ("heldout", data.heldout_idx)):
+        a = np.concatenate([labels[i] for i in idx])
+        p = np.concatenate([data.phones[i][: len(labels[i])] for i in idx])
+        q = cluster_quality(a, p)
+        quality.update({f"{name}_{k}": v for k, v in q.items()})
+    return labels, quality
+
+
+def pretrain_teacher(
+    manifest: Manifest,
+    out_dir: str | Path,
+    cfg: PretrainConfig,
+    *,
+    seed: int = 0,
+    resume: bool = False,
+    threads: int | None = None,
+) -> Path:
+    """Run the whole recipe and write a deepwide checkpoint (plus ``pretrain_log.jsonl``).
+
+    Args:
+        manifest: the corpus (needs phone alignments only for the quality report).
+        out_dir: output folder; ``out_dir/model`` is the final deepwide checkpoint,
+            ``out_dir/state.pt`` the resumable training state.
+        cfg: the recipe.
+        seed: seeds data order, masking, k-means and initialisation.
+        resume: continue from ``out_dir/state.pt`` (same config required).
+
+    Returns:
+        the checkpoint folder.
+    """
+    from deepwide.models import build_encoder, save_checkpoint
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if threads:
+        torch.set_num_threads(threads)
+    key = config_hash({"cfg": config_to_dict(cfg), "seed": seed, "manifest": manifest.content_hash()})
+    state_path = out / "state.pt"
+    log_path = out / "pretrain_log.jsonl"
+    state: dict[str, Any] | None = None
+    if state_path.exists():
+        if not resume:
+            raise ConfigError(f"{out} already holds a pre-training run; pass --resume to continue it or choose another --out")
+        state = torch.load(state_path, weights_only=False)
+        if state["key"] != key:
+            raise ConfigError(f"{out} holds a run with another config, seed or corpus; use another --out")
+    atomic_write_json(out / "pretrain_config.json", {"config": config_to_dict(cfg), "seed": seed,
+                                                      "corpus_id": manifest.corpus_id,
+                                                      "manifest_hash": manifest.content_hash()})
+
+    data = PretrainData.load(manifest, cfg.heldout_speakers, seed)
+    log.info("pre-training on %d utterances (%d held out)", len(data.train_idx), len(data.heldout_idx))
+    encoder = build_encoder(cfg.encoder_config(), seed=seed, model_id="tiny-teacher")
+    if state is not None:
+        encoder.load_state_dict(state["encoder"])
+    start_iter = state["iteration"] if state else 0
+    for it in range(start_iter, len(cfg.steps)):
+        it_seed = seed + 1000 * it
+        if state and state["iteration"] == it and "labels" in state:
+            labels, quality = state["labels"], state["quality"]
+        else:
+            if it == 0:
+                feats = [mfcc_features(data.wav_float(i)) for i in range(len(data.wavs))]
+            else:
+                feats = _layer_features(encoder, data, range(len(data.wavs)), cfg.iter_layers[it - 1])
+            labels, quality = make_targets(feats, data, cfg, it_seed)
+            del feats
+        log.info("iteration %d targets: %s", it + 1, quality)
+        _append_jsonl(log_path, {"iteration": it + 1, "event": "targets", **quality})
+        model = build_pretrain_model(encoder, cfg, cfg.n_clusters, it_seed)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
+        rng = np.random.default_rng(it_seed)
+        step = 0
+        if state and state["iteration"] == it and "model" in state:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            rng.bit_generator.state = state["rng"]
+            torch.set_rng_state(state["torch_rng"])
+            step = state["step"]
+        else:
+            torch.manual_seed(it_seed)
+        state = None
+        total = cfg.steps[it]
+        crop = int(cfg.crop_seconds * 16000)
+        t0, seen = time.time(), 0
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, initial=step, desc=f"iteration {it + 1}", unit="step")
+        while step < total:
+            model.train()
+            wavs, lengths, lab = sample_batch(data, labels, data.train_idx, cfg.batch_size, crop, rng)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, total, cfg)
+            loss, acc = masked_loss(model, wavs, lengths, lab)
+            if not torch.isfinite(loss):
+                raise ConfigError(f"pre-training loss became {loss.item()} at iteration {it + 1} step {step}; "
+                                  f"lower --lr or resume from {state_path}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            step += 1
+            seen += int(lengths.sum())
+            bar.update(1)
+            if step % 25 == 0 or step == total:
+                rec = {"iteration": it + 1, "step": step, "loss": loss.item(), "masked_acc": acc,
+                       "lr": opt.param_groups[0]["lr"], "audio_s_per_s": seen / 16000 / (time.time() - t0)}
+                _append_jsonl(log_path, rec)
+                bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.2f}")
+            if step % cfg.eval_every == 0 or step == total:
+                hacc = heldout_masked_accuracy(model, data, labels, cfg, seed)
+                _append_jsonl(log_path, {"iteration": it + 1, "step": step, "event": "eval", "heldout_masked_acc": hacc})
+                _save_state(state_path, key=key, iteration=it, step=step, encoder=encoder, model=model,
+                            opt=opt, rng=rng, labels=labels, quality=quality)
+        bar.close()
+        # the pre-training model shares the encoder's modules, so the encoder is trained in place
+        _save_state(state_path, key=key, iteration=it + 1, step=0, encoder=encoder, model=None,
+                    opt=None, rng=None, labels=None, quality=None)
+    ckpt = save_checkpoint(encoder, out / "model", extra={"pretrain": config_to_dict(cfg), "seed": seed,
+                                                          "corpus_id": manifest.corpus_id})
+    return ckpt
+
+
+def heldout_masked_accuracy(model: torch.nn.Module, data: PretrainData, labels: list[np.ndarray],
+                            cfg: PretrainConfig, seed: int, batches: int = 4) -> float:
+    """Masked-prediction accuracy on held-out speakers (fixed seeded crops and masks)."""
+    if len(data.heldout_idx) == 0:
+        return float("nan")
+    rng = np.random.default_rng(seed + 7)
+    model.eval()
+    accs = []
+    with torch.random.fork_rng(), torch.inference_mode():
+        torch.manual_seed(seed + 7)
+        for _ in range(batches):
+            wavs, lengths, lab = sample_batch(data, labels, data.heldout_idx, cfg.batch_size,
+                                              int(cfg.crop_seconds * 16000), rng)
+            model.train()  # masking is only applied in training mode
+            _, acc = masked_loss(model, wavs, lengths, lab)
+            accs.append(acc)
+    model.train()
+    return float(np.mean(accs))
+
+
+def _save_state(path: Path, **state: Any) -> None:
+    payload = {
+        "key": state["key"],
+        "iteration": state["iteration"],
+        "step": state["step"],
+        "encoder": state["encoder"].state_dict(),
+    }
+    if state["model"] is not None:
+        payload.update(
+            model=state["model"].state_dict(),
+            optimizer=state["opt"].state_dict(),
+            rng=state["rng"].bit_generator.state,
+            torch_rng=torch.get_rng_state(),
+            labels=state["labels"],
+            quality=state["quality"],
+        )
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def quick_config(cfg: PretrainConfig | None = None) -> PretrainConfig:
+    """A few-step variant for tests and smoke runs (tiny width, 2 layers, 8 clusters)."""
+    base = cfg or PretrainConfig()
+    return replace(base, depth=2, width=32, ffn=64, heads=2, frontend_channels=32, n_clusters=8,
+                   kmeans_frames=5000, steps=(30,), iter_layers=(), crop_seconds=1.0, batch_size=4,
+                   lr=2e-3, final_dim=16, eval_every=10)

@@ -15,6 +15,7 @@ the same command line.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,11 @@ class DefaultCommandGroup(click.Group):
         if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
             args = [DEFAULT_COMMAND, *args]
         return super().parse_args(ctx, args)
+
+
+def _is_main_process() -> bool:
+    """False on every torchrun rank but 0 (only rank 0 prints the command's output)."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _seed(ctx: click.Context) -> int:
@@ -99,7 +105,6 @@ def distill() -> None:
 
 
 @distill.command("train")
-@training_options
 @click.option("--student", default=None, help="Student preset (distilhubert, 3l-one, 12l-half, fithubert), scaled to the teacher's width.")
 @click.option("--depth", type=click.IntRange(min=1), default=None, help="Student layers (with --width).")
 @click.option("--width", type=click.IntRange(min=1), default=None, help="Student width (with --depth).")
@@ -107,6 +112,7 @@ def distill() -> None:
 @click.option("--heads", type=click.IntRange(min=1), default=None, help="Student attention heads (default width / 64).")
 @click.option("--objective", type=click.Choice(OBJECTIVES.names()), default="predlayer", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder [default: runs/distill/<student>-<objective>].")
+@training_options
 @click.pass_context
 def train(ctx: click.Context, **kw: Any) -> None:
     """Train one student; the run folder is a checkpoint that `--model DIR` loads."""
@@ -115,6 +121,8 @@ def train(ctx: click.Context, **kw: Any) -> None:
     config = make_config(**_config_options(kw), seed=_seed(ctx))
     out = kw["out"] or Path("runs") / "distill" / config.student_name()
     result = train_student(config, out, resume=kw["resume"], progress=not kw["no_progress"])
+    if not _is_main_process():
+        return
     click.echo(
         f"{result.model_id}: {result.params / 1e6:.3f} M params (+{result.head_params / 1e6:.3f} M heads), "
         f"{result.steps} steps, final loss {result.final_loss:.4f}, "
@@ -123,7 +131,6 @@ def train(ctx: click.Context, **kw: Any) -> None:
 
 
 @distill.command("sweep")
-@training_options
 @click.option("--budget", required=True, help="Parameter budget of the encoder (heads excluded), e.g. 27M.")
 @click.option("--depths", required=True, help="Student depths, e.g. 2,3,6,12.")
 @click.option("--objectives", default="predlayer,l2l", show_default=True, help="Objectives, e.g. predlayer,l2l.")
@@ -132,6 +139,7 @@ def train(ctx: click.Context, **kw: Any) -> None:
 @click.option("--tolerance", type=float, default=0.1, show_default=True, help="Largest accepted |params − budget| / budget.")
 @click.option("--dry-run", is_flag=True, help="Only print the planned students.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/sweep"), show_default=True, help="Sweep folder.")
+@training_options
 @click.pass_context
 def sweep(ctx: click.Context, **kw: Any) -> None:
     """Train parameter-matched students: one width per depth from the budget solver."""
@@ -152,14 +160,15 @@ def sweep(ctx: click.Context, **kw: Any) -> None:
     options = dict(_config_options(kw), seed=_seed(ctx))
     entries = plan_sweep(options, resolve_config(kw["teacher"]), budget, depths, objectives,
                          head_dim=head_dim, ffn_ratio=ffn_ratio, tolerance=tolerance)
-    click.echo(f"budget {budget / 1e6:.3f} M: {len(entries)} students")
+    echo = click.echo if _is_main_process() else (lambda *a, **k: None)
+    echo(f"budget {budget / 1e6:.3f} M: {len(entries)} students")
     for e in entries:
         c = e.config
-        click.echo(f"  {e.name:<24} depth {c.depth:>2}  width {c.width:>5}  ffn {c.ffn:>5}  heads {c.heads:>3}  "
+        echo(f"  {e.name:<24} depth {c.depth:>2}  width {c.width:>5}  ffn {c.ffn:>5}  heads {c.heads:>3}  "
                    f"{e.params / 1e6:8.3f} M  ({100 * e.deviation:+.1f} %)")
     if dry_run:
         return
     rows = run_sweep(entries, kw["out"], budget, resume=kw["resume"], progress=not kw["no_progress"])
     for row in rows:
-        click.echo(f"{row['model']}: final loss {row['final_loss']:.4f} -> {row['out']}")
-    click.echo(f"table: {Path(kw['out']) / 'sweep.csv'}")
+        echo(f"{row['model']}: final loss {row['final_loss']:.4f} -> {row['out']}")
+    echo(f"table: {Path(kw['out']) / 'sweep.csv'}")

@@ -22,7 +22,6 @@ sample ``320 t``: HuBERT's CNN and deepwide's spectral front-end).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -153,8 +152,10 @@ class BatchPlan:
 class TeacherTargets:
     """Reads the teacher's stored hidden states (a feature store written with ``--frames all``).
 
-    The store layout is ../shared/ARCHITECTURE.md's: ``hidden (layer, frame, feat)`` ragged over
-    utterances, with ``utt_id``, ``frame_offset`` and ``n_stored`` (or ``n_frames``) on ``utt``.
+    The store is opened with :func:`deepwide.store.open_store` (schema and completeness
+    checked): ``hidden (layer, frame, feat)`` ragged over utterances, with ``utt_id``,
+    ``frame_offset``, ``n_stored`` and ``n_frames`` on ``utt``. Stored float16 is read as
+    float32.
 
     Args:
         path: the store (Zarr v3 folder).
@@ -166,42 +167,28 @@ class TeacherTargets:
     """
 
     def __init__(self, path: str | Path, layers: Sequence[int], in_memory_bytes: int = TARGETS_IN_MEMORY_BYTES) -> None:
-        import xarray as xr
+        from deepwide.store import open_store
 
         self.path = Path(path)
-        if not self.path.exists():
-            raise StoreError(f"teacher-target store {self.path} does not exist; extract it with `deepwide extract --frames all`")
-        try:
-            ds = xr.open_zarr(str(self.path), consolidated=False, chunks=None)
-        except Exception as exc:  # zarr/xarray raise many types for a non-store folder
-            raise StoreError(f"cannot open teacher-target store {self.path}: {exc}") from exc
-        if "hidden" not in ds:
-            raise StoreError(f"store {self.path} holds no frame-level `hidden` states; extract with --frames all")
+        ds = open_store(self.path)  # schema and completeness checked, one-line StoreErrors
         self.attrs = dict(ds.attrs)
-        completion = self.attrs.get("completion")
-        if isinstance(completion, str):
-            try:
-                completion = json.loads(completion)
-            except json.JSONDecodeError:
-                completion = None
-        if not (isinstance(completion, dict) and completion.get("complete")):
-            raise StoreError(f"store {self.path} is incomplete; finish its extraction (rerun the same extract command)")
         frames_mode = self.attrs.get("frames_mode", "all")
-        if frames_mode != "all":
-            raise StoreError(f"store {self.path} keeps frames {frames_mode!r}; teacher targets need every frame (--frames all)")
+        if frames_mode != "all" or "hidden" not in ds:
+            raise StoreError(
+                f"store {self.path} keeps frames {frames_mode!r}; teacher targets need every frame "
+                f"(extract with --frames all)"
+            )
         stored_layers = [int(v) for v in ds["layer"].values]
         missing = [layer for layer in layers if layer not in stored_layers]
         if missing:
             raise StoreError(f"store {self.path} lacks teacher layer(s) {missing}; it has {stored_layers}")
         self.layers = tuple(int(v) for v in layers)
         self._layer_index = [stored_layers.index(layer) for layer in self.layers]
-        n_col = "n_stored" if "n_stored" in ds.coords else "n_frames"
         utt_ids = [str(u) for u in ds["utt_id"].values]
         offsets = np.asarray(ds["frame_offset"].values, dtype=np.int64)
-        counts = np.asarray(ds[n_col].values, dtype=np.int64)
-        if "n_frames" in ds.coords and n_col == "n_stored":
-            if np.any(counts != np.asarray(ds["n_frames"].values)):
-                raise StoreError(f"store {self.path} does not hold every frame of every utterance; extract with --frames all")
+        counts = np.asarray(ds["n_stored"].values, dtype=np.int64)
+        if np.any(counts != np.asarray(ds["n_frames"].values)):
+            raise StoreError(f"store {self.path} does not hold every frame of every utterance; extract with --frames all")
         self.index = {u: (int(o), int(n)) for u, o, n in zip(utt_ids, offsets, counts, strict=True)}
         self.dim = int(ds.sizes["feat"])
         self.model_id = str(self.attrs.get("model_id", ""))

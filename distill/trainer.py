@@ -551,8 +551,9 @@ def _train(
     model.to(env.device)
 
     # -- optimiser ---------------------------------------------------------------------------------
+    trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=config.lr, betas=tuple(config.betas), eps=config.eps, weight_decay=config.weight_decay
+        trainable, lr=config.lr, betas=tuple(config.betas), eps=config.eps, weight_decay=config.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config.warmup_steps, config.steps))
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
@@ -561,20 +562,11 @@ def _train(
     start_step, next_batch = 0, 0
     window = _Window(objective.mapping.teacher_layers)
     ckpt_path = latest_checkpoint(out) if resume and out.exists() else None
+    if env.is_main and (out / CHECKPOINT_DIR).is_dir():
+        for stale in (out / CHECKPOINT_DIR).glob(".*.tmp"):  # a write cut short by a kill
+            stale.unlink(missing_ok=True)
     if ckpt_path is not None:
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        start_step, next_batch = int(state["step"]), int(state["data"]["next_batch"])
-        window.load_state_dict(state["window"])
-        rngs = state["rng"]
-        if len(rngs) == env.world_size:
-            set_rng_state(rngs[env.rank])
-        else:
-            log.warning("resuming on %d processes a run saved on %d: RNG streams restart", env.world_size, len(rngs))
-            _seed_everything(config.seed + 7919 * start_step + env.rank)
+        start_step, next_batch = _restore(ckpt_path, env, config, model, optimizer, scheduler, scaler, window)
         if env.is_main:
             _truncate_metrics(out / METRICS, start_step)
         log.info("resuming %s from %s (step %d)", out, ckpt_path.name, start_step)
@@ -595,7 +587,8 @@ def _train(
             "world_size": env.world_size,
             "deepwide_version": __version__,
         })
-    log.info(
+    log.log(
+        logging.INFO if env.is_main else logging.DEBUG,
         "distilling %s (%s, %.2f M params + %.2f M in heads) from %s with %s, targets %s, on %s × %d",
         model_id, student_cfg.describe(), params / 1e6, head_params / 1e6, config.teacher,
         config.objective, list(objective.mapping.teacher_layers), env.device, env.world_size,
@@ -613,25 +606,15 @@ def _train(
     last_ckpt: Path | None = ckpt_path
     bar = _progress(config.steps, start_step, progress and env.is_main, model_id)
     autocast = _autocast(env.device, precision)
+    last_record: dict[str, Any] | None = None
     model.train()
     t_window = time.perf_counter()
     try:
         for step in range(start_step, config.steps):
-            batch = next(loader)
-            wavs = batch["wavs"].to(env.device, non_blocking=True)
-            lengths = batch["lengths"].to(env.device, non_blocking=True)
             with autocast:
-                preds, frame_lengths = ddp_model(wavs, lengths)
-                if "targets" in batch:
-                    tgt_all = batch["targets"].to(env.device, non_blocking=True)  # (N, B, T, D)
-                    t = min(preds[0].shape[1], tgt_all.shape[2])
-                    preds = [p[:, :t] for p in preds]
-                    targets = list(tgt_all[:, :, :t].unbind(0))
-                    frame_lengths = torch.minimum(frame_lengths, batch["target_lengths"].to(env.device)).clamp(max=t)
-                else:
-                    with torch.no_grad():
-                        tstates, _ = teacher.hidden_states(wavs, lengths)  # type: ignore[union-attr]
-                    targets = [tstates[layer].detach() for layer in objective.mapping.teacher_layers]
+                preds, targets, frame_lengths = predict_and_target(
+                    ddp_model, teacher, next(loader), objective.mapping.teacher_layers, env.device
+                )
             loss, per_target = distill_loss(preds, targets, frame_lengths, config.cos_weight)
             stats = torch.cat([loss.detach()[None], per_target.detach()])
             stats = _all_reduce_mean(stats, env)
@@ -646,7 +629,7 @@ def _train(
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
             max_norm = config.grad_clip if config.grad_clip > 0 else float("inf")
-            grad_norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], max_norm)
+            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, max_norm)
             scaler.step(optimizer)
             scaler.update()
             lr = optimizer.param_groups[0]["lr"]
@@ -657,7 +640,7 @@ def _train(
             bar.update(1)
             if done_steps % config.log_every == 0 or done_steps == config.steps:
                 elapsed = time.perf_counter() - t_window
-                record = window.flush(done_steps, lr, elapsed)
+                record = last_record = window.flush(done_steps, lr, elapsed)
                 t_window = time.perf_counter()
                 if env.is_main:
                     _append_jsonl(out / METRICS, record)
@@ -678,8 +661,10 @@ def _train(
         del loader
 
     # -- outputs -----------------------------------------------------------------------------------
-    metrics = read_metrics(out) if env.is_main else []
-    final_loss = float(metrics[-1]["loss"]) if metrics else float("nan")
+    if last_record is None:  # nothing left to train: killed after the last checkpoint
+        metrics = read_metrics(out)
+        last_record = metrics[-1] if metrics else {"loss": float("nan")}
+    final_loss = float(last_record["loss"])
     result = DistillResult(
         out=out,
         model_id=model_id,
@@ -697,6 +682,68 @@ def _train(
 
         dist.barrier()
     return result
+
+
+def predict_and_target(
+    model: nn.Module,
+    teacher: nn.Module | None,
+    batch: dict[str, Tensor],
+    teacher_layers: Sequence[int],
+    device: torch.device,
+) -> tuple[list[Tensor], list[Tensor], Tensor]:
+    """The student's predictions and the teacher's targets for one batch.
+
+    Args:
+        model: the (possibly DDP-wrapped) :class:`DistillModel`.
+        teacher: the frozen teacher, or ``None`` when ``batch`` carries stored targets.
+        batch: from :class:`~deepwide.distill.data.CropBatches`.
+        teacher_layers: target layers, in mapping order.
+        device: where to compute.
+
+    Returns:
+        ``(preds, targets, frame_lengths)``: N tensors (B, T, D_t) each and (B,) valid frames
+        (with stored targets: frames both the crop and the store cover).
+    """
+    wavs = batch["wavs"].to(device, non_blocking=True)
+    lengths = batch["lengths"].to(device, non_blocking=True)
+    preds, frame_lengths = model(wavs, lengths)
+    if "targets" in batch:
+        stored = batch["targets"].to(device, non_blocking=True)  # (N, B, T, D)
+        t = min(preds[0].shape[1], stored.shape[2])
+        frame_lengths = torch.minimum(frame_lengths, batch["target_lengths"].to(device)).clamp(max=t)
+        return [p[:, :t] for p in preds], list(stored[:, :, :t].unbind(0)), frame_lengths
+    if teacher is None:
+        raise ValueError("a batch without stored targets needs the teacher")
+    with torch.no_grad():
+        states, _ = teacher.hidden_states(wavs, lengths)
+    return preds, [states[layer].detach() for layer in teacher_layers], frame_lengths
+
+
+def _restore(
+    path: Path,
+    env: DistEnv,
+    config: DistillConfig,
+    model: DistillModel,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: Any,
+    window: _Window,
+) -> tuple[int, int]:
+    """Load a training checkpoint into everything; returns ``(step, next global batch)``."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    window.load_state_dict(state["window"])
+    step, next_batch = int(state["step"]), int(state["data"]["next_batch"])
+    rngs = state["rng"]
+    if len(rngs) == env.world_size:
+        set_rng_state(rngs[env.rank])
+    else:
+        log.warning("resuming on %d processes a run saved on %d: RNG streams restart", env.world_size, len(rngs))
+        _seed_everything(config.seed + 7919 * step + env.rank)
+    return step, next_batch
 
 
 def _check_store_fits(store: TeacherTargets, teacher: nn.Module) -> None:
@@ -793,7 +840,12 @@ class _Window:
         record: dict[str, Any] = {"step": step, "loss": self.sums[0] / n}
         for layer, s in zip(self.layers, self.sums[1:], strict=True):
             record[_mapping_key(layer)] = s / n
-        record.update(lr=lr, grad_norm=self.grad_norm / n, frames_per_s=self.frames / max(elapsed, 1e-9))
+        record.update(
+            lr=lr,
+            grad_norm=self.grad_norm / n,
+            frames_per_s=self.frames / max(elapsed, 1e-9),
+            steps_per_s=self.n / max(elapsed, 1e-9),
+        )
         self.reset()
         return record
 

@@ -97,40 +97,13 @@ def base_options(teacher_dir: Path, corpus_dir: Path, **kw):
     return opts
 
 
-def write_target_store(teacher, manifest: Manifest, path: Path, *, complete: bool = True, frames_mode: str = "all",
-                       dtype=np.float32) -> Path:
-    """A minimal store of the schema in ../shared/ARCHITECTURE.md, from whole-utterance teacher states."""
-    import json
+def write_target_store(teacher, manifest: Manifest, path: Path, **config) -> Path:
+    """Extract ``teacher`` over ``manifest`` into a store with deepwide's extractor (float32,
+    every frame and layer unless ``config`` says otherwise; ``shard=(k, n)`` writes one shard)."""
+    from deepwide.extract import ExtractConfig, extract_features
 
-    import xarray as xr
-
-    from deepwide.audio import load_audio
-
-    teacher.eval()
-    chunks, counts = [], []
-    with torch.no_grad():
-        for u in manifest:
-            wav = torch.from_numpy(load_audio(manifest.audio_path(u)))[None]
-            states, _ = teacher.hidden_states(wav)
-            chunks.append(torch.stack([s[0] for s in states]).numpy())  # (L+1, T, D)
-            counts.append(chunks[-1].shape[1])
-    hidden = np.concatenate(chunks, axis=1).astype(dtype)
-    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    ds = xr.Dataset(
-        {"hidden": (("layer", "frame", "feat"), hidden)},
-        coords={
-            "layer": np.arange(hidden.shape[0]),
-            "utt_id": ("utt", np.array([u.utt_id for u in manifest], dtype=object)),
-            "n_frames": ("utt", np.array(counts, np.int64)),
-            "n_stored": ("utt", np.array(counts, np.int64)),
-            "frame_offset": ("utt", offsets),
-        },
-        attrs={
-            "model_id": teacher.model_id,
-            "model_weights_hash": teacher.weights_hash(),
-            "frames_mode": frames_mode,
-            "completion": json.dumps({"complete": complete, "shards": 1, "done": [0] if complete else []}),
-        },
-    )
-    ds.to_zarr(str(path), mode="w", consolidated=False, zarr_format=3)
+    shard = config.pop("shard", None)
+    opts = dict(frames="all", dtype="float32", batch_seconds=4.0)
+    opts.update(config)
+    extract_features(teacher, manifest, path, ExtractConfig(**opts), shard=shard, workers=0, progress=False)
     return path

@@ -121,12 +121,12 @@ def test_store_problems_are_one_line_store_errors(target_store, tmp_path, corpus
     path, teacher, manifest = target_store
     with pytest.raises(StoreError, match=r"lacks teacher layer\(s\) \[7\]"):
         TeacherTargets(path, [7])
-    with pytest.raises(StoreError, match="does not exist"):
+    with pytest.raises(StoreError, match="no feature store"):
         TeacherTargets(tmp_path / "nope.zarr", [1])
-    partial = write_target_store(teacher, manifest, tmp_path / "partial.zarr", complete=False)
+    partial = write_target_store(teacher, manifest, tmp_path / "partial.zarr", shard=(0, 2))
     with pytest.raises(StoreError, match="incomplete"):
         TeacherTargets(partial, [1])
-    sampled = write_target_store(teacher, manifest, tmp_path / "sampled.zarr", frames_mode="sample:5")
+    sampled = write_target_store(teacher, manifest, tmp_path / "sampled.zarr", frames="sample:5")
     with pytest.raises(StoreError, match="--frames all"):
         TeacherTargets(sampled, [1])
     some = write_target_store(teacher, Manifest.load(corpus_dir).select(["test"]), tmp_path / "some.zarr")

@@ -142,7 +142,7 @@ def _kill_at_loss_call(monkeypatch, n: int) -> None:
 
 
 def _strip_speed(lines: list[dict]) -> list[dict]:
-    return [{k: v for k, v in m.items() if k != "frames_per_s"} for m in lines]
+    return [{k: v for k, v in m.items() if k not in ("frames_per_s", "steps_per_s")} for m in lines]
 
 
 def test_resume_replays_the_uninterrupted_run_exactly(tmp_path, teacher_dir, corpus_dir, monkeypatch) -> None:
@@ -275,3 +275,57 @@ def test_run_folder_guards(tmp_path, teacher_dir, corpus_dir) -> None:
     train_student(cfg, tmp_path / "run", progress=False)
     with pytest.raises(ConfigError, match="already holds a distillation run"):
         train_student(cfg, tmp_path / "run", progress=False)
+
+
+_CHILD = """
+import sys, torch
+torch.set_num_threads(1)
+sys.path.insert(0, {root!r})
+from deepwide.distill.config import make_config
+from deepwide.distill.trainer import train_student
+from tests.distill.conftest import base_options
+train_student(make_config(**base_options({teacher!r}, {corpus!r}, steps=400, checkpoint_every=2, dropout=0.1)),
+              {out!r}, progress=False)
+"""
+
+
+def test_sigkill_then_resume_equals_the_uninterrupted_run(tmp_path, teacher_dir, corpus_dir) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = str(Path(__file__).resolve().parents[2])
+    out = tmp_path / "killed"
+    code = _CHILD.format(root=root, teacher=str(teacher_dir), corpus=str(corpus_dir), out=str(out))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    latest = out / "checkpoints" / "latest.json"
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if latest.is_file() and json.loads(latest.read_text())["step"] >= 6:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    killed_at = len(read_metrics(out))
+    assert 6 <= killed_at < 400
+
+    assert not list((out / "checkpoints").glob("step-*.pt.*"))  # no torn file under a final name
+    # reference: the same 400-step run, uninterrupted, stopped a few steps past the kill point
+    full = make_config(**base_options(teacher_dir, corpus_dir, steps=400, checkpoint_every=2, dropout=0.1))
+    whole = tmp_path / "whole"
+    with pytest.MonkeyPatch.context() as m:
+        _kill_at_loss_call(m, killed_at + 7)
+        with pytest.raises(_Killed):
+            train_student(full, whole, progress=False)
+    with pytest.MonkeyPatch.context() as m:
+        _kill_at_loss_call(m, 7)  # resume: 6 more steps past the last checkpoint, then stop
+        with pytest.raises(_Killed):
+            train_student(full, out, resume=True, progress=False)
+    a = _strip_speed(read_metrics(whole))
+    b = _strip_speed(read_metrics(out))
+    assert len(b) >= killed_at and b == a[: len(b)]

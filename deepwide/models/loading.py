@@ -15,6 +15,8 @@ A spec is one of
 * a **Hugging Face** model folder (``config.json`` + ``model.safetensors`` or
   ``pytorch_model.bin``) of ``HubertModel`` / ``Wav2Vec2Model`` / ``WavLMModel`` (see
   :mod:`deepwide.models.hf`; ``transformers`` is not needed);
+* ``mfcc`` / ``mfcc-context`` — hand-crafted feature baselines with one "layer" (see
+  :mod:`deepwide.models.features`);
 * a **fairseq** HuBERT / wav2vec 2.0 checkpoint file (``.pt``), read without executing pickled
   code (see :mod:`deepwide.models.fairseq`).
 """
@@ -422,6 +424,10 @@ def load_model(spec: str, *, seed: int = 0, device: str = "cpu") -> Any:
         return _place(build_encoder(config, seed=seed, model_id=spec), device)
     if spec.startswith(TORCHAUDIO_PREFIX):
         return load_torchaudio_bundle(spec[len(TORCHAUDIO_PREFIX):], device=device)
+    from deepwide.models.features import FEATURE_MODELS, load_feature_model
+
+    if spec in FEATURE_MODELS:
+        return _place(load_feature_model(spec), device)
     if spec in ZOO:
         return load_checkpoint(ZOO.get(spec)(), model_id=spec, device=device)
     if spec in PRESETS:

@@ -406,6 +406,8 @@ class Completion:
         """One line: ``complete`` or which shards are missing."""
         if self.complete:
             return f"complete ({self.shards} shard{'s' if self.shards != 1 else ''})"
+        if not self.missing:
+            return "incomplete: every shard is written but the store was not finalized (rerun extract)"
         parts = []
         for k in self.missing:
             frac = self.progress.get(k, 0.0)

@@ -28,14 +28,14 @@ from deepwide.extract.config import (
 @click.option("--dtype", type=click.Choice(DTYPES), default="float16", show_default=True, help="Storage type of frame features.")
 @click.option("--batch-seconds", type=float, default=ExtractConfig.batch_seconds, show_default=True, help="Padded audio seconds per batch.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:i].")
-@click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True, help="Audio-decoding processes (0: a thread).")
+@click.option("--workers", type=click.IntRange(min=0), default=None, help="Audio-decoding processes (0: a thread) [default: 0 on CPU, up to 4 on GPU].")
 @click.option("--shard", default=None, help="k/n: write only shard k of n (run one process per shard).")
 @click.option("--on-bad-audio", type=click.Choice(BAD_AUDIO_POLICIES), default="error", show_default=True, help="Stop at bad audio, or skip and record it.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar in audio seconds.")
 @click.pass_context
 def extract(
     ctx: click.Context, model: str, corpus: str, out: str, splits: str | None, layers: str,
-    frames: str, dtype: str, batch_seconds: float, device: str, workers: int, shard: str | None,
+    frames: str, dtype: str, batch_seconds: float, device: str, workers: int | None, shard: str | None,
     on_bad_audio: str, progress: bool,
 ) -> None:
     """Cache every chosen layer of MODEL over CORPUS in the feature store OUT.

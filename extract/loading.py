@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -55,6 +56,18 @@ def load_batch(req: BatchRequest) -> tuple[int, np.ndarray, np.ndarray]:
     for i, w in enumerate(wavs):
         out[i, : len(w)] = w
     return req.index, out, lengths
+
+
+def default_workers(device: str) -> int:
+    """Decoding processes when ``--workers`` is not given: none on CPU (the cores run the model;
+    one decoding thread keeps up), else up to 4, leaving a core to the main process."""
+    if device.startswith("cpu"):
+        return 0
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(0, min(4, cpus - 1))
 
 
 def make_executor(workers: int) -> Executor:

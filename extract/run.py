@@ -23,7 +23,12 @@ import numpy as np
 import torch
 from deepwide.extract.config import ExtractConfig
 from deepwide.extract.faults import fault_point
-from deepwide.extract.loading import batch_requests, make_executor, prefetch_batches
+from deepwide.extract.loading import (
+    batch_requests,
+    default_workers,
+    make_executor,
+    prefetch_batches,
+)
 from deepwide.extract.locks import WriterLock
 from deepwide.extract.plan import ExtractPlan, build_plan, num_frames, plan_from_store
 from deepwide.extract.writer import ShardWriter
@@ -278,7 +283,7 @@ def extract_features(
     *,
     shard: tuple[int, int] | None = None,
     device: str = "cpu",
-    workers: int = 1,
+    workers: int | None = None,
     progress: bool = True,
     frame_chunk: int | None = None,
     utt_chunk: int | None = None,
@@ -298,7 +303,8 @@ def extract_features(
         shard: ``(k, n)`` to write only shard k of n (other shards by other processes);
             ``None`` writes every unfinished shard and excludes every other writer.
         device: ``cpu`` or ``cuda[:i]``.
-        workers: audio-decoding processes (0: one thread in this process).
+        workers: audio-decoding processes (0: one thread in this process; None: 0 on CPU,
+            up to 4 on an accelerator, see :func:`deepwide.extract.loading.default_workers`).
         progress: show a progress bar (audio seconds per second).
         frame_chunk, utt_chunk: chunk sizes of a new store (default ≈ 4 MiB / 1 MiB chunks).
 
@@ -320,6 +326,7 @@ def extract_features(
     identity = store_identity(encoder, manifest, config)
     layers = config.resolve_layers(int(encoder.num_layers))
     n_shards = shard[1] if shard else 1
+    workers = default_workers(device) if workers is None else int(workers)
     created = False
     with make_executor(workers) as executor:
         if not is_store(out):
@@ -416,9 +423,10 @@ def _extract_shard(
     writer = ShardWriter(out, plan, k, start, b1, hidden_arr, pooled_arr, depth=2)
     n_utts = 0
     t0 = time.perf_counter()
-    bar = tqdm(
-        total=round(total_s, 1), unit="s", unit_scale=False, desc=f"extract {plan.n_shards > 1 and f'shard {k} ' or ''}(audio s)",
-        disable=not progress, leave=False, dynamic_ncols=True,
+    desc = f"extract shard {k}/{plan.n_shards}" if plan.n_shards > 1 else "extract"
+    bar = tqdm(  # audio seconds per second
+        total=round(total_s, 1), unit="s", desc=f"{desc} (audio)",
+        disable=None if progress else True, leave=False, dynamic_ncols=True,
     )
     try:
         for b, wavs, lengths in prefetch_batches(executor, requests, depth=max(2, 2 * workers)):
@@ -451,7 +459,7 @@ def run_extract(
     *,
     shard: tuple[int, int] | None = None,
     device: str = "cpu",
-    workers: int = 1,
+    workers: int | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> ExtractReport:

@@ -88,3 +88,16 @@ def test_cli_rejects_bad_options(tmp_path: Path, corpus: Manifest) -> None:
     for extra, words in ((["--frames", "some"], "--frames"), (["--shard", "3/2"], "--shard"), (["--layers", "a"], "--layers")):
         res = runner.invoke(cli, base + extra)
         assert res.exit_code == 2 and words in res.output, (extra, res.output)
+
+
+@pytest.mark.gpu
+def test_cuda_extraction_matches_cpu(tmp_path: Path, corpus: Manifest) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    cfg = ExtractConfig(batch_seconds=4.0, dtype="float32", frames="sample:6")
+    extract_features(_tiny_encoder(), corpus, tmp_path / "cpu", cfg, workers=0, progress=False)
+    extract_features(_tiny_encoder(), corpus, tmp_path / "gpu", cfg, device="cuda", workers=2, progress=False)
+    a, b = open_store(tmp_path / "cpu"), open_store(tmp_path / "gpu")
+    np.testing.assert_array_equal(a.frame_index.values, b.frame_index.values)
+    np.testing.assert_allclose(a.hidden.values, b.hidden.values, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(a.pooled.values, b.pooled.values, rtol=1e-3, atol=1e-3)

@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         peak = "n/a" if np.isnan(r["peak_gib"]) else f"{r['peak_gib']:.2f}"
         print(
-            f"| {r['precision']} | {r['targets']} | {r['steps_per_s']:.2f} | {r['audio_s_per_s']:.0f} | {peak} |"
+            f"| {r['precision']} | {r['targets']} | {r['steps_per_s']:.3g} | {r['audio_s_per_s']:.3g} | {peak} |"
         )
     if args.json:
         args.json.write_text(

@@ -107,6 +107,7 @@ class TaskResult:
     """One task on one model: per-layer arrays of length ``L + 1`` and scalars."""
 
     task: Task
+    layers: np.ndarray  # model layer number of each entry below (stores may hold a subset)
     score: np.ndarray
     ci_low: np.ndarray
     ci_high: np.ndarray
@@ -166,7 +167,15 @@ def resolve_device(name: str) -> str:
 
 
 def _num_layers(ds: Any) -> int:
-    return int(ds.sizes["layer"]) - 1
+    """``L`` of the model (a store may hold a subset of its layers)."""
+    if "num_layers" in ds.attrs:
+        return int(ds.attrs["num_layers"])
+    return int(np.max(ds["layer"].values))
+
+
+def _layer_numbers(ds: Any) -> np.ndarray:
+    """``(n_stored_layers,)`` the model layer number of each stored layer position."""
+    return np.asarray(ds["layer"].values, np.int64)
 
 
 def _load_layers(data: TaskData, ds: Any, desc: str) -> dict[str, np.ndarray]:
@@ -202,7 +211,7 @@ def probe_classification(data: TaskData, ds: Any, config: ProbeConfig, seed: int
     y_tr, y_dv, y_te = data.train.labels, data.dev.labels, data.test.labels
 
     result = TaskResult(
-        task=data.task,
+        task=data.task, layers=_layer_numbers(ds),
         score=np.full(n_layers, np.nan), ci_low=np.full(n_layers, np.nan), ci_high=np.full(n_layers, np.nan),
         f1=np.full(n_layers, np.nan), penalty=np.full(n_layers, np.nan),
         n_train=np.full(n_layers, len(y_tr), np.int64), n_test=np.full(n_layers, len(y_te), np.int64),
@@ -269,7 +278,7 @@ def probe_asv(data: TrialData, ds: Any, config: ProbeConfig, seed: int = 0) -> T
     n_layers = int(ds.sizes["layer"])
     nan = np.full(n_layers, np.nan)
     result = TaskResult(
-        task=data.task, score=nan.copy(), ci_low=nan.copy(), ci_high=nan.copy(), f1=nan.copy(),
+        task=data.task, layers=_layer_numbers(ds), score=nan.copy(), ci_low=nan.copy(), ci_high=nan.copy(), f1=nan.copy(),
         penalty=nan.copy(), n_train=np.full(n_layers, data.lda_utts.size, np.int64),
         n_test=np.full(n_layers, data.target.size, np.int64), majority=0.5, eer_cosine=nan.copy(),
     )
@@ -395,16 +404,16 @@ def results_dataset(entries: Sequence[ModelEntry], tasks: Sequence[Task], config
             r = e.results.get(task.name)
             if r is None:
                 continue
-            nl = r.score.size
+            nl = r.layers
             for name in ("score", "ci_low", "ci_high", "f1", "penalty"):
-                v[name][m, t, :nl] = getattr(r, name)
-            n_train[m, t, :nl] = r.n_train
-            n_test[m, t, :nl] = r.n_test
+                v[name][m, t, nl] = getattr(r, name)
+            n_train[m, t, nl] = r.n_train
+            n_test[m, t, nl] = r.n_test
             if r.eer_cosine is not None:
-                v["eer_cosine"][m, t, :nl] = r.eer_cosine
+                v["eer_cosine"][m, t, nl] = r.eer_cosine
             if r.ws_weight is not None:
-                v["ws_weight"][m, t, :nl] = r.ws_weight
-                v["layer_norm"][m, t, :nl] = r.layer_norm
+                v["ws_weight"][m, t, nl] = r.ws_weight
+                v["layer_norm"][m, t, nl] = r.layer_norm
             scal["majority"][m, t] = r.majority
             scal["ws_score"][m, t] = r.ws_score
             scal["ws_ci_low"][m, t], scal["ws_ci_high"][m, t] = r.ws_ci
@@ -480,12 +489,13 @@ def format_table(results: xr.Dataset) -> str:
             hib = bool(r["higher_is_better"])
             best = int(np.nanargmax(score) if hib else np.nanargmin(score))
             metric = str(r["metric"].item())
+            shown = [i for i in range(n_layers + 1) if np.isfinite(score[i])]
             lines.append(f"{model}{null} · {task} ({metric}, {r['level'].item()}; "
-                         f"n_train {int(r['n_train'][0])}, n_test {int(r['n_test'][0])}; "
+                         f"n_train {int(r['n_train'][shown[0]])}, n_test {int(r['n_test'][shown[0]])}; "
                          f"{'chance' if metric == 'eer' else 'majority'} {float(r['majority']):.3f})")
             extra = "eer_cos" if metric == "eer" else "f1"
             lines.append(f"  layer  {metric:>8}  95% CI            {extra:>7}  penalty  ws_weight  norm")
-            for layer in range(n_layers + 1):
+            for layer in shown:
                 f1 = float(r["eer_cosine"][layer] if metric == "eer" else r["f1"][layer])
                 lines.append(
                     f"  {layer:>5}  {score[layer]:8.3f}  [{float(r['ci_low'][layer]):.3f}, {float(r['ci_high'][layer]):.3f}]"

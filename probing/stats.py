@@ -78,28 +78,44 @@ def equal_error_rate(scores: np.ndarray, targets: np.ndarray, weights: np.ndarra
         EER in [0, 1]; NaN when either class has zero weight.
     """
     s = np.asarray(scores, np.float64)
-    t = np.asarray(targets, bool)
-    w = np.ones_like(s) if weights is None else np.asarray(weights, np.float64)
+    w = np.ones((1, s.size)) if weights is None else np.asarray(weights, np.float64)[None, :]
+    return float(equal_error_rates(s, targets, w)[0])
+
+
+def equal_error_rates(scores: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """:func:`equal_error_rate` for many weightings of one score list at once (vectorised).
+
+    Args:
+        scores: ``(n,)``; targets: ``(n,)`` bool.
+        weights: ``(R, n)`` non-negative weights, one row per replicate.
+
+    Returns:
+        ``(R,)`` EERs (NaN for a row where either class has zero weight).
+    """
+    s = np.asarray(scores, np.float64)
     order = np.argsort(s, kind="mergesort")
-    s, t, w = s[order], t[order], w[order]
-    wt, wn = w * t, w * ~t
-    tot_t, tot_n = wt.sum(), wn.sum()
-    if tot_t <= 0 or tot_n <= 0:
-        return float("nan")
-    # position k: the k lowest scores are rejected
-    miss = np.concatenate([[0.0], np.cumsum(wt)]) / tot_t
-    fa = 1.0 - np.concatenate([[0.0], np.cumsum(wn)]) / tot_n
+    s, t = s[order], np.asarray(targets, bool)[order]
+    w = np.asarray(weights, np.float64)[:, order]
     n = s.size
-    cut = np.ones(n + 1, bool)
+    cut = np.ones(n + 1, bool)  # position k: the k lowest scores are rejected
     cut[1:n] = s[1:] != s[:-1]  # thresholds only between distinct scores
-    miss, fa = miss[cut], fa[cut]
+    zero = np.zeros((w.shape[0], 1))
+    cum_t = np.concatenate([zero, np.cumsum(w * t, axis=1)], axis=1)[:, cut]
+    cum_n = np.concatenate([zero, np.cumsum(w * ~t, axis=1)], axis=1)[:, cut]
+    tot_t, tot_n = cum_t[:, -1:], cum_n[:, -1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        miss = cum_t / tot_t
+        fa = 1.0 - cum_n / tot_n
     diff = fa - miss  # decreasing from 1 to -1
-    k = int(np.argmax(diff <= 0))
-    if k == 0:
-        return float(miss[0])
-    d0, d1 = diff[k - 1], diff[k]
-    frac = d0 / (d0 - d1) if d0 != d1 else 0.0
-    return float(miss[k - 1] + frac * (miss[k] - miss[k - 1]))
+    k = np.argmax(diff <= 0, axis=1)
+    rows = np.arange(w.shape[0])
+    km1 = np.maximum(k - 1, 0)
+    d0, d1 = diff[rows, km1], diff[rows, k]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(d0 != d1, d0 / (d0 - d1), 0.0)
+    eer = np.where(k == 0, miss[rows, 0], miss[rows, km1] + frac * (miss[rows, k] - miss[rows, km1]))
+    bad = (tot_t[:, 0] <= 0) | (tot_n[:, 0] <= 0)
+    return np.where(bad, np.nan, eer)
 
 
 def bootstrap_eer_ci(
@@ -128,7 +144,8 @@ def bootstrap_eer_ci(
     n_u = int(inv.max()) + 1
     rng = np.random.default_rng(seed)
     m = _multiplicities(n_u, n_boot, rng)
-    eers = np.array([equal_error_rate(scores, targets, mi[ia] * mi[ib]) for mi in m])
+    step = max(1, 4_000_000 // max(n_t, 1))  # bound the (replicates × trials) block
+    eers = np.concatenate([equal_error_rates(scores, targets, mi[:, ia] * mi[:, ib]) for mi in np.split(m, range(step, n_boot, step))])
     eers = eers[np.isfinite(eers)]
     if eers.size == 0:
         return float("nan"), float("nan")

@@ -99,3 +99,14 @@ def test_errors(fake_ds) -> None:
         probe_stores([fake_ds, fake_ds], ["sid"], FAST)
     res = probe_stores([fake_ds], ["er", "ks"], ProbeConfig(n_boot=50, weighted_sum=False), skip_unservable=True)
     assert list(res["task"].values) == ["ks"]
+
+
+def test_store_with_a_subset_of_layers(fake_ds) -> None:
+    sub = fake_ds.isel(layer=[0, 2, 4])
+    res = probe_stores([sub], ["sid"], ProbeConfig(n_boot=50, weighted_sum=False))
+    score = res["score"].sel(model="fake-model", task="sid").values
+    assert res.sizes["layer"] == 5 and int(res["num_layers"][0]) == 4
+    assert np.isfinite(score[[0, 2, 4]]).all() and np.isnan(score[[1, 3]]).all()
+    full = probe_stores([fake_ds], ["sid"], ProbeConfig(n_boot=50, weighted_sum=False))
+    np.testing.assert_allclose(score[[0, 2, 4]], full["score"].sel(model="fake-model", task="sid").values[[0, 2, 4]])
+    assert "\n      1 " not in format_table(res)

@@ -95,3 +95,18 @@ def test_macro_f1_matches_sklearn_and_majority() -> None:
     a, b = rng.integers(0, 7, 500), rng.integers(0, 9, 500)
     assert macro_f1(a, b) == pytest.approx(f1_score(a, b, average="macro"))
     assert majority_accuracy(np.array([1, 1, 2]), np.array([1, 2, 2, 2])) == 0.25
+
+
+def test_vectorised_eers_match_single_rows() -> None:
+    from deepwide.probing.stats import equal_error_rates
+
+    rng = np.random.default_rng(5)
+    s = np.round(rng.normal(size=80), 1)  # ties
+    t = rng.random(80) < 0.4
+    w = rng.integers(0, 3, size=(20, 80)).astype(float)
+    w[3, t] = 0  # a row without targets → NaN
+    many = equal_error_rates(s, t, w)
+    w[3, t] = 0  # keep the NaN row
+    replicated = [equal_error_rate(np.repeat(s, row.astype(int)), np.repeat(t, row.astype(int))) for row in w]
+    np.testing.assert_allclose(many, replicated)
+    assert np.isnan(many[3])

@@ -130,8 +130,11 @@ class DistillConfig:
                 raise ValueError(f"targets must be distinct and ascending, got {t!r}")
         if not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
-        if not self.splits:
-            raise ValueError("splits is empty; give at least one of train, dev, test")
+        from deepwide.corpora.manifest import SPLITS
+
+        bad = [x for x in self.splits if x not in SPLITS]
+        if not self.splits or bad:
+            raise ValueError(f"splits must be a non-empty subset of {', '.join(SPLITS)}, got {list(self.splits)}")
         positive = ("batch_seconds", "max_crop_seconds", "min_utt_seconds", "lr", "eps")
         for name in positive:
             value = getattr(self, name)

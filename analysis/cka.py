@@ -310,17 +310,24 @@ class LinearCKAAccumulator:
         self._bx = np.zeros((da, lb))  # Σ‖y_m‖²·x
         self._ay = np.zeros((db, la))  # Σ‖x_l‖²·y
 
-    def _stack(self, chunk: Sequence[ArrayLike], dims: tuple[int, ...], side: str) -> np.ndarray:
+    def _stack(self, chunk: Sequence[ArrayLike], off: np.ndarray, side: str) -> np.ndarray:
+        """Concatenate one chunk's layers into a ``(c, Σd)`` float64 array (one copy)."""
+        dims = np.diff(off)
         if len(chunk) != len(dims):
             raise ValueError(f"model {side}: expected {len(dims)} layers, got {len(chunk)}")
-        arrs = [as_float64(c, name=f"{side}[{i}]") for i, c in enumerate(chunk)]
+        arrs = [
+            c if isinstance(c, np.ndarray) else as_float64(c, name=f"{side}[{i}]")
+            for i, c in enumerate(chunk)
+        ]
         rows = {a.shape[0] for a in arrs}
         if len(rows) != 1:
             raise ValueError(f"model {side}: layers of one chunk have different row counts {rows}")
+        out = np.empty((rows.pop(), int(off[-1])), dtype=np.float64)
         for i, (a, d) in enumerate(zip(arrs, dims, strict=True)):
-            if a.shape[1] != d:
-                raise ValueError(f"model {side} layer {i}: expected width {d}, got {a.shape[1]}")
-        return np.concatenate(arrs, axis=1)
+            if a.ndim != 2 or a.shape[1] != d:
+                raise ValueError(f"model {side} layer {i}: expected width {d}, got shape {a.shape}")
+            out[:, off[i] : off[i + 1]] = a
+        return out
 
     def update(self, chunk_a: Sequence[ArrayLike], chunk_b: Sequence[ArrayLike]) -> None:
         """Accumulate one chunk of rows.
@@ -331,8 +338,8 @@ class LinearCKAAccumulator:
         """
         from scipy.linalg.blas import dgemm
 
-        xa = self._stack(chunk_a, self.dims_a, "a")
-        xb = self._stack(chunk_b, self.dims_b, "b")
+        xa = self._stack(chunk_a, self._off_a, "a")
+        xb = self._stack(chunk_b, self._off_b, "b")
         if xa.shape[0] != xb.shape[0]:
             raise ValueError(f"chunks of A and B have {xa.shape[0]} and {xb.shape[0]} rows")
         c = xa.shape[0]
@@ -359,10 +366,9 @@ class LinearCKAAccumulator:
 
     @staticmethod
     def _row_norms(x: np.ndarray, off: np.ndarray) -> np.ndarray:
-        sq = x * x
-        return np.stack(
-            [sq[:, off[i] : off[i + 1]].sum(axis=1) for i in range(len(off) - 1)], axis=1
-        )
+        """Squared row norm of each layer's block: ``(c, L)``."""
+        blocks = [x[:, off[i] : off[i + 1]] for i in range(len(off) - 1)]
+        return np.stack([np.einsum("ij,ij->i", b, b) for b in blocks], axis=1)
 
     @staticmethod
     def _layer_stats(

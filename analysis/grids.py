@@ -21,6 +21,7 @@ xarray is imported inside the functions that need it, so importing this module (
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import json
@@ -499,6 +500,16 @@ def _blocks(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(start + size, n))
 
 
+@contextlib.contextmanager
+def _warnings_to_log(context: str) -> Iterator[None]:
+    """Collect warnings raised per layer and log each distinct message once."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        log.warning("%s: %s", context, message)
+
+
 def _progress(iterable: Any, **kwargs: Any) -> Any:
     from tqdm.auto import tqdm
 
@@ -637,7 +648,8 @@ def similarity_grid(
             block_rows=config.block_rows,
         )
     else:
-        grid = _pairwise_grid(measure, sides_a, sides_b, rows_a, rows_b)
+        with _warnings_to_log(measure.name):
+            grid = _pairwise_grid(measure, sides_a, sides_b, rows_a, rows_b)
     nb = len(layers_b)
     facts_a, facts_b = model_facts(store_a), model_facts(store_b)
     data_vars: dict[str, Any] = {"similarity": (("layer_a", "layer_b"), grid[:, :nb])}
@@ -747,8 +759,7 @@ def label_cca_table(stores: Sequence[xr.Dataset], config: LabelsConfig) -> xr.Da
                 rows.size,
                 n_classes[s, k],
             )
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
+            with _warnings_to_log(f"{facts[s].model_id} / {label}"):
                 for layer in _progress(layers, desc=f"{facts[s].model_id} {label}"):
                     x = as_float64(read_rows(ds, var, layer, rows))
                     finite = np.isfinite(x).all(axis=1)
@@ -760,8 +771,6 @@ def label_cca_table(stores: Sequence[xr.Dataset], config: LabelsConfig) -> xr.Da
                         groups=None if groups is None else groups[finite],
                         reg=config.reg,
                     )
-            for message in dict.fromkeys(str(w.message) for w in caught):
-                log.warning("%s / %s: %s", facts[s].model_id, label, message)
     return xr.Dataset(
         {
             "label_cca": (("model", "label", "layer"), scores),

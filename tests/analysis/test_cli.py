@@ -153,7 +153,10 @@ def test_user_errors_are_one_line(paths: dict[str, str], tmp_path: Path) -> None
         [sys.executable, "-m", "deepwide", *args], capture_output=True, text=True, check=False
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip().startswith("error:") and len(proc.stderr.strip().splitlines()) == 1
+    assert (
+        proc.stderr.strip().lower().startswith("error:")
+        and len(proc.stderr.strip().splitlines()) == 1
+    )
     code, _, _ = _invoke(
         "analyze",
         "similarity",

@@ -380,15 +380,22 @@ def read_rows(ds: xr.Dataset, var: str, layer: int, rows: np.ndarray) -> np.ndar
     return out
 
 
-def _frame_table(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(utt_id per frame (object), frame_index per frame, utt_index per frame)."""
+def _frame_table(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per stored frame: utt_id (str), frame_index, utt_index, and whether it is a real frame.
+
+    A frame is real when ``0 ≤ frame_index < n_frames`` of its utterance (padding excluded).
+    """
     if ds.sizes.get("frame", 0) == 0:
         raise StoreError(
             f"store {_store_name(ds)} holds no frames (pooled only); re-extract with frames"
         )
     utt_index = np.asarray(ds["utt_index"].values, dtype=np.int64)
+    frame_index = np.asarray(ds["frame_index"].values, dtype=np.int64)
     utt_ids = np.asarray(ds["utt_id"].values).astype(str)
-    return utt_ids[utt_index], np.asarray(ds["frame_index"].values, dtype=np.int64), utt_index
+    valid = frame_index >= 0
+    if "n_frames" in ds.coords:
+        valid &= frame_index < np.asarray(ds["n_frames"].values, dtype=np.int64)[utt_index]
+    return utt_ids[utt_index], frame_index, utt_index, valid
 
 
 def _sample_per_group(groups: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -456,9 +463,9 @@ def sample_shared_frames(
     """
     check_same_corpus(stores)
     tables = [_frame_table(ds) for ds in stores]
-    shared_utts = set(np.unique(tables[0][0]))
-    for utt, _, _ in tables[1:]:
-        shared_utts &= set(np.unique(utt))
+    shared_utts = set(np.unique(tables[0][0][tables[0][3]]))
+    for utt, _, _, valid in tables[1:]:
+        shared_utts &= set(np.unique(utt[valid]))
     if not shared_utts:
         names = " and ".join(_store_name(ds) for ds in stores)
         raise StoreError(
@@ -467,9 +474,9 @@ def sample_shared_frames(
     vocab = np.array(sorted(shared_utts))
     stride = int(max(int(t[1].max()) for t in tables)) + 1
     keys, positions = [], []
-    for utt, fidx, _ in tables:
+    for utt, fidx, _, valid in tables:
         code = np.searchsorted(vocab, utt)
-        inside = (code < vocab.size) & (vocab[np.minimum(code, vocab.size - 1)] == utt)
+        inside = valid & (code < vocab.size) & (vocab[np.minimum(code, vocab.size - 1)] == utt)
         keys.append(code[inside] * stride + fidx[inside])
         positions.append(np.flatnonzero(inside))
     common = keys[0]
@@ -708,19 +715,19 @@ def _label_rows(
     if level == "utt":
         rows = np.arange(ds.sizes["utt"])
         return "pooled", rows, np.asarray(ds["speaker"].values).astype(str), None
-    _, _, utt_index = _frame_table(ds)
+    _, _, utt_index, real = _frame_table(ds)
     if label == "phone":
         if "phone" not in ds.coords:
             raise TaskError(f"store {name} has no phone labels; use a corpus with alignments")
         labels = np.asarray(ds["phone"].values, dtype=np.int64)
-        valid = labels >= 0
+        valid = real & (labels >= 0)
         if not valid.any():
             raise TaskError(
                 f"store {name} has no labelled frames (every phone is -1); use a corpus with alignments"
             )
     else:
         labels = np.asarray(ds["speaker"].values).astype(str)[utt_index]
-        valid = np.ones(labels.shape[0], dtype=bool)
+        valid = real
     rng = np.random.default_rng(config.seed)
     pos = np.flatnonzero(valid)
     keep = _sample_per_group(utt_index[pos], config.frames_per_utt, rng)
@@ -811,10 +818,11 @@ def spectrum_table(stores: Sequence[xr.Dataset], config: SpectrumConfig) -> xr.D
         if config.level == "utt":
             var, rows = "pooled", np.arange(ds.sizes["utt"])
         else:
-            _, _, utt_index = _frame_table(ds)
+            _, _, utt_index, real = _frame_table(ds)
             var = "hidden"
             rng = np.random.default_rng(config.seed)
-            rows = np.flatnonzero(_sample_per_group(utt_index, config.frames_per_utt, rng))
+            pos = np.flatnonzero(real)
+            rows = pos[_sample_per_group(utt_index[pos], config.frames_per_utt, rng)]
         n_samples[s] = rows.size
         for layer in _progress(
             _resolve_layers(ds, config.layers), desc=f"{facts[s].model_id} spectrum"

@@ -260,3 +260,16 @@ def test_write_result_round_trip(stores: dict[str, xr.Dataset], tmp_path: Path) 
         "random:student-2x24",
     ]
     assert "label_cca" in lpaths[1].read_text().splitlines()[0]
+
+
+def test_padded_frames_are_excluded(tmp_path: Path) -> None:
+    ds = fake_feature_dataset(model_id="padded", seed=6)
+    n_frames = ds["n_frames"].values.copy()
+    n_frames[:10] = 20  # the first ten utterances' last 10 stored frames are padding
+    padded = _write(ds.assign_coords(n_frames=("utt", n_frames)), tmp_path / "padded.zarr")
+    sample = sample_shared_frames([padded], frames_per_utt=0, seed=0)
+    assert sample.rows[0].size == ds.sizes["frame"] - 10 * 10
+    first = sample.frame_index[sample.utt_id == ds["utt_id"].values[0]]
+    assert first.max() == 19
+    spec = spectrum_table([padded], SpectrumConfig())
+    assert spec["n_samples"].item() == ds.sizes["frame"] - 100

@@ -437,6 +437,9 @@ def pretrain_teacher(
             step = state["step"]
         else:
             torch.manual_seed(it_seed)
+            # save the targets at once: k-means is the slow part of a restart
+            _save_state(state_path, key=key, iteration=it, step=0, encoder=encoder, model=model,
+                        opt=opt, rng=rng, labels=labels, quality=quality)
         state = None
         total = cfg.steps[it]
         crop = int(cfg.crop_seconds * 16000)
@@ -531,3 +534,32 @@ def quick_config(cfg: PretrainConfig | None = None) -> PretrainConfig:
     return replace(base, depth=2, width=32, ffn=64, heads=2, frontend_channels=32, n_clusters=8,
                    kmeans_frames=5000, steps=(30,), iter_layers=(), crop_seconds=1.0, batch_size=4,
                    lr=2e-3, final_dim=16, eval_every=10)
+
+
+def export_teacher(run_dir: str | Path, out_dir: str | Path) -> Path:
+    """Write the encoder of a (possibly unfinished) pre-training run as a deepwide checkpoint.
+
+    The weights are those of the run's last saved state (``state.pt``); ``config.json`` records
+    the iteration and step they come from, so a bundled teacher always says how far it got.
+
+    Args:
+        run_dir: the ``--out`` folder of ``deepwide teacher pretrain``.
+        out_dir: checkpoint folder to write (e.g. ``deepwide/models/assets/tiny-teacher``).
+    """
+    from deepwide.config import config_from_dict
+    from deepwide.models import build_encoder, save_checkpoint
+
+    run = Path(run_dir)
+    if not (run / "state.pt").is_file() or not (run / "pretrain_config.json").is_file():
+        raise ConfigError(f"{run} holds no pre-training state; run `deepwide teacher pretrain --out {run}` first")
+    info = json.loads((run / "pretrain_config.json").read_text())
+    cfg = config_from_dict(PretrainConfig, info["config"], where=str(run / "pretrain_config.json"))
+    state = torch.load(run / "state.pt", weights_only=False)
+    encoder = build_encoder(cfg.encoder_config(), seed=info["seed"], model_id="tiny-teacher")
+    encoder.load_state_dict(state["encoder"])  # shares its modules with the pre-training model
+    done = sum(cfg.steps[: state["iteration"]]) + state["step"]
+    extra = {"pretrain": info, "iteration": state["iteration"] + (1 if state["step"] else 0),
+             "step_in_iteration": state["step"], "total_steps_done": done,
+             "total_steps_planned": sum(cfg.steps)}
+    return save_checkpoint(encoder, out_dir, extra=extra)
+

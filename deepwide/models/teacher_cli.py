@@ -42,3 +42,13 @@ def pretrain_cmd(ctx: click.Context, corpus_spec: str, out: Path, config_file: P
     ckpt = pretrain_teacher(resolve_corpus(corpus_spec), out, cfg, seed=getattr(ctx.obj, "seed", 0),
                             resume=resume, threads=threads)
     click.echo(f"teacher checkpoint: {ckpt}")
+
+
+@teacher.command("export")
+@click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True, help="A `teacher pretrain --out` folder.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Checkpoint folder to write.")
+def export_cmd(run_dir: Path, out: Path) -> None:
+    """Write the encoder of a (possibly unfinished) pre-training run as a deepwide checkpoint."""
+    from deepwide.models.pretrain import export_teacher
+
+    click.echo(f"teacher checkpoint: {export_teacher(run_dir, out)}")

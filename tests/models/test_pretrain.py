@@ -73,3 +73,14 @@ def test_short_run_learns_resumes_and_loads(tiny_corpus, tmp_path: Path) -> None
         pretrain_teacher(tiny_corpus, tmp_path / "a", cfg, seed=3)
     again = pretrain_teacher(tiny_corpus, tmp_path / "a", cfg, seed=3, resume=True)
     assert load_model(str(again)).weights_hash() == model.weights_hash()
+
+
+def test_export_writes_the_runs_encoder(tiny_corpus, tmp_path: Path) -> None:
+    from deepwide.models.pretrain import export_teacher
+
+    cfg = replace(quick_config(), steps=(10,), eval_every=5)
+    ckpt = pretrain_teacher(tiny_corpus, tmp_path / "run", cfg, seed=1)
+    exported = export_teacher(tmp_path / "run", tmp_path / "exp")
+    assert load_model(str(exported)).weights_hash() == load_model(str(ckpt)).weights_hash()
+    info = json.loads((exported / "config.json").read_text())["extra"]
+    assert info["total_steps_done"] == info["total_steps_planned"] == 10

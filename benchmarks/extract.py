@@ -34,13 +34,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from deepwide.extract import ExtractConfig, extract_features
+from deepwide.extract import ExtractConfig
 from deepwide.extract.plan import build_plan
 
 from deepwide.audio import load_audio
 from deepwide.corpora.manifest import Manifest, Utterance
-from deepwide.store import open_store
+
+# torch, xarray and the extraction module are imported inside the functions, as the CLI does:
+# decoding processes started with `spawn` re-import this script and should stay light.
 
 log = logging.getLogger("benchmarks.extract")
 
@@ -108,6 +109,8 @@ def _wav_corpus(root: Path, n: int) -> Manifest:
 
 def hand_loop(encoder: Any, manifest: Manifest, out: Path, device: str) -> None:
     """What a researcher writes: one utterance at a time, every layer to its own .npy."""
+    import torch
+
     out.mkdir(parents=True, exist_ok=True)
     for utt in manifest.utterances:
         wav = torch.from_numpy(load_audio(manifest.audio_path(utt)))[None].to(device)
@@ -122,6 +125,8 @@ def forward_only(
     encoder: Any, manifest: Manifest, config: ExtractConfig, device: str
 ) -> tuple[float, float]:
     """(wall, CPU) seconds of the model's forward passes on deepwide's batches (audio preloaded)."""
+    import torch
+
     plan = build_plan(manifest, config)
     wavs = [load_audio(p) for p in plan.paths]
     total = np.zeros(2)
@@ -147,12 +152,16 @@ def _clock() -> np.ndarray:
 
 
 def _sync(device: str) -> None:
+    import torch
+
     if device.startswith("cuda"):
         torch.cuda.synchronize()
 
 
 def compare(store: Path, loop_dir: Path, num_layers: int) -> float:
     """Largest |store − hand loop| relative to the largest |feature|, over every layer and utterance."""
+    from deepwide.store import open_store
+
     ds = open_store(store)
     worst, scale = 0.0, 0.0
     hidden = ds.hidden.values
@@ -180,6 +189,9 @@ def main() -> None:
     parser.add_argument("--batch-seconds", type=float, default=ExtractConfig.batch_seconds)
     parser.add_argument("--dtype", default="float16", choices=("float16", "float32"))
     args = parser.parse_args()
+    import torch
+    from deepwide.extract import extract_features
+
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     tmp = Path(tempfile.mkdtemp(prefix="deepwide-bench-"))

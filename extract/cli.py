@@ -29,7 +29,7 @@ from deepwide.extract.config import (
 @click.option("--batch-seconds", type=float, default=ExtractConfig.batch_seconds, show_default=True, help="Padded audio seconds per batch.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:i].")
 @click.option("--workers", type=click.IntRange(min=0), default=None, help="Audio-decoding processes (0: a thread) [default: 0 on CPU, up to 4 on GPU].")
-@click.option("--shard", default=None, help="k/n: write only shard k of n (run one process per shard).")
+@click.option("--shard", default=None, help="k/n: write only shard k of n (one process per shard; under torchrun each rank takes its own).")
 @click.option("--on-bad-audio", type=click.Choice(BAD_AUDIO_POLICIES), default="error", show_default=True, help="Stop at bad audio, or skip and record it.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar in audio seconds.")
 @click.pass_context

@@ -13,6 +13,7 @@ store while the next batch is computed.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -241,31 +242,72 @@ def compute_batch(
                 f"model {encoder.model_id} returned {got[bad]} frames for a {lengths[bad]}-sample input "
                 f"but the 50 Hz grid gives {expected_frames[bad]}; give the model a num_frames(num_samples) method"
             )
-        t_max = states[0].shape[1]
-        flen = frame_lengths.to(device)
-        mask = (torch.arange(t_max, device=device)[None, :] < flen[:, None]).to(states[0].dtype)  # (B, T)
-        denom = flen.to(states[0].dtype)[:, None]
-        idx = None
-        if positions is not None:
-            idx = torch.cat(
-                [torch.from_numpy(p).long() + i * t_max for i, p in enumerate(positions)]
-            ).to(device)
-        pooled_l, rows_l = [], []
-        for layer in layers:
-            h = states[layer]  # (B, T, D)
-            pooled_l.append(torch.einsum("btd,bt->bd", h, mask) / denom)
-            if idx is not None:
-                rows_l.append(h.reshape(-1, h.shape[-1]).index_select(0, idx).to(dtype))
-        pooled = torch.stack(pooled_l).float()
-        hidden = torch.stack(rows_l) if idx is not None else None
-        for name, t in (("pooled", pooled), ("hidden", hidden)):
-            if t is not None and not bool(torch.isfinite(t).all()):
-                raise ModelError(
-                    f"model {encoder.model_id} produced NaN/Inf {name} features"
-                    + (" (or values beyond float16's range: rerun with --dtype float32)" if dtype == torch.float16 else "")
-                )
+        pooled, hidden = gather_outputs(states, layers, got, positions, dtype, batched=device.type != "cpu")
+        if not bool(torch.isfinite(pooled).all()):  # a NaN/Inf in any valid frame reaches its mean
+            raise ModelError(f"model {encoder.model_id} produced NaN/Inf features; check its weights")
+        if hidden is not None and dtype == torch.float16 and not bool(torch.isfinite(hidden).all()):
+            raise ModelError(
+                f"model {encoder.model_id} produced values beyond float16's range; rerun with --dtype float32"
+            )
         hidden_np = hidden.cpu().numpy() if hidden is not None else None
         return hidden_np, pooled.cpu().numpy()
+
+
+def gather_outputs(
+    states: list[torch.Tensor],
+    layers: tuple[int, ...],
+    n_valid: np.ndarray,
+    positions: list[np.ndarray] | None,
+    dtype: torch.dtype,
+    *,
+    batched: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Pooled means and stored rows of one batch, on the device of ``states``.
+
+    Args:
+        states: L+1 tensors (B, T, D).
+        layers: layers to keep.
+        n_valid: (B,) valid frames per utterance.
+        positions: stored frame positions per utterance, or None for no frames.
+        dtype: dtype of the stored rows.
+        batched: ``False`` (CPU): per-utterance slices are copied and cast straight into the
+            output, one pass over the data and no temporaries. ``True`` (accelerators, where
+            every small op costs a kernel launch): a masked sum for the means and one
+            ``index_select`` per layer.
+
+    Returns:
+        ``(pooled (L', B, D) float32, hidden (L', rows, D) dtype or None)``.
+    """
+    batch, t_max, dim = states[0].shape
+    device = states[0].device
+    pooled = torch.empty(len(layers), batch, dim, dtype=torch.float32, device=device)
+    n_rows = sum(len(p) for p in positions) if positions is not None else 0
+    hidden = torch.empty(len(layers), n_rows, dim, dtype=dtype, device=device) if positions is not None else None
+    if not batched:
+        for j, layer in enumerate(layers):
+            h = states[layer]
+            row = 0
+            for i in range(batch):
+                src = h[i, : int(n_valid[i])]
+                pooled[j, i] = src.mean(dim=0)
+                if hidden is not None and positions is not None:
+                    pos = positions[i]
+                    rows = src if len(pos) == len(src) else src[torch.from_numpy(pos).long()]
+                    hidden[j, row : row + len(pos)] = rows
+                    row += len(pos)
+        return pooled, hidden
+    flen = torch.as_tensor(n_valid, device=device)
+    valid = (torch.arange(t_max, device=device)[None, :] < flen[:, None])[..., None]  # (B, T, 1)
+    denom = flen.to(states[0].dtype)[:, None]
+    idx = None
+    if positions is not None:
+        idx = torch.cat([torch.from_numpy(p).long() + i * t_max for i, p in enumerate(positions)]).to(device)
+    for j, layer in enumerate(layers):
+        h = states[layer]
+        pooled[j] = torch.where(valid, h, 0.0).sum(dim=1) / denom  # padding may hold anything
+        if hidden is not None and idx is not None:
+            hidden[j] = h.reshape(-1, dim).index_select(0, idx)
+    return pooled, hidden
 
 
 def _read_utt_coords(store: Path) -> dict[str, np.ndarray]:
@@ -451,6 +493,22 @@ def _extract_shard(
     return np.array([len(batches), n_utts, total_s, elapsed])
 
 
+def torchrun_shard(device: str) -> tuple[tuple[int, int] | None, str]:
+    """Under ``torchrun`` (``WORLD_SIZE`` > 1): one shard per rank, ``cuda`` -> ``cuda:LOCAL_RANK``.
+
+    Returns:
+        ``(shard or None, device)``.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world <= 1:
+        return None, device
+    rank = int(os.environ.get("RANK", "0"))
+    if device == "cuda" and "LOCAL_RANK" in os.environ:
+        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    log.info("torchrun rank %d of %d: writing shard %d/%d on %s", rank, world, rank, world, device)
+    return (rank, world), device
+
+
 def run_extract(
     model: str,
     corpus: str,
@@ -471,10 +529,14 @@ def run_extract(
         corpus: a corpus spec for :func:`deepwide.corpora.resolve_corpus`.
         out, config, shard, device, workers, progress: as in :func:`extract_features`.
         seed: seed of randomly initialised models (``random:`` twins).
+
+    Under ``torchrun`` without ``shard``, each rank writes its own shard (:func:`torchrun_shard`).
     """
     from deepwide.corpora import resolve_corpus
     from deepwide.models import load_model
 
+    if shard is None:
+        shard, device = torchrun_shard(device)
     manifest = resolve_corpus(corpus)
     _device(device)
     encoder = load_model(model, seed=seed, device=device)

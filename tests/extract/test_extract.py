@@ -252,3 +252,29 @@ def test_bad_layers_and_device(tmp_path: Path, corpus: Manifest, encoder: FakeEn
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA"):
             extract_features(encoder, corpus, tmp_path / "s", ExtractConfig(), device="cuda", progress=False)
+
+
+@pytest.mark.parametrize("sample", [None, 3])
+def test_batched_and_per_utterance_gathering_agree(sample: int | None) -> None:
+    from deepwide.extract.run import gather_outputs
+
+    rng = np.random.default_rng(0)
+    n_valid = np.array([7, 3, 5])
+    states = [torch.from_numpy(rng.normal(size=(3, 7, 4)).astype(np.float32)) for _ in range(4)]
+    for s in states:
+        s[1, 3:] = 1e6  # padding garbage must not leak into means or rows
+        s[2, 5:] = float("nan")
+    positions = [sample_positions(int(n), sample, 0, f"u{i}") for i, n in enumerate(n_valid)]
+    outs = [
+        gather_outputs(states, (0, 2, 3), n_valid, positions, torch.float16, batched=b) for b in (False, True)
+    ]
+    (p0, h0), (p1, h1) = outs
+    torch.testing.assert_close(p0, p1)
+    assert h0 is not None and h1 is not None
+    assert torch.equal(h0, h1) and h0.dtype == torch.float16
+    assert h0.shape == (3, sum(len(p) for p in positions), 4)
+    want = states[2][1, :3].mean(0)
+    torch.testing.assert_close(p0[1, 1], want)
+    o = len(positions[0])
+    np.testing.assert_array_equal(h0[1, o : o + len(positions[1])].float().numpy(),
+                                  states[2][1, positions[1]].half().float().numpy())

@@ -102,3 +102,15 @@ def test_config_identity_ignores_the_seed_unless_sampling() -> None:
         ExtractConfig(dtype="int8")
     with pytest.raises(ValueError):
         ExtractConfig(layers=(1, 1))
+
+
+def test_torchrun_ranks_become_shards(monkeypatch: pytest.MonkeyPatch) -> None:
+    from deepwide.extract.run import torchrun_shard
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert torchrun_shard("cpu") == (None, "cpu")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert torchrun_shard("cuda") == ((2, 4), "cuda:0")
+    assert torchrun_shard("cpu") == ((2, 4), "cpu")

@@ -43,3 +43,12 @@ def test_probe_help_lists_tasks() -> None:
     assert result.exit_code == 0
     for name in ("phone", "ks", "ic", "sid", "sid-frame", "asv", "er"):
         assert f"  {name} " in result.output
+
+
+def test_cli_module_imports_nothing_heavy() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, deepwide.probing.cli; print('torch' in sys.modules, 'xarray' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]

@@ -43,8 +43,9 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
 
     Attributes:
         classes_: ``(K,)`` class labels.
-        coef_: ``(K, d)`` weights on the *original* (unstandardised) features.
-        intercept_: ``(K,)`` biases on the original features.
+        coef_: ``(K, d)`` weights on the *original* (unstandardised) features; ``(1, d)`` for
+            two classes (scikit-learn's binary convention: log-odds of ``classes_[1]``).
+        intercept_: ``(K,)`` biases on the original features (``(1,)`` for two classes).
         penalty_: the penalty used for the final fit.
         dev_scores_: ``(P,)`` held-out accuracy per grid penalty (strongest first), or None.
         mean_, scale_: ``(d,)`` training standardisation.
@@ -104,8 +105,11 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         final = fit_softmax_path(z[None], y_t, k, [self.penalty_], tol=self.tol, max_iter=self.max_iter)
         w = final.coef[0].double().cpu().numpy()  # (d, K) on standardised features
         b = final.intercept[0].double().cpu().numpy()
-        self.coef_ = (w / self.scale_[:, None]).T
-        self.intercept_ = b - (self.mean_ / self.scale_) @ w
+        coef = (w / self.scale_[:, None]).T  # (K, d)
+        intercept = b - (self.mean_ / self.scale_) @ w
+        if k == 2:  # scikit-learn's binary convention: one row, positive class = classes_[1]
+            coef, intercept = coef[1:] - coef[:1], intercept[1:] - intercept[:1]
+        self.coef_, self.intercept_ = coef, intercept
         self.n_iter_ = final.stats.iterations
         return self
 
@@ -123,19 +127,23 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         return next(splitter.split(idx, y_idx))
 
     def decision_function(self, X: Any) -> np.ndarray:
-        """``(n, K)`` logits."""
+        """``(n, K)`` logits; for two classes ``(n,)``, the log-odds of ``classes_[1]``."""
         check_is_fitted(self, "coef_")
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        return X @ self.coef_.T + self.intercept_
+        z = X @ self.coef_.T + self.intercept_
+        return z[:, 0] if self.classes_.size == 2 else z
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """``(n, K)`` class probabilities (columns ordered as ``classes_``)."""
         z = self.decision_function(X)
+        if z.ndim == 1:
+            z = np.stack([np.zeros_like(z), z], axis=1)
         z = z - z.max(axis=1, keepdims=True)
         p = np.exp(z)
         return p / p.sum(axis=1, keepdims=True)
 
     def predict(self, X: Any) -> np.ndarray:
         """``(n,)`` predicted labels."""
-        scores = self.decision_function(X)
-        return self.classes_[np.argmax(scores, axis=1)]
+        z = self.decision_function(X)
+        idx = (z > 0).astype(np.int64) if z.ndim == 1 else np.argmax(z, axis=1)
+        return self.classes_[idx]

@@ -68,3 +68,22 @@ def test_groups_keep_held_out_part_whole() -> None:
     assert not set(groups[tr]) & set(groups[dv])
     probe.fit(x, y, groups=groups)
     assert probe.score(x, y) > 0.5  # chance is 1/3
+
+
+def test_binary_follows_sklearn_convention() -> None:
+    x, y = _data(4)
+    keep = y != "c"
+    probe = LinearProbe(penalty=1e-2).fit(x[keep], y[keep])
+    assert probe.coef_.shape == (1, 8) and probe.decision_function(x).shape == (len(x),)
+    p = probe.predict_proba(x)
+    np.testing.assert_allclose(p[:, 1], 1 / (1 + np.exp(-probe.decision_function(x))))
+    assert np.array_equal(probe.predict(x), probe.classes_[(p[:, 1] > 0.5).astype(int)])
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.SkipTestWarning")
+def test_passes_sklearn_estimator_checks() -> None:
+    from sklearn.utils.estimator_checks import check_estimator
+
+    results = check_estimator(LinearProbe(penalties=(1e-1, 1e-2)), on_fail=None)
+    failed = [r["check_name"] for r in results if r["status"] == "failed"]
+    assert not failed, failed

@@ -110,3 +110,14 @@ def test_store_with_a_subset_of_layers(fake_ds) -> None:
     full = probe_stores([fake_ds], ["sid"], ProbeConfig(n_boot=50, weighted_sum=False))
     np.testing.assert_allclose(score[[0, 2, 4]], full["score"].sel(model="fake-model", task="sid").values[[0, 2, 4]])
     assert "\n      1 " not in format_table(res)
+
+
+def test_er_runs_when_the_store_has_emotions(fake_ds) -> None:
+    utt_j = np.arange(fake_ds.sizes["utt"]) % 8
+    emo = np.where(utt_j % 2 == 0, "happy", "sad").astype(object)
+    ds = fake_ds.assign_coords(emotion=("utt", emo))
+    res = probe_stores([ds], ["er"], ProbeConfig(n_boot=50, weighted_sum=False))
+    assert str(res["kind"].sel(task="er").item()) == "speaker"
+    score = res["score"].sel(model="fake-model", task="er").values
+    assert np.isfinite(score).all()
+    assert (res["n_test"].sel(model="fake-model", task="er").values > 0).all()

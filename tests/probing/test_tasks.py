@@ -145,3 +145,17 @@ def test_load_layer_shapes(fake_ds) -> None:
     assert block["train"].shape == (len(data.train), fake_ds.sizes["feat"])
     i = 5
     np.testing.assert_array_equal(block["train"][i], fake_ds["hidden"].values[2, data.train.rows[i, 0]])
+
+
+def test_missing_dev_is_carved_from_train(fake_ds, caplog) -> None:
+    split = fake_ds["split"].values.copy()
+    split[split == "dev"] = "train"
+    ds = fake_ds.assign_coords(split=("utt", split))
+    data = TASKS.get("ks").prepare(ds)
+    assert len(data.dev) > 0 and "no dev utterances" in caplog.text
+    spk = ds["speaker"].values
+    assert not set(spk[data.dev.groups]) & set(spk[data.train.groups])  # carved by speaker
+    sid_split = fake_ds["sid_split"].values.copy()
+    sid_split[sid_split == "dev"] = "train"
+    sid = TASKS.get("sid").prepare(fake_ds.assign_coords(sid_split=("utt", sid_split)))
+    assert len(sid.dev) > 0 and set(spk[sid.dev.groups]) <= set(spk[sid.train.groups])

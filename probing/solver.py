@@ -30,6 +30,7 @@ bias is not penalised in either). :func:`sklearn_c` converts.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -170,8 +171,6 @@ def _fit_softmax_path(
     keep_history: bool = True,
 ) -> SoftmaxPath:
     """Implementation of :func:`fit_softmax_path` (keyword arguments documented there)."""
-    if x_train.dim() != 3:
-        raise ValueError(f"x_train must be (layers, samples, features), got {tuple(x_train.shape)}")
     lams = np.sort(np.asarray(penalties, dtype=np.float64))[::-1].copy()
     if np.any(lams <= 0):
         raise ValueError("penalties must be positive")
@@ -185,13 +184,11 @@ def _fit_softmax_path(
         x_dev = x_dev.to(dev).float()  # type: ignore[union-attr]
         y_dev = y_dev.to(dev, torch.int64)  # type: ignore[union-attr]
     stats = SolverStats()
-    onehot_idx = y_train
+    onehot_idx = y_train.view(1, n, 1)
 
     # ---- shared work: covariance eigendecomposition per layer (for the preconditioner) ----
     eigval = eigvec = None
     if precondition:
-        import time
-
         t0 = time.perf_counter()
         cov = torch.bmm(x_train.transpose(1, 2), x_train) / n  # (B, d, d)
         eigval, eigvec = torch.linalg.eigh(cov.double())
@@ -212,9 +209,9 @@ def _fit_softmax_path(
         else:
             z = torch.stack([torch.addmm(c[j], x_train[i], w[j]) for j, i in enumerate(idx)])
         logp = torch.log_softmax(z, dim=2)
-        nll = -logp.gather(2, onehot_idx.view(1, n, 1).expand(len(idx), n, 1)).mean(dim=(1, 2))
+        nll = -logp.gather(2, onehot_idx.expand(len(idx), n, 1)).mean(dim=(1, 2))
         p = logp.exp_()
-        p.scatter_add_(2, onehot_idx.view(1, n, 1).expand(len(idx), n, 1), torch.full((len(idx), n, 1), -1.0, device=dev))
+        p.scatter_add_(2, onehot_idx.expand(len(idx), n, 1), torch.full((len(idx), n, 1), -1.0, device=dev))
         p /= n
         g = torch.empty_like(th)
         if len(idx) == nb:

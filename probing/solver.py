@@ -12,10 +12,11 @@ L-BFGS fits. This module solves the same problems, to the same optimum, with les
   exactly for the change of penalty (``y ← y + Δλ·s`` on the weights), so the solver resumes
   with a good Hessian model instead of rebuilding it.
 * **A Kronecker preconditioner.** The Hessian of the mean softmax loss is close to
-  ``Σ ⊗ A`` (``Σ`` the feature covariance, ``A`` the class curvature). Hidden states are
-  strongly correlated, so plain L-BFGS sees a badly conditioned problem; using
-  ``H₀ = γ (Σ + μI)⁻¹`` (one ``d × d`` eigendecomposition per layer, shared by all penalties,
-  ``μ = λ·K``) as the initial inverse Hessian removes most of that.
+  ``Σ ⊗ diag(a) + λI`` (``Σ`` the feature covariance, ``a_k = mean_i p_ik(1 − p_ik)`` the
+  class curvature at the current point). Hidden states are strongly correlated, so plain
+  L-BFGS sees a badly conditioned problem; using the inverse of that model (one ``d × d``
+  eigendecomposition per layer, shared by all penalties; ``a`` refreshed at every pass) as
+  L-BFGS's initial inverse Hessian ``H₀`` (times the usual scaling ``γ``) removes most of it.
 * **float32 and fewer passes.** One fused loss-and-gradient pass per iteration, Armijo
   backtracking only on the layers that need it.
 
@@ -52,8 +53,9 @@ def sklearn_c(penalty: float, n_samples: int) -> float:
 #: below this many multiply-adds per loss pass, CPU work runs on one thread: intra-op threads
 #: cost more than they save on small problems, and far more on a busy machine.
 SMALL_WORK = 50_000_000
-#: a step that lowers the loss by less than FTOL (relative; float32 resolution) makes no
-#: progress; a layer stops after STALL_STEPS such steps in a row (reported as not converged).
+#: a step that lowers the loss by less than FTOL (relative; float32 resolution) without a new
+#: low of the gradient makes no progress; a layer stops after STALL_STEPS such steps in a row
+#: (reported as not converged).
 FTOL = 1e-7
 STALL_STEPS = 5
 
@@ -169,6 +171,7 @@ def _fit_softmax_path(
     history: int = 10,
     precondition: bool = True,
     keep_history: bool = True,
+    class_curvature: bool = True,
 ) -> SoftmaxPath:
     """Implementation of :func:`fit_softmax_path` (keyword arguments documented there)."""
     lams = np.sort(np.asarray(penalties, dtype=np.float64))[::-1].copy()
@@ -198,6 +201,8 @@ def _fit_softmax_path(
         stats.seconds_precondition = time.perf_counter() - t0
 
     theta = torch.zeros(nb, d + 1, k, device=dev)  # rows 0..d-1 weights, row d bias
+    # per-layer class curvature mean_i p_ik(1 − p_ik) at the latest point (uniform at the start)
+    curv = torch.full((nb, k), max(1.0 / k * (1.0 - 1.0 / k), 1e-6), device=dev)
     s_hist: list[torch.Tensor] = []  # each (B, d+1, K)
     y_hist: list[torch.Tensor] = []
 
@@ -211,6 +216,8 @@ def _fit_softmax_path(
         logp = torch.log_softmax(z, dim=2)
         nll = -logp.gather(2, onehot_idx.expand(len(idx), n, 1)).mean(dim=(1, 2))
         p = logp.exp_()
+        if class_curvature:
+            curv[idx] = (p - p * p).mean(dim=1).clamp_min(1e-6)
         p.scatter_add_(2, onehot_idx.expand(len(idx), n, 1), torch.full((len(idx), n, 1), -1.0, device=dev))
         p /= n
         g = torch.empty_like(th)
@@ -226,16 +233,20 @@ def _fit_softmax_path(
         return f, g
 
     def apply_h0(g: torch.Tensor, idx: list[int], lam: float) -> torch.Tensor:
-        """Initial inverse-Hessian model ``(Σ + μI)⁻¹`` on the weight rows, 1 on the bias."""
+        """Initial inverse-Hessian model ``(Σ ⊗ diag(a) + λI)⁻¹`` (bias rows: ``1/a``)."""
         if eigvec is None:
             return g.clone()
         v = eigvec[idx]
-        mu = lam * k
         out = torch.empty_like(g)
         proj = torch.bmm(v.transpose(1, 2), g[:, :d])
-        proj /= (eigval[idx] + mu)[:, :, None]
+        if class_curvature:
+            a = curv[idx]  # (A, K)
+            proj /= eigval[idx][:, :, None] * a[:, None, :] + lam
+            out[:, d] = g[:, d] / a
+        else:
+            proj /= (eigval[idx] + lam * k)[:, :, None]
+            out[:, d] = g[:, d]
         out[:, :d] = torch.bmm(v, proj)
-        out[:, d] = g[:, d]
         return out
 
     def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -262,6 +273,7 @@ def _fit_softmax_path(
         f, g = loss_grad(active, theta, lam)
         gmax = g.abs().amax(dim=(1, 2))
         stall = torch.zeros(nb, dtype=torch.int64, device=dev)  # consecutive no-progress steps
+        best_g = torch.full((nb,), float("inf"), device=dev)  # smallest max|∇f| so far
         it = 0
         while active and it < max_iter:
             gm = gmax.tolist()
@@ -340,10 +352,13 @@ def _fit_softmax_path(
             y_hist.append(full_y)
             theta[idx_t] = new_th
             # no progress at float32 resolution for STALL_STEPS iterations in a row → stop
-            small = (f - f_new) <= FTOL * torch.clamp(f.abs(), min=1.0)
-            stall[idx_t] = torch.where(small, stall[idx_t] + 1, torch.zeros_like(stall[idx_t]))
+            f_small = (f - f_new) <= FTOL * torch.clamp(f.abs(), min=1.0)
             f, g = f_new, g_new
             gmax = g.abs().amax(dim=(1, 2))
+            g_better = gmax < 0.9 * best_g[idx_t]
+            best_g[idx_t] = torch.minimum(best_g[idx_t], gmax)
+            stalled = f_small & ~g_better
+            stall[idx_t] = torch.where(stalled, stall[idx_t] + 1, torch.zeros_like(stall[idx_t]))
         stats.iterations += it
         if have_dev:
             with torch.no_grad():

@@ -96,3 +96,14 @@ def test_standardise_uses_training_statistics() -> None:
     np.testing.assert_allclose(tr.mean(1).numpy(), 0, atol=1e-4)
     np.testing.assert_allclose(tr.std(1, unbiased=False).numpy(), 1, atol=1e-4)
     np.testing.assert_allclose(te.numpy(), ((te_raw - mean) / std).numpy(), atol=1e-5)
+
+
+def test_unreachable_tolerance_stops_on_stall_not_max_iter() -> None:
+    x, y = _problem(3)
+    xt = torch.from_numpy(x.copy())
+    standardise(xt)
+    path = fit_softmax_path(xt, torch.from_numpy(y), 4, [1e-2], tol=1e-12, max_iter=5000)
+    assert not path.converged.any()  # float32 cannot reach 1e-12
+    assert path.stats.iterations < 1000
+    ok = fit_softmax_path(xt, torch.from_numpy(y), 4, [1e-2], tol=1e-4)
+    np.testing.assert_allclose(path.coef.numpy(), ok.coef.numpy(), atol=1e-2 * float(ok.coef.abs().max()))

@@ -146,7 +146,8 @@ def fit_softmax_path(
             below it, as scikit-learn's ``tol``; default 1e-4), ``max_iter`` (per penalty,
             500), ``history`` (L-BFGS memory, 10), ``precondition`` (covariance
             preconditioner, True), ``keep_history`` (carry curvature pairs across penalties,
-            True).
+            True), ``class_curvature`` (per-class curvature in the preconditioner, True;
+            off: ``(Σ + λK·I)⁻¹``).
 
     Returns:
         A :class:`SoftmaxPath` whose ``coef``/``intercept`` are the dev-chosen fits.

@@ -362,8 +362,11 @@ def _find_teacher(res: Results, facts: pd.DataFrame, trained: list[str]) -> str 
 
 
 def relative_depth(layers: np.ndarray, num_layers: int) -> np.ndarray:
-    """Relative depth ``layer / num_layers`` (0 = input to the first layer, 1 = last layer)."""
-    return np.asarray(layers, dtype=float) / float(num_layers)
+    """Relative depth ``layer / num_layers`` (0 = input to the first layer, 1 = last layer).
+
+    A zero-layer feature baseline (``mfcc``) sits at depth 0.
+    """
+    return np.asarray(layers, dtype=float) / float(max(num_layers, 1))
 
 
 def best_layer_table(probe: xr.Dataset) -> pd.DataFrame:
@@ -391,7 +394,7 @@ def best_layer_table(probe: xr.Dataset) -> pd.DataFrame:
                     "model": m,
                     "task": t,
                     "layer": layer,
-                    "rel_depth": layer / L,
+                    "rel_depth": layer / max(L, 1),
                     "score": s[i],
                     "ci_low": float(probe["ci_low"].sel(model=m, task=t).values[i]),
                     "ci_high": float(probe["ci_high"].sel(model=m, task=t).values[i]),

@@ -241,8 +241,9 @@ def probe_classification(data: TaskData, ds: Any, config: ProbeConfig, seed: int
             xt, torch.from_numpy(y_tr), k, config.penalties,
             x_dev=xd, y_dev=torch.from_numpy(y_dv), tol=config.tol, max_iter=config.max_iter,
         )
-        if not path.converged[np.arange(path.best_index.size), path.best_index].all():
-            log.warning("%s: some layers hit max_iter=%d before tol=%g", data.task.name, config.max_iter, config.tol)
+        if path.stats.max_iter_hits:
+            log.warning("%s: %d (layer, penalty) fits stopped at max_iter=%d before tol=%g",
+                        data.task.name, path.stats.max_iter_hits, config.max_iter, config.tol)
         with torch.no_grad():
             pred = path.logits(xe).argmax(dim=2).cpu().numpy()  # (B, n_test)
         result.penalty[sl] = path.best_penalty

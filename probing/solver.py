@@ -84,6 +84,7 @@ class SolverStats:
     iterations: int = 0  # L-BFGS iterations summed over penalties (batched: max over layers)
     evaluations: int = 0  # loss+gradient passes, counted per layer
     seconds_precondition: float = 0.0
+    max_iter_hits: int = 0  # (layer, penalty) fits stopped by max_iter rather than tol or a stall
 
 
 @dataclass
@@ -361,6 +362,11 @@ def _fit_softmax_path(
             stalled = f_small & ~g_better
             stall[idx_t] = torch.where(stalled, stall[idx_t] + 1, torch.zeros_like(stall[idx_t]))
         stats.iterations += it
+        if active:  # the loop ran out of iterations: judge the last iterate
+            gm = gmax.tolist()
+            for j, i in enumerate(active):
+                converged[i, pi] = gm[j] <= tol
+            stats.max_iter_hits += sum(v > tol for v in gm)
         if have_dev:
             with torch.no_grad():
                 z = torch.baddbmm(theta[:, d][:, None, :], x_dev, theta[:, :d])

@@ -107,3 +107,13 @@ def test_unreachable_tolerance_stops_on_stall_not_max_iter() -> None:
     assert path.stats.iterations < 1000
     ok = fit_softmax_path(xt, torch.from_numpy(y), 4, [1e-2], tol=1e-4)
     np.testing.assert_allclose(path.coef.numpy(), ok.coef.numpy(), atol=1e-2 * float(ok.coef.abs().max()))
+
+
+def test_max_iter_is_counted() -> None:
+    x, y = _problem(4)
+    xt = torch.from_numpy(x.copy())
+    standardise(xt)
+    short = fit_softmax_path(xt, torch.from_numpy(y), 4, [1e-3, 1e-4], tol=1e-6, max_iter=3)
+    assert short.stats.max_iter_hits == 6 and not short.converged.any()
+    full = fit_softmax_path(xt, torch.from_numpy(y), 4, [1e-1], tol=1e-4)
+    assert full.stats.max_iter_hits == 0 and full.converged.all()

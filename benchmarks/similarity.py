@@ -236,18 +236,28 @@ def part_stream(n: int, dim: int, layers: int, chunk_rows: int, seed: int) -> di
     import deepwide.analysis  # noqa: F401  (no torch here: its import would count as memory)
     import scipy.linalg.blas  # noqa: F401
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     data = SyntheticPair(dim, layers, seed)
     gen_s = 0.0
+    t0 = time.perf_counter()
 
     def chunks() -> Any:
         nonlocal gen_s
         for i, start in enumerate(range(0, n, chunk_rows)):
+            if i and i % 10 == 0:
+                log.info(
+                    "stream n=%d: %d rows after %.0f s, peak %.0f MiB",
+                    n,
+                    start,
+                    time.perf_counter() - t0,
+                    _peak_rss_mb(),
+                )
             t = time.perf_counter()
             chunk = data.chunk(i, min(chunk_rows, n - start))
             gen_s += time.perf_counter() - t
             yield chunk
 
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0 = time.perf_counter(), time.process_time()  # (t0 also read by chunks())
     grid = deepwide_grid(chunks(), dim, layers)
     total, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {

@@ -1,0 +1,107 @@
+"""A scaled-down ``deepwide study`` end to end: every stage, caching, and partial reruns."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import pytest
+from click.testing import CliRunner
+
+from deepwide.cli import cli
+from deepwide.errors import ConfigError
+from deepwide.study import StudyConfig, load_study_config, plan_students, run_study
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory: pytest.TempPathFactory) -> tuple[StudyConfig, Path]:
+    """A 10-speaker corpus, a random 2-layer teacher and a study config sized for CI."""
+    import torch
+
+    from deepwide.corpora.synth import SynthConfig, generate_synth
+    from deepwide.models import EncoderConfig, FrontendConfig, build_encoder, save_checkpoint
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("study")
+    generate_synth(replace(SynthConfig(), n_speakers=10, utts_per_speaker=9), root / "corpus", seed=0, workers=1)
+    teacher = EncoderConfig(depth=2, width=32, ffn=64, heads=2, layer_norm_first=True,
+                            frontend=FrontendConfig(kind="spectral", channels=32))
+    save_checkpoint(build_encoder(teacher, seed=0, model_id="mini-teacher"), root / "teacher")
+    cfg = StudyConfig(corpus=str(root / "corpus"), teacher=str(root / "teacher"), shallow_depth=1,
+                      deep_depths=(2,), head_dim=16, distill_steps=4, distill_batch_seconds=2.0,
+                      distill_max_crop_seconds=1.0, frames="sample:6", n_boot=30, max_train_frames=3000)
+    return cfg, root
+
+
+def test_students_are_parameter_matched(mini: tuple[StudyConfig, Path]) -> None:
+    from deepwide.models import count_params, resolve_config, student_config
+
+    cfg, _ = mini
+    t = resolve_config(cfg.teacher)
+    students = plan_students(cfg, t)
+    names = [s.name for s in students]
+    assert names == ["1x32-predlayer", "1x32-l2l", "2x16-predlayer", "2x16-l2l", "distilhubert-2x32"]
+    shallow = count_params(student_config(t, 1, 32, ffn=64, heads=2))
+    deep = [s for s in students if s.name == "2x16-l2l"][0]
+    n_deep = count_params(student_config(t, 2, deep.width, ffn=deep.ffn, heads=deep.heads))
+    # the solver's width is the nearest to the shallow student's budget on its 16-wide grid
+    for w in (deep.width - 16, deep.width + 16):
+        if w > 0:
+            other = count_params(student_config(t, 2, w, ffn=4 * w, heads=w // 16))
+            assert abs(n_deep - shallow) <= abs(other - shallow)
+
+
+def test_study_end_to_end_then_cached_then_partial_rerun(mini: tuple[StudyConfig, Path]) -> None:
+    cfg, root = mini
+    out = root / "out"
+    lines: list[str] = []
+    steps = run_study(cfg, out, seed=0, echo=lines.append)
+    kinds = {s.kind for s in steps}
+    assert {"targets", "distill", "extract", "probe", "similarity", "labels", "spectrum", "figures", "report"} <= kinds
+    results = out / "results"
+    for name in ("probe.nc", "probe.csv", "labels.nc", "spectrum.nc", "distill.csv"):
+        assert (results / name).is_file(), name
+    import xarray as xr
+
+    probe = xr.load_dataset(results / "probe.nc")
+    assert set(probe["task"].values) == set(cfg.tasks)
+    assert int(probe["is_null"].sum()) == 6  # teacher + 5 students have random twins
+    assert (out / "report" / "report.html").stat().st_size > 10_000
+    pngs = sorted((out / "figures").glob("*.png"))
+    assert len(pngs) >= 6
+    for p in pngs:
+        img = mpimg.imread(p)
+        assert img.shape[0] > 100 and img.std() > 0.01, p
+
+    # nothing changed: every step is cached
+    timings = json.loads((out / "timings.json").read_text())
+    assert not any(t["cached"] for t in timings["steps"])
+    run_study(cfg, out, seed=0, echo=lines.append)
+    timings = json.loads((out / "timings.json").read_text())
+    assert all(t["cached"] for t in timings["steps"])
+
+    # a probe setting changed: probes and what reads them rerun, students and stores do not
+    run_study(replace(cfg, n_boot=40), out, seed=0, echo=lines.append)
+    rerun = {t["kind"] for t in json.loads((out / "timings.json").read_text())["steps"] if not t["cached"]}
+    assert rerun == {"probe", "collect", "figures", "report"}
+
+
+def test_dry_run_lists_plan_and_names_missing_paths(tmp_path: Path) -> None:
+    cfg_file = tmp_path / "paper.toml"
+    cfg_file.write_text('corpus = "librispeech:/nonexistent/LibriSpeech"\nteacher = "/nonexistent/hubert.pt"\n')
+    res = CliRunner().invoke(cli, ["study", "--config", str(cfg_file), "--out", str(tmp_path / "o"), "--dry-run"])
+    assert res.exit_code != 0
+    assert "missing  corpus librispeech:/nonexistent/LibriSpeech" in res.output
+    assert "missing  teacher /nonexistent/hubert.pt" in res.output
+
+
+def test_config_errors_are_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("distill_stepz = 3\n")
+    with pytest.raises(ConfigError, match="unknown key.*distill_stepz"):
+        load_study_config(bad)
+    bad.write_text('frames = "none"\n')
+    with pytest.raises(ConfigError, match="frames must be"):
+        load_study_config(bad)

@@ -493,9 +493,16 @@ def sample_shared_frames(
         order = np.argsort(k, kind="stable")
         rows.append(pos[order[np.searchsorted(k[order], common)]])
     codes = common // stride
-    return FrameSample(
-        vocab[codes].astype(object), common % stride, tuple(rows), int(np.unique(codes).size)
-    )
+    n_utts = int(np.unique(codes).size)
+    if frames_per_utt and common.size < 0.5 * frames_per_utt * n_utts:
+        log.warning(
+            "only %.1f frames per utterance are stored in every store (asked for %d); stores "
+            "extracted with --frames sample:K and different seeds share few frames: use the same "
+            "seed, or --frames all",
+            common.size / n_utts,
+            frames_per_utt,
+        )
+    return FrameSample(vocab[codes].astype(object), common % stride, tuple(rows), n_utts)
 
 
 # --------------------------------------------------------------------------------------------

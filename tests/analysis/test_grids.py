@@ -273,3 +273,17 @@ def test_padded_frames_are_excluded(tmp_path: Path) -> None:
     assert first.max() == 19
     spec = spectrum_table([padded], SpectrumConfig())
     assert spec["n_samples"].item() == ds.sizes["frame"] - 100
+
+
+def test_warns_when_stores_share_few_frames(
+    stores: dict[str, xr.Dataset], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="deepwide.analysis.grids"):
+        sample_shared_frames([stores["a"], stores["b_reordered"]], frames_per_utt=10, seed=0)
+    assert not caplog.records
+    with caplog.at_level("WARNING", logger="deepwide.analysis.grids"):
+        sample = sample_shared_frames(
+            [stores["a"], stores["b_reordered"]], frames_per_utt=40, seed=0
+        )
+    assert sample.rows[0].size == 15 * stores["a"].sizes["utt"]
+    assert "only 15.0 frames per utterance" in caplog.text

@@ -15,13 +15,14 @@ def test_probe_writes_results(store_paths, tmp_path) -> None:
     result = CliRunner().invoke(
         cli,
         ["--seed", "3", "probe", "--task", "sid", "--task", "phone", "--store", str(store), "--null", str(null),
-         "--out", str(out), "--boot", "50", "--max-train-frames", "500", "--device", "cpu"],
+         "--out", str(out), "--boot", "50", "--max-train-frames", "500", "--device", "cpu", "--tol", "1e-3"],
     )
     assert result.exit_code == 0, result.output
     assert "fake-model · sid" in result.output and "random:fake-model (null of fake-model) · phone" in result.output
     assert result.output.count("  *\n") == 4  # one best layer per model × task
     ds = xr.open_dataset(out / "probe.nc")
     assert list(ds["task"].values) == ["sid", "phone"] and ds.attrs["seed"] == 3
+    assert '"tol": 0.001' in ds.attrs["config"]
     assert ds["score"].dims == ("model", "task", "layer")
     assert int(ds["n_train"].sel(model="fake-model", task="phone", layer=0)) == 500
     assert (out / "probe.csv").read_text().startswith("model,task,layer,")

@@ -14,12 +14,18 @@ word (``text_position`` is 1-based, ``length`` in characters), 0 ends the list.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
+import hashlib
 import logging
+import multiprocessing.util
 import os
 import pickle
+import shutil
+import tempfile
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -105,6 +111,7 @@ class EspeakEngine:
         self._lib.espeak_Initialize.restype = ctypes.c_int
         self._lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         self._lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        self._lib.espeak_SetVoiceByFile.argtypes = [ctypes.c_char_p]
         self._lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
         self._lib.espeak_Synth.argtypes = [
             ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
@@ -118,6 +125,13 @@ class EspeakEngine:
                 f"espeak-ng failed to initialise with data {data_path}; reinstall espeakng-loader"
             )
         self.sample_rate = int(sr)
+        self.data_path = Path(data_path)
+        # voice definitions passed as text are written here under short names: espeak keeps
+        # voice names in 40-byte buffers, so the file is loaded by a relative name
+        self._voice_dir = Path(tempfile.mkdtemp(prefix="deepwide-espeak-"))
+        atexit.register(_remove_dir, self._voice_dir, os.getpid())
+        # multiprocessing workers leave through os._exit, which skips atexit
+        multiprocessing.util.Finalize(self, _remove_dir, args=(self._voice_dir, os.getpid()), exitpriority=10)
         self._chunks: list[np.ndarray] = []
         self._events: list[tuple[int, int, int, int, str]] = []
         self._callback = _Callback(self._on_synth)  # keep a reference: ctypes does not
@@ -148,6 +162,7 @@ class EspeakEngine:
         pitch: int = 50,
         pitch_range: int = 50,
         seed: int = 0,
+        voice_definition: str | None = None,
     ) -> SynthOutput:
         """Speak ``text`` and return the audio with its phone and word segments.
 
@@ -165,6 +180,8 @@ class EspeakEngine:
             pitch: base pitch 0–100 (50 is the voice's default).
             pitch_range: pitch range 0–100 (0 is monotone).
             seed: seed of espeak's internal random generator.
+            voice_definition: the text of an espeak voice file (language and variant lines,
+                see :func:`voice_file_text`); when given it replaces ``voice``.
 
         Returns:
             A :class:`SynthOutput` (audio at ``self.sample_rate``).
@@ -174,6 +191,8 @@ class EspeakEngine:
         """
         if os.getpid() != self._pid:
             raise RuntimeError("an EspeakEngine cannot be shared across processes; call get_engine()")
+        if voice_definition is not None:
+            voice = self._voice_file(voice_definition)
         args = (text, voice, int(rate), int(pitch), int(pitch_range), int(seed))
         with self._lock:
             if not hasattr(os, "fork"):  # pragma: no cover - non-POSIX platforms
@@ -212,11 +231,33 @@ class EspeakEngine:
             raise RuntimeError(f"espeak-ng child process failed (wait status {status}) on {args[0][:40]!r}")
         return pickle.loads(payload)
 
+    def _voice_file(self, definition: str) -> str:
+        """Write ``definition`` once into the voice folder; returns its ``file:`` name."""
+        name = "v" + hashlib.sha1(definition.encode()).hexdigest()[:16]
+        path = self._voice_dir / name
+        if not path.exists():
+            tmp = self._voice_dir / f".{name}.{os.getpid()}"
+            tmp.write_text(definition)
+            os.replace(tmp, path)
+        return f"file:{name}"
+
+    def _set_voice(self, voice: str) -> bool:
+        if voice.startswith("file:"):
+            cwd = os.getcwd()
+            try:
+                os.chdir(self._voice_dir)
+                return self._lib.espeak_SetVoiceByFile(voice[5:].encode()) == 0
+            finally:
+                os.chdir(cwd)
+        return self._lib.espeak_SetVoiceByName(voice.encode()) == 0
+
     def _synthesize_here(
         self, text: str, voice: str, rate: int, pitch: int, pitch_range: int, seed: int
     ) -> tuple[bytes, tuple[tuple[str, int, int], ...], tuple[tuple[str, int, int], ...]] | str:
         """Synthesise in this process; returns ``(wav bytes, phones, words)`` or an error message."""
-        if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
+        if not self._set_voice(voice):
+            if voice.startswith("file:"):
+                return "espeak-ng rejected a voice definition; check its language and variant lines"
             return f"espeak-ng has no voice {voice!r}; use e.g. 'en-us' or 'en-us+m3'"
         for param, value in (
             (_PARAM_RATE, min(max(rate, RATE_RANGE[0]), RATE_RANGE[1])),
@@ -244,13 +285,18 @@ def _segments(
     """Turn event lists into contiguous phone segments and word segments (in samples)."""
     raw_text = text.encode("utf-8")
     starts: list[tuple[str, int, int]] = []  # (label, start, word index or -1)
-    word_names: list[str] = []
-    current = -1
-    for kind, sample, pos, length, label in events:
+    # A word's text runs from its position to the next word's: espeak speaks some word pairs
+    # as one unit ("of the") and reports a single word event for them.
+    positions = [max(pos - 1, 0) for kind, _, pos, _, _ in events if kind == _EVENT_WORD]
+    ends = [*positions[1:], len(raw_text)]
+    word_names = [
+        " ".join(raw_text[a:b].decode("utf-8", "replace").split()).strip(" ,.?!;:\"'").lower()
+        for a, b in zip(positions, ends, strict=True)
+    ]
+    n_words, current = 0, -1
+    for kind, sample, _pos, _length, label in events:
         if kind == _EVENT_WORD:
-            word = raw_text[max(pos - 1, 0) : max(pos - 1, 0) + length].decode("utf-8", "replace")
-            word_names.append(word.strip(" ,.?!;:\"'").lower())
-            current = len(word_names) - 1
+            current, n_words = n_words, n_words + 1
         else:
             is_pause = label.startswith("_")
             starts.append((label, min(max(sample, 0), n_samples), -1 if is_pause else current))
@@ -270,6 +316,69 @@ def _segments(
             span[0], span[1] = min(span[0], start), max(span[1], end)
     words = tuple((word_names[w], s, e) for w, (s, e) in sorted(spans.items()) if word_names[w])
     return tuple(phones), words
+
+
+def _remove_dir(path: Path, owner_pid: int) -> None:
+    if os.getpid() == owner_pid:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _data_path() -> Path:
+    try:
+        import espeakng_loader
+
+        return Path(espeakng_loader.get_data_path())
+    except (ImportError, RuntimeError) as exc:
+        raise CorpusError(f"cannot find espeak-ng's data ({exc}); reinstall espeakng-loader") from exc
+
+
+def language_file_text(language: str = "en-us") -> str:
+    """Text of espeak's language voice file for ``language`` (e.g. ``lang/gmw/en-US``)."""
+    root = _data_path() / "lang"
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.name.lower() == language.lower():
+            return path.read_text()
+    raise CorpusError(f"espeak-ng has no language {language!r}; use e.g. 'en-us'")
+
+
+def variant_lines(variant: str) -> list[str]:
+    """Lines of the voice variant ``voices/!v/<variant>`` without name/language/gender."""
+    path = _data_path() / "voices" / "!v" / variant
+    if not path.is_file():
+        raise CorpusError(f"espeak-ng has no voice variant {variant!r}; use e.g. 'm3' or 'f2'")
+    skip = ("name", "language", "gender", "//")
+    return [ln.rstrip() for ln in path.read_text().splitlines() if ln.strip() and not ln.strip().startswith(skip)]
+
+
+def voice_file_text(
+    language: str,
+    variant: str,
+    formants: dict[int, tuple[float, float, float]] | None = None,
+) -> str:
+    """An espeak voice file: the language's lines, the variant's lines, and formant overrides.
+
+    Args:
+        language: e.g. ``"en-us"``.
+        variant: e.g. ``"m3"`` (a file under ``voices/!v``).
+        formants: ``{n: (freq_factor, height_factor, width_factor)}`` multiplying the
+            variant's own ``formant n`` percentages (100 where the variant sets none).
+
+    Returns:
+        The file's text (later ``formant`` lines override earlier ones in espeak's parser).
+    """
+    lines = [language_file_text(language).rstrip(), *variant_lines(variant)]
+    if formants:
+        base: dict[int, list[int]] = {}
+        for ln in lines[1:]:
+            parts = ln.split()
+            if parts and parts[0] == "formant" and len(parts) >= 5:
+                base[int(parts[1])] = [int(v) for v in parts[2:]]
+        for n, (f, h, w) in sorted(formants.items()):
+            b = base.get(n, [100, 100, 100])
+            extra = " ".join(str(v) for v in b[3:])
+            vals = [max(1, int(round(b[0] * f))), max(1, int(round(b[1] * h))), max(1, int(round(b[2] * w)))]
+            lines.append(f"formant {n} {vals[0]} {vals[1]} {vals[2]} {extra}".rstrip())
+    return "\n".join(lines) + "\n"
 
 
 _ENGINE: EspeakEngine | None = None

@@ -33,6 +33,7 @@ was generated into ``DIR``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -258,7 +259,12 @@ class SynthConfig:
         n_speakers: number of speakers (≥ 4: train, dev and two test speakers at least).
         utts_per_speaker: utterances per speaker, split over the kinds by ``kind_fractions``.
         kind_fractions: shares of (sentence, keyword, command); each kind gets ≥ 1 utterance.
-        voices: espeak voice names the speakers are built on; ``voice_weights`` their shares.
+        language: espeak language of every voice (one phone set for all speakers).
+        variants: espeak voice variants (``voices/!v``) the speakers are built on;
+            ``variant_weights`` their shares.
+        formant_spread: standard deviation of a speaker's log factor on each of the formants
+            F1–F5 (on top of the variant's own values): an individual vocal-tract shape.
+        formant_height_spread: the same for the formants' amplitudes.
         speaker_pitch, speaker_range, speaker_rate, speaker_formant: speaker-level ranges.
         pitch_jitter, range_jitter: per-utterance jitter (espeak units).
         rate_jitter, formant_jitter: per-utterance relative jitter (fraction of the value).
@@ -277,26 +283,29 @@ class SynthConfig:
     """
 
     n_speakers: int = 100
-    utts_per_speaker: int = 24
-    kind_fractions: tuple[float, float, float] = (0.42, 0.33, 0.25)
-    voices: tuple[str, ...] = ("en-us+m3", "en-us+m1", "en-us+f2", "en-us+f4")
-    voice_weights: tuple[float, ...] = (0.4, 0.2, 0.2, 0.2)
-    speaker_pitch: tuple[float, float] = (35.0, 65.0)
-    speaker_range: tuple[float, float] = (30.0, 80.0)
+    utts_per_speaker: int = 22
+    kind_fractions: tuple[float, float, float] = (0.41, 0.32, 0.27)
+    language: str = "en-us"
+    variants: tuple[str, ...] = ("m3", "m1", "f2", "f4")
+    variant_weights: tuple[float, ...] = (0.4, 0.2, 0.2, 0.2)
+    formant_spread: float = 0.06
+    formant_height_spread: float = 0.15
+    speaker_pitch: tuple[float, float] = (30.0, 70.0)
+    speaker_range: tuple[float, float] = (20.0, 80.0)
     speaker_rate: tuple[float, float] = (150.0, 200.0)
-    speaker_formant: tuple[float, float] = (0.93, 1.07)
+    speaker_formant: tuple[float, float] = (0.92, 1.10)
     pitch_jitter: float = 4.0
     range_jitter: float = 8.0
     rate_jitter: float = 0.06
     formant_jitter: float = 0.01
-    level_dbfs: tuple[float, float] = (-32.0, -16.0)
-    snr_db: tuple[float, float] = (5.0, 30.0)
+    level_dbfs: tuple[float, float] = (-30.0, -16.0)
+    snr_db: tuple[float, float] = (8.0, 32.0)
     noise_tilt: tuple[float, float] = (0.0, 1.5)
     channel_bands: int = 3
-    channel_gain_db: float = 8.0
-    highpass_hz: tuple[float, float] = (60.0, 300.0)
-    lowpass_hz: tuple[float, float] = (3400.0, 7600.0)
-    pad_s: tuple[float, float] = (0.05, 0.3)
+    channel_gain_db: float = 6.0
+    highpass_hz: tuple[float, float] = (60.0, 250.0)
+    lowpass_hz: tuple[float, float] = (4500.0, 7600.0)
+    pad_s: tuple[float, float] = (0.05, 0.25)
     keyword_clip_s: float = 1.0
     speaker_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
     sid_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
@@ -312,8 +321,10 @@ class SynthConfig:
             fr = getattr(self, name)
             if len(fr) != 3 or min(fr) < 0 or not math.isclose(sum(fr), 1.0, abs_tol=1e-6):
                 raise ValueError(f"{name} must be three non-negative shares summing to 1, got {fr}")
-        if not self.voices or len(self.voice_weights) != len(self.voices) or min(self.voice_weights) <= 0:
-            raise ValueError("voices must be non-empty and voice_weights one positive weight per voice")
+        if not self.variants or len(self.variant_weights) != len(self.variants) or min(self.variant_weights) <= 0:
+            raise ValueError("variants must be non-empty and variant_weights one positive weight per variant")
+        if self.formant_spread < 0 or self.formant_height_spread < 0:
+            raise ValueError("formant_spread and formant_height_spread must be ≥ 0")
         for name in ("speaker_pitch", "speaker_range", "speaker_rate", "speaker_formant", "level_dbfs",
                      "snr_db", "noise_tilt", "highpass_hz", "lowpass_hz", "pad_s"):
             lo, hi = getattr(self, name)
@@ -329,8 +340,8 @@ class SynthConfig:
             raise ValueError("need highpass_hz < lowpass_hz < 8000 Hz")
         if min(self.pitch_jitter, self.range_jitter, self.rate_jitter, self.formant_jitter) < 0:
             raise ValueError("jitters must be ≥ 0")
-        if self.channel_bands < 0 or self.channel_gain_db < 0:
-            raise ValueError("channel_bands and channel_gain_db must be ≥ 0")
+        if not 0 <= self.channel_bands <= 8 or self.channel_gain_db < 0:
+            raise ValueError("channel_bands must be 0–8 and channel_gain_db ≥ 0")
         if self.keyword_clip_s <= 0 or self.max_trials < 1:
             raise ValueError("keyword_clip_s and max_trials must be positive")
         if self.audio_format not in ("flac", "wav"):
@@ -359,14 +370,19 @@ def default_corpus_dir(config: SynthConfig | None = None, seed: int = 0) -> Path
 
 @dataclass(frozen=True)
 class Speaker:
-    """A stable voice identity."""
+    """A stable voice identity: variant, pitch, range, rate, vocal-tract length and shape.
+
+    ``formant`` scales every frequency (vocal-tract length); ``formants`` are per-formant
+    ``(frequency, height, width)`` factors for F1–F5 (vocal-tract shape).
+    """
 
     speaker_id: str
-    voice: str
+    variant: str
     pitch: float
     pitch_range: float
     rate: float
     formant: float
+    formants: tuple[tuple[float, float, float], ...]
     split: str
 
 
@@ -380,7 +396,9 @@ class UttPlan:
     text: str | None
     keyword: str | None
     intent: str | None
-    voice: str
+    language: str
+    variant: str
+    formants: tuple[tuple[float, float, float], ...]
     pitch: float
     pitch_range: float
     rate: float
@@ -395,7 +413,8 @@ class UttPlan:
     pad_trail_s: float
     clip_s: float | None  # fixed clip length (keywords), None = padded speech
     offset_frac: float  # where speech sits inside a fixed clip, 0..1
-    seed: int  # noise and espeak seed
+    seed: int  # espeak's seed
+    noise_seed: int  # the additive noise's seed
     audio_format: str = "flac"
 
     @property
@@ -412,10 +431,11 @@ def plan_speakers(config: SynthConfig, seed: int) -> list[Speaker]:
     rng = _rng(seed, 1)
     n = config.n_speakers
     width = max(3, len(str(n - 1)))
-    weights = np.asarray(config.voice_weights, float)
-    voices = rng.choice(len(config.voices), size=n, p=weights / weights.sum())
+    weights = np.asarray(config.variant_weights, float)
+    variants = rng.choice(len(config.variants), size=n, p=weights / weights.sum())
     draws = {name: rng.uniform(*getattr(config, f"speaker_{name}"), size=n)
              for name in ("pitch", "range", "rate", "formant")}
+    shape = rng.standard_normal((n, 5, 2))  # per-formant frequency and height, F1–F5
     n_test = max(2, round(n * config.speaker_fractions[2]))
     n_dev = max(1, round(n * config.speaker_fractions[1]))
     order = rng.permutation(n)
@@ -425,11 +445,16 @@ def plan_speakers(config: SynthConfig, seed: int) -> list[Speaker]:
     return [
         Speaker(
             speaker_id=f"spk{i:0{width}d}",
-            voice=config.voices[int(voices[i])],
+            variant=config.variants[int(variants[i])],
             pitch=round(float(draws["pitch"][i]), 3),
             pitch_range=round(float(draws["range"][i]), 3),
             rate=round(float(draws["rate"][i]), 3),
             formant=round(float(draws["formant"][i]), 5),
+            formants=tuple(
+                (round(float(np.exp(config.formant_spread * zf)), 4),
+                 round(float(np.exp(config.formant_height_spread * zh)), 4), 1.0)
+                for zf, zh in shape[i]
+            ),
             split=split_of[i],
         )
         for i in range(n)
@@ -443,14 +468,18 @@ def plan_utterances(config: SynthConfig, speakers: list[Speaker], seed: int) -> 
     for si, spk in enumerate(speakers):
         for kind_index, kind in enumerate(KINDS):
             for j in range(counts[kind]):
-                rng = _rng(seed, 2, si, kind_index, j)
-                plans.append(_plan_one(config, spk, si, kind, j, counts[kind], rng))
+                plans.append(_plan_one(config, spk, si, kind, j, counts[kind], seed, kind_index))
     return plans
 
 
 def _plan_one(
-    config: SynthConfig, spk: Speaker, si: int, kind: str, j: int, n_kind: int, rng: np.random.Generator
+    config: SynthConfig, spk: Speaker, si: int, kind: str, j: int, n_kind: int, seed: int, kind_index: int
 ) -> UttPlan:
+    # three independent streams: what is said, how the speaker says it, how it is recorded;
+    # changing the recording settings leaves the words and the voice untouched
+    rng = _rng(seed, 2, si, kind_index, j, 0)
+    voice_rng = _rng(seed, 2, si, kind_index, j, 1)
+    rec_rng = _rng(seed, 2, si, kind_index, j, 2)
     text = keyword = intent = None
     clip_s: float | None = None
     if kind == "sentence":
@@ -467,14 +496,22 @@ def _plan_one(
         text = make_command(rng, intent)
     letter = kind[0]
     width = max(2, len(str(n_kind - 1)))
-    n_bands = config.channel_bands
+    z = voice_rng.standard_normal(4)  # pitch, range, rate, formant jitter
+    level = round(float(rec_rng.uniform(*config.level_dbfs)), 3)
+    snr = round(float(rec_rng.uniform(*config.snr_db)), 3)
+    tilt = round(float(rec_rng.uniform(*config.noise_tilt)), 3)
+    highpass = round(float(rec_rng.uniform(*config.highpass_hz)), 2)
+    lowpass = round(float(rec_rng.uniform(*config.lowpass_hz)), 2)
+    pads = [round(float(x), 4) for x in rec_rng.uniform(*config.pad_s, size=2)]
+    offset = round(float(rec_rng.uniform()), 4)
+    band_draws = rec_rng.uniform(size=(8, 3))  # fixed count: channel_bands only truncates
     bands = tuple(
         (
-            round(float(math.exp(rng.uniform(math.log(200.0), math.log(6000.0)))), 2),
-            round(float(rng.uniform(-config.channel_gain_db, config.channel_gain_db)), 3),
-            round(float(rng.uniform(0.5, 2.5)), 3),
+            round(float(math.exp(math.log(200.0) + u[0] * math.log(6000.0 / 200.0))), 2),
+            round(float((2 * u[1] - 1) * config.channel_gain_db), 3),
+            round(float(0.5 + 2.0 * u[2]), 3),
         )
-        for _ in range(n_bands)
+        for u in band_draws[: config.channel_bands]
     )
     return UttPlan(
         utt_id=f"{spk.speaker_id}-{letter}{j:0{width}d}",
@@ -483,22 +520,25 @@ def _plan_one(
         text=text,
         keyword=keyword,
         intent=intent,
-        voice=spk.voice,
-        pitch=round(float(spk.pitch + rng.normal(0, config.pitch_jitter)), 3),
-        pitch_range=round(float(spk.pitch_range + rng.normal(0, config.range_jitter)), 3),
-        rate=round(float(spk.rate * math.exp(rng.normal(0, config.rate_jitter))), 3),
-        formant=round(float(spk.formant * math.exp(rng.normal(0, config.formant_jitter))), 5),
-        level_dbfs=round(float(rng.uniform(*config.level_dbfs)), 3),
-        snr_db=round(float(rng.uniform(*config.snr_db)), 3),
-        noise_tilt=round(float(rng.uniform(*config.noise_tilt)), 3),
-        highpass_hz=round(float(rng.uniform(*config.highpass_hz)), 2),
-        lowpass_hz=round(float(rng.uniform(*config.lowpass_hz)), 2),
+        language=config.language,
+        variant=spk.variant,
+        formants=spk.formants,
+        pitch=round(float(spk.pitch + config.pitch_jitter * z[0]), 3),
+        pitch_range=round(float(spk.pitch_range + config.range_jitter * z[1]), 3),
+        rate=round(float(spk.rate * math.exp(config.rate_jitter * z[2])), 3),
+        formant=round(float(spk.formant * math.exp(config.formant_jitter * z[3])), 5),
+        level_dbfs=level,
+        snr_db=snr,
+        noise_tilt=tilt,
+        highpass_hz=highpass,
+        lowpass_hz=lowpass,
         bands=bands,
-        pad_lead_s=round(float(rng.uniform(*config.pad_s)), 4),
-        pad_trail_s=round(float(rng.uniform(*config.pad_s)), 4),
+        pad_lead_s=pads[0],
+        pad_trail_s=pads[1],
         clip_s=clip_s,
-        offset_frac=round(float(rng.uniform()), 4),
-        seed=int(rng.integers(2**31 - 1)),
+        offset_frac=offset,
+        seed=int(voice_rng.integers(2**31 - 1)),
+        noise_seed=int(rec_rng.integers(2**31 - 1)),
         audio_format=config.audio_format,
     )
 
@@ -532,6 +572,13 @@ def _espeak_params(plan: UttPlan) -> tuple[int, int, int, int]:
     return int(round(pitch)), int(round(plan.pitch_range)), int(round(rate)), src
 
 
+@functools.lru_cache(maxsize=512)
+def _voice_definition(language: str, variant: str, formants: tuple[tuple[float, float, float], ...]) -> str:
+    from deepwide.corpora.espeak import voice_file_text
+
+    return voice_file_text(language, variant, {k + 1: f for k, f in enumerate(formants)})
+
+
 def _channel_sos(plan: UttPlan) -> np.ndarray:
     """Second-order sections of the plan's channel: high-pass, low-pass, peaking bands."""
     from scipy import signal
@@ -562,69 +609,91 @@ def _colored_noise(n: int, tilt: float, rng: np.random.Generator) -> np.ndarray:
     return noise / max(float(np.sqrt(np.mean(noise**2))), 1e-12)
 
 
+def synthesize_speech(plan: UttPlan) -> tuple[np.ndarray, list[tuple[str, int, int]], list[tuple[str, int, int]]]:
+    """The clean, placed speech of ``plan``: espeak → formant scaling → 16 kHz → padding.
+
+    Depends only on what is said and how the speaker says it (text, voice, pitch, range,
+    rate, formant, seed) and on the padding/placement, not on the channel or noise.
+
+    Returns:
+        ``(speech (S,) float64 in [-1, 1], phones, words)`` with segments in samples at 16 kHz;
+        phone segments tile ``[0, S)`` with ``sil`` on pauses and padding.
+    """
+    from scipy import signal
+
+    if plan.text is None:  # a _silence_ clip: no speech at all
+        n = int(round((plan.clip_s or 1.0) * SAMPLE_RATE))
+        return np.zeros(n), [(SILENCE, 0, n)], []
+    from deepwide.corpora.espeak import get_engine
+
+    pitch, prange, rate, src = _espeak_params(plan)
+    out = get_engine().synthesize(
+        plan.text, rate=rate, pitch=pitch, pitch_range=prange, seed=plan.seed,
+        voice_definition=_voice_definition(plan.language, plan.variant, plan.formants),
+    )
+    g = math.gcd(src, SAMPLE_RATE)
+    up, down = SAMPLE_RATE // g, src // g
+    y = signal.resample_poly(out.wav.astype(np.float64) / 32768.0, up, down)
+
+    def at16(sample: int) -> int:
+        return min(int(round(sample * up / down)), len(y))
+
+    lead = int(round(plan.pad_lead_s * SAMPLE_RATE))
+    trail = int(round(plan.pad_trail_s * SAMPLE_RATE))
+    if plan.clip_s is not None:
+        total = max(int(round(plan.clip_s * SAMPLE_RATE)), len(y))
+        lead = int(round(plan.offset_frac * (total - len(y))))
+        trail = total - len(y) - lead
+    speech = np.concatenate([np.zeros(lead), y, np.zeros(trail)])
+    n = len(speech)
+    segs = [(map_espeak_phone(lab), lead + at16(a), lead + at16(b)) for lab, a, b in out.phones]
+    segs = [(p, a, b) for p, a, b in segs if b > a]
+    first = segs[0][1] if segs else n
+    last = segs[-1][2] if segs else n
+    phones = merge_segments([(SILENCE, 0, first), *segs, (SILENCE, last, n)])
+    phones = [seg for seg in phones if seg[2] > seg[1]]
+    words = [(w, lead + at16(a), lead + at16(b)) for w, a, b in out.words]
+    words = [seg for seg in words if seg[2] > seg[1]]
+    return speech, phones, words
+
+
+def record(plan: UttPlan, speech: np.ndarray, phones: Sequence[tuple[str, int, int]]) -> np.ndarray:
+    """Pass clean speech through the plan's channel, level and additive noise.
+
+    Args:
+        plan: the utterance plan (channel, level, SNR, noise colour and seed).
+        speech: (S,) float64 clean speech from :func:`synthesize_speech`.
+        phones: its phone segments in samples (the SNR is measured over non-``sil`` phones).
+
+    Returns:
+        (S,) int16 PCM.
+    """
+    from scipy import signal
+
+    rng = _rng(plan.noise_seed, 7)
+    active = np.zeros(len(speech), bool)
+    for p, a, b in phones:
+        if p != SILENCE:
+            active[a:b] = True
+    x = signal.sosfilt(_channel_sos(plan), speech) if active.any() else speech.copy()
+    if active.any():  # speech RMS over the phones (not the pauses); noise relative to it
+        x *= 10 ** (plan.level_dbfs / 20) / max(float(np.sqrt(np.mean(x[active] ** 2))), 1e-12)
+    noise_rms = 10 ** ((plan.level_dbfs - plan.snr_db) / 20)
+    wav = x + noise_rms * _colored_noise(len(x), plan.noise_tilt, rng)
+    peak = float(np.max(np.abs(wav))) if len(wav) else 0.0
+    if peak > 0.97:
+        wav *= 0.97 / peak
+    return np.clip(np.round(wav * 32767.0), -32768, 32767).astype(np.int16)
+
+
 def render_utterance(plan: UttPlan) -> tuple[np.ndarray, Rendered]:
-    """Synthesise and degrade one utterance.
+    """Synthesise and record one utterance.
 
     Returns:
         ``(wav (S,) int16 at 16 kHz, Rendered)``; phone segments cover ``[0, S)`` exactly.
     """
-    from scipy import signal
-
-    rng = _rng(plan.seed, 7)
-    if plan.text is None:  # a _silence_ clip: background noise only
-        n = int(round((plan.clip_s or 1.0) * SAMPLE_RATE))
-        speech = np.zeros(n)
-        phones: list[tuple[str, int, int]] = [(SILENCE, 0, n)]
-        words: list[tuple[str, int, int]] = []
-        active = None
-    else:
-        from deepwide.corpora.espeak import get_engine
-
-        pitch, prange, rate, src = _espeak_params(plan)
-        out = get_engine().synthesize(
-            plan.text, voice=plan.voice, rate=rate, pitch=pitch, pitch_range=prange, seed=plan.seed
-        )
-        g = math.gcd(src, SAMPLE_RATE)
-        up, down = SAMPLE_RATE // g, src // g
-        y = signal.resample_poly(out.wav.astype(np.float64) / 32768.0, up, down)
-
-        def at16(s: int) -> int:
-            return min(int(round(s * up / down)), len(y))
-
-        lead = int(round(plan.pad_lead_s * SAMPLE_RATE))
-        trail = int(round(plan.pad_trail_s * SAMPLE_RATE))
-        if plan.clip_s is not None:
-            total = max(int(round(plan.clip_s * SAMPLE_RATE)), len(y))
-            lead = int(round(plan.offset_frac * (total - len(y))))
-            trail = total - len(y) - lead
-        speech = np.concatenate([np.zeros(lead), y, np.zeros(trail)])
-        n = len(speech)
-        segs = [(map_espeak_phone(lab), lead + at16(a), lead + at16(b)) for lab, a, b in out.phones]
-        segs = [(p, a, b) for p, a, b in segs if b > a]
-        first = segs[0][1] if segs else n
-        last = segs[-1][2] if segs else n
-        phones = merge_segments([(SILENCE, 0, first), *segs, (SILENCE, last, n)])
-        phones = [s for s in phones if s[2] > s[1]]
-        words = [(w, lead + at16(a), lead + at16(b)) for w, a, b in out.words]
-        words = [s for s in words if s[2] > s[1]]
-        active = np.zeros(n, bool)
-        for p, a, b in phones:
-            if p != SILENCE:
-                active[a:b] = True
-        speech = signal.sosfilt(_channel_sos(plan), speech)
-
-    # level: speech RMS over the phones (not the pauses), noise relative to it
-    if active is not None and active.any():
-        rms = float(np.sqrt(np.mean(speech[active] ** 2)))
-        speech *= 10 ** (plan.level_dbfs / 20) / max(rms, 1e-12)
-        noise_rms = 10 ** ((plan.level_dbfs - plan.snr_db) / 20)
-    else:
-        noise_rms = 10 ** ((plan.level_dbfs - plan.snr_db) / 20)
-    wav = speech + noise_rms * _colored_noise(len(speech), plan.noise_tilt, rng)
-    peak = float(np.max(np.abs(wav))) if len(wav) else 0.0
-    if peak > 0.97:
-        wav *= 0.97 / peak
-    pcm = np.clip(np.round(wav * 32767.0), -32768, 32767).astype(np.int16)
+    speech, phones, words = synthesize_speech(plan)
+    pcm = record(plan, speech, phones)
     return pcm, Rendered(plan.utt_id, len(pcm), tuple(phones), tuple(words))
 
 
@@ -770,8 +839,9 @@ def _build_manifest(
         "intents": list(INTENTS),
         "speakers": {
             s.speaker_id: {
-                "voice": s.voice, "pitch": s.pitch, "pitch_range": s.pitch_range,
+                "variant": s.variant, "pitch": s.pitch, "pitch_range": s.pitch_range,
                 "rate": s.rate, "formant": s.formant, "split": s.split,
+                "formants": [list(f) for f in s.formants],
             }
             for s in speakers
         },
@@ -911,6 +981,12 @@ __all__ = [
     "generate_synth",
     "make_command",
     "make_sentence",
+    "plan_speakers",
+    "plan_utterances",
+    "record",
     "render_utterance",
     "synth_corpus",
+    "synthesize_speech",
+    "Speaker",
+    "UttPlan",
 ]

@@ -15,6 +15,7 @@ word (``text_position`` is 1-based, ``length`` in characters), 0 ends the list.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import hashlib
 import logging
@@ -22,6 +23,9 @@ import multiprocessing.util
 import os
 import pickle
 import shutil
+import struct
+import subprocess
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -90,54 +94,46 @@ class SynthOutput:
     words: tuple[tuple[str, int, int], ...]
 
 
-class EspeakEngine:
-    """The process's espeak-ng engine. Create it through :func:`get_engine`.
+_Segments = tuple[tuple[str, int, int], ...]
+#: what one synthesis returns across the process boundary: (int16 bytes, phones, words) or an error
+_Result = tuple[bytes, _Segments, _Segments] | str
 
-    Raises:
-        CorpusError: the library or its data cannot be loaded (reinstall espeakng-loader).
-    """
 
-    def __init__(self) -> None:
+class _Library:
+    """libespeak-ng loaded and initialised in *this* process (global state: one per process)."""
+
+    def __init__(self, voice_dir: Path) -> None:
         try:
             import espeakng_loader
 
             lib_path = espeakng_loader.get_library_path()
             data_path = espeakng_loader.get_data_path()
-            self._lib = ctypes.CDLL(lib_path)
+            lib = ctypes.CDLL(lib_path)
         except (ImportError, OSError, RuntimeError) as exc:
             raise CorpusError(
                 f"cannot load libespeak-ng ({exc}); reinstall it with `pip install espeakng-loader`"
             ) from exc
-        self._lib.espeak_Initialize.restype = ctypes.c_int
-        self._lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-        self._lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-        self._lib.espeak_SetVoiceByFile.argtypes = [ctypes.c_char_p]
-        self._lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        self._lib.espeak_Synth.argtypes = [
+        lib.espeak_Initialize.restype = ctypes.c_int
+        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        lib.espeak_SetVoiceByFile.argtypes = [ctypes.c_char_p]
+        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.espeak_Synth.argtypes = [
             ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
             ctypes.c_uint, ctypes.POINTER(ctypes.c_uint), ctypes.c_void_p,
         ]
-        self._lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+        lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         options = _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_DONT_EXIT
-        sr = self._lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path.encode(), options)
+        sr = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path.encode(), options)
         if sr <= 0:
-            raise CorpusError(
-                f"espeak-ng failed to initialise with data {data_path}; reinstall espeakng-loader"
-            )
+            raise CorpusError(f"espeak-ng failed to initialise with data {data_path}; reinstall espeakng-loader")
+        self.lib = lib
         self.sample_rate = int(sr)
-        self.data_path = Path(data_path)
-        # voice definitions passed as text are written here under short names: espeak keeps
-        # voice names in 40-byte buffers, so the file is loaded by a relative name
-        self._voice_dir = Path(tempfile.mkdtemp(prefix="deepwide-espeak-"))
-        atexit.register(_remove_dir, self._voice_dir, os.getpid())
-        # multiprocessing workers leave through os._exit, which skips atexit
-        multiprocessing.util.Finalize(self, _remove_dir, args=(self._voice_dir, os.getpid()), exitpriority=10)
+        self.voice_dir = voice_dir
         self._chunks: list[np.ndarray] = []
         self._events: list[tuple[int, int, int, int, str]] = []
         self._callback = _Callback(self._on_synth)  # keep a reference: ctypes does not
-        self._lib.espeak_SetSynthCallback(self._callback)
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
+        lib.espeak_SetSynthCallback(self._callback)
 
     def _on_synth(self, wav, n, events) -> int:  # type: ignore[no-untyped-def]
         if n > 0:
@@ -153,6 +149,177 @@ class EspeakEngine:
             i += 1
         return 0
 
+    def _set_voice(self, voice: str) -> bool:
+        if voice.startswith("file:"):
+            cwd = os.getcwd()
+            try:
+                os.chdir(self.voice_dir)
+                return self.lib.espeak_SetVoiceByFile(voice[5:].encode()) == 0
+            finally:
+                os.chdir(cwd)
+        return self.lib.espeak_SetVoiceByName(voice.encode()) == 0
+
+    def speak(self, text: str, voice: str, rate: int, pitch: int, pitch_range: int, seed: int) -> _Result:
+        """Synthesise here; returns ``(wav bytes, phones, words)`` or an error message."""
+        if not self._set_voice(voice):
+            if voice.startswith("file:"):
+                return "espeak-ng rejected a voice definition; check its language and variant lines"
+            return f"espeak-ng has no voice {voice!r}; use e.g. 'en-us' or 'en-us+m3'"
+        for param, value in (
+            (_PARAM_RATE, min(max(rate, RATE_RANGE[0]), RATE_RANGE[1])),
+            (_PARAM_PITCH, min(max(pitch, 0), 100)),
+            (_PARAM_RANGE, min(max(pitch_range, 0), 100)),
+            (_PARAM_VOLUME, 100),
+        ):
+            self.lib.espeak_SetParameter(param, value, 0)
+        self.lib.espeak_ng_SetRandSeed(seed & 0x7FFFFFFF)
+        self._chunks, self._events = [], []
+        data = text.encode("utf-8")
+        buf = ctypes.create_string_buffer(data)
+        status = self.lib.espeak_Synth(buf, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+        if status != 0:
+            return f"espeak-ng failed (status {status}) on text {text[:40]!r}; check the text"
+        wav = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
+        events, self._chunks, self._events = self._events, [], []
+        phones, words = _segments(events, text, len(wav))
+        return wav.astype(np.int16, copy=False).tobytes(), phones, words
+
+
+# -- the zygote: a small process holding an engine that never speaks ---------------------------
+def _write_msg(fd: int, obj: Any) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    view = memoryview(struct.pack(">Q", len(data)) + data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _read_exact(fh: Any, n: int) -> bytes | None:
+    buf = b""
+    while len(buf) < n:
+        chunk = fh.read(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return buf
+
+
+def _read_msg(fh: Any) -> Any:
+    head = _read_exact(fh, 8)
+    if head is None:
+        return None
+    body = _read_exact(fh, struct.unpack(">Q", head)[0])
+    if body is None:
+        raise EOFError("truncated message")
+    return pickle.loads(body)
+
+
+def _zygote_main() -> None:
+    """Entry point of the zygote process (``python -c``; argv[1] is the voice folder).
+
+    It initialises espeak-ng once and never speaks; for each request (arguments of
+    :meth:`_Library.speak` on stdin) it forks a child that speaks once from that pristine
+    state, writes the result to stdout and exits. The zygote imports little, so a fork
+    costs ~2 ms instead of ~9 ms from a process that has scipy loaded.
+    """
+    import sys
+
+    library = _Library(Path(sys.argv[1]))
+    # load the English dictionary and phoneme tables once (no speech: the hidden synthesis
+    # state stays untouched); each child then starts from this same state
+    library.lib.espeak_SetVoiceByName(b"en-us")
+    out = sys.stdout.fileno()
+    _write_msg(out, library.sample_rate)
+    while True:
+        args = _read_msg(sys.stdin.buffer)
+        if args is None:
+            break
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                _write_msg(out, library.speak(*args))
+            except BaseException:  # noqa: B036 - the child must never return into the loop
+                code = 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        if status != 0:
+            _write_msg(out, f"espeak-ng child process failed (wait status {status}) on {args[0][:40]!r}")
+
+
+class _Zygote:
+    """Client side of :func:`_zygote_main`."""
+
+    def __init__(self, voice_dir: Path) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from deepwide.corpora.espeak import _zygote_main; _zygote_main()",
+             str(voice_dir)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+        )
+        sr = _read_msg(self.proc.stdout)
+        if not isinstance(sr, int):
+            self.close()
+            raise CorpusError("the espeak-ng helper process failed to start; run with -v for its error")
+        self.sample_rate = sr
+
+    def speak(self, args: tuple[str, str, int, int, int, int]) -> Any:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        _write_msg(self.proc.stdin.fileno(), args)
+        result = _read_msg(self.proc.stdout)
+        if result is None:
+            raise RuntimeError("the espeak-ng helper process exited unexpectedly")
+        return result
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()  # type: ignore[union-attr]
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class EspeakEngine:
+    """This process's handle on espeak-ng. Create it through :func:`get_engine`.
+
+    espeak-ng carries hidden state from one message to the next (pitch-flutter phase and
+    more), so the same call gives slightly different samples depending on what was spoken
+    before — even after re-initialisation and with ``espeak_ng_SetRandSeed``. To make the
+    output a function of the arguments alone, every call is spoken by a fresh fork of a small
+    helper process (the *zygote*) whose engine has never spoken. Without ``os.fork`` the
+    library runs in-process and is deterministic only for a fixed sequence of calls.
+
+    Raises:
+        CorpusError: the library or its data cannot be loaded (reinstall espeakng-loader).
+    """
+
+    def __init__(self) -> None:
+        # voice definitions passed as text are written here under short names: espeak keeps
+        # voice names in 40-byte buffers, so the file is loaded by a relative name
+        self._voice_dir = Path(tempfile.mkdtemp(prefix="deepwide-espeak-"))
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._zygote: _Zygote | None = None
+        self._library: _Library | None = None
+        if hasattr(os, "fork"):
+            self._zygote = _Zygote(self._voice_dir)
+            self.sample_rate = self._zygote.sample_rate
+        else:  # pragma: no cover - non-POSIX platforms
+            self._library = _Library(self._voice_dir)
+            self.sample_rate = self._library.sample_rate
+        atexit.register(self.close)
+        # multiprocessing workers leave through os._exit, which skips atexit
+        multiprocessing.util.Finalize(self, _close_engine, args=(self._zygote, self._voice_dir, self._pid),
+                                      exitpriority=10)
+
+    def close(self) -> None:
+        """Stop the helper process and remove the voice folder (idempotent)."""
+        _close_engine(self._zygote, self._voice_dir, self._pid)
+
     def synthesize(
         self,
         text: str,
@@ -166,12 +333,7 @@ class EspeakEngine:
     ) -> SynthOutput:
         """Speak ``text`` and return the audio with its phone and word segments.
 
-        espeak-ng carries hidden state from one message to the next (pitch flutter phase,
-        glottal phase …), so the same call gives slightly different samples depending on what
-        was spoken before. To make the output a function of the arguments alone, each call
-        runs in a forked child of this process, whose engine has never spoken; the parent
-        never synthesises itself. (Without ``os.fork`` the call runs in-process and is only
-        deterministic for a fixed sequence of calls.)
+        The result depends only on the arguments, not on earlier calls (see the class notes).
 
         Args:
             text: ASCII/UTF-8 text.
@@ -195,10 +357,11 @@ class EspeakEngine:
             voice = self._voice_file(voice_definition)
         args = (text, voice, int(rate), int(pitch), int(pitch_range), int(seed))
         with self._lock:
-            if not hasattr(os, "fork"):  # pragma: no cover - non-POSIX platforms
-                result = self._synthesize_here(*args)
-            else:
-                result = self._synthesize_forked(args)
+            if self._zygote is not None:
+                result = self._zygote.speak(args)
+            else:  # pragma: no cover - non-POSIX platforms
+                assert self._library is not None
+                result = self._library.speak(*args)
         if isinstance(result, str):
             raise CorpusError(result)
         wav_bytes, phones, words = result
@@ -208,28 +371,6 @@ class EspeakEngine:
             phones=phones,
             words=words,
         )
-
-    def _synthesize_forked(self, args: tuple[str, str, int, int, int, int]) -> Any:
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # child: speak once, send the result, exit without cleanup
-            code = 0
-            try:
-                os.close(read_fd)
-                payload = pickle.dumps(self._synthesize_here(*args), protocol=pickle.HIGHEST_PROTOCOL)
-                with os.fdopen(write_fd, "wb") as fh:
-                    fh.write(payload)
-            except BaseException:  # noqa: B036 - the child must never return into the caller
-                code = 1
-            finally:
-                os._exit(code)
-        os.close(write_fd)
-        with os.fdopen(read_fd, "rb") as fh:
-            payload = fh.read()
-        _, status = os.waitpid(pid, 0)
-        if status != 0 or not payload:
-            raise RuntimeError(f"espeak-ng child process failed (wait status {status}) on {args[0][:40]!r}")
-        return pickle.loads(payload)
 
     def _voice_file(self, definition: str) -> str:
         """Write ``definition`` once into the voice folder; returns its ``file:`` name."""
@@ -241,42 +382,13 @@ class EspeakEngine:
             os.replace(tmp, path)
         return f"file:{name}"
 
-    def _set_voice(self, voice: str) -> bool:
-        if voice.startswith("file:"):
-            cwd = os.getcwd()
-            try:
-                os.chdir(self._voice_dir)
-                return self._lib.espeak_SetVoiceByFile(voice[5:].encode()) == 0
-            finally:
-                os.chdir(cwd)
-        return self._lib.espeak_SetVoiceByName(voice.encode()) == 0
 
-    def _synthesize_here(
-        self, text: str, voice: str, rate: int, pitch: int, pitch_range: int, seed: int
-    ) -> tuple[bytes, tuple[tuple[str, int, int], ...], tuple[tuple[str, int, int], ...]] | str:
-        """Synthesise in this process; returns ``(wav bytes, phones, words)`` or an error message."""
-        if not self._set_voice(voice):
-            if voice.startswith("file:"):
-                return "espeak-ng rejected a voice definition; check its language and variant lines"
-            return f"espeak-ng has no voice {voice!r}; use e.g. 'en-us' or 'en-us+m3'"
-        for param, value in (
-            (_PARAM_RATE, min(max(rate, RATE_RANGE[0]), RATE_RANGE[1])),
-            (_PARAM_PITCH, min(max(pitch, 0), 100)),
-            (_PARAM_RANGE, min(max(pitch_range, 0), 100)),
-            (_PARAM_VOLUME, 100),
-        ):
-            self._lib.espeak_SetParameter(param, value, 0)
-        self._lib.espeak_ng_SetRandSeed(seed & 0x7FFFFFFF)
-        self._chunks, self._events = [], []
-        data = text.encode("utf-8")
-        buf = ctypes.create_string_buffer(data)
-        status = self._lib.espeak_Synth(buf, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
-        if status != 0:
-            return f"espeak-ng failed (status {status}) on text {text[:40]!r}; check the text"
-        wav = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
-        events, self._chunks, self._events = self._events, [], []
-        phones, words = _segments(events, text, len(wav))
-        return wav.astype(np.int16, copy=False).tobytes(), phones, words
+def _close_engine(zygote: _Zygote | None, voice_dir: Path, owner_pid: int) -> None:
+    if os.getpid() != owner_pid:
+        return
+    if zygote is not None:
+        zygote.close()
+    shutil.rmtree(voice_dir, ignore_errors=True)
 
 
 def _segments(
@@ -316,11 +428,6 @@ def _segments(
             span[0], span[1] = min(span[0], start), max(span[1], end)
     words = tuple((word_names[w], s, e) for w, (s, e) in sorted(spans.items()) if word_names[w])
     return tuple(phones), words
-
-
-def _remove_dir(path: Path, owner_pid: int) -> None:
-    if os.getpid() == owner_pid:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _data_path() -> Path:

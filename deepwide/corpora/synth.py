@@ -7,11 +7,12 @@ worker processes.
 
 Design (see docs/corpus.md for the numbers):
 
-- **Speakers** are stable identities: a base voice variant (most speakers share a few
-  variants), a mean pitch, pitch range, speaking rate and a formant scale. Formant scaling is
-  done by synthesising with compensated pitch and rate and then resampling as if the audio had
-  been recorded at ``22050 × scale`` Hz, which scales every frequency by ``scale``;
-  alignments are scaled with it.
+- **Speakers** are stable identities: a base voice variant (most speakers share a few), an
+  individual vocal-tract shape (a factor on each of F1–F5 and on their amplitudes, written
+  into a per-speaker espeak voice file), a vocal-tract length (a uniform formant scale), a
+  mean pitch, pitch range and speaking rate. The formant scale is realised by synthesising
+  with compensated pitch and rate and resampling as if the audio had been recorded at
+  ``22050 × scale`` Hz, which scales every frequency by ``scale``; alignments scale with it.
 - **Each utterance** varies as a recording does: pitch/range/rate jitter, a random channel
   (high-pass, low-pass, peaking bands), a level, additive coloured noise at a random SNR and
   random leading/trailing silence, all drawn from seeded generators.
@@ -747,7 +748,10 @@ def generate_synth(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
+        umask = _current_umask()
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the corpus is an ordinary folder
         manifest = _generate_into(config, tmp, seed=seed, workers=workers)
+        (tmp / "manifest.jsonl").chmod(0o666 & ~umask)
         if out.exists():
             out.rmdir()
         os.rename(tmp, out)
@@ -758,6 +762,19 @@ def generate_synth(
     log.info("synthetic corpus: %d utterances, %.1f min in %s", len(manifest),
              sum(u.duration_s for u in manifest) / 60, out)
     return manifest
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # pragma: no cover - elsewhere: set and restore
+    os.umask(mask)
+    return mask
 
 
 def _generate_into(config: SynthConfig, root: Path, *, seed: int, workers: int) -> Manifest:

@@ -17,6 +17,13 @@ L-BFGS fits. This module solves the same problems, to the same optimum, with les
   L-BFGS sees a badly conditioned problem; using the inverse of that model (one ``d × d``
   eigendecomposition per layer, shared by all penalties; ``a`` refreshed at every pass) as
   L-BFGS's initial inverse Hessian ``H₀`` (times the usual scaling ``γ``) removes most of it.
+* **Coarse path, exact finish.** Only the dev ranking needs the whole grid, and a ranking does
+  not need a tight optimum: the path is swept at ``path_tol`` (1e-3), then every penalty whose
+  dev accuracy is within ``refine_margin`` (0.2 points, or one dev sample) of a layer's best is
+  refined to ``tol`` (1e-4, scikit-learn's default) from its sweep solution — repeatedly,
+  until no unrefined penalty is within the margin of the best refined one — and the choice is
+  made among the refined fits. The reported model is therefore converged exactly as tightly as
+  a scikit-learn fit at the chosen penalty.
 * **float32 and fewer passes.** One fused loss-and-gradient pass per iteration, Armijo
   backtracking only on the layers that need it.
 
@@ -148,7 +155,9 @@ def fit_softmax_path(
             500), ``history`` (L-BFGS memory, 10), ``precondition`` (covariance
             preconditioner, True), ``keep_history`` (carry curvature pairs across penalties,
             True), ``class_curvature`` (per-class curvature in the preconditioner, True;
-            off: ``(Σ + λK·I)⁻¹``).
+            off: ``(Σ + λK·I)⁻¹``), ``path_tol`` (tolerance of the path sweep, 1e-3; the
+            dev candidates are then refined to ``tol``), ``refine_margin`` (dev-accuracy
+            margin that makes a penalty a candidate, 0.002).
 
     Returns:
         A :class:`SoftmaxPath` whose ``coef``/``intercept`` are the dev-chosen fits.
@@ -174,6 +183,8 @@ def _fit_softmax_path(
     precondition: bool = True,
     keep_history: bool = True,
     class_curvature: bool = True,
+    path_tol: float = 1e-3,
+    refine_margin: float = 0.002,
 ) -> SoftmaxPath:
     """Implementation of :func:`fit_softmax_path` (keyword arguments documented there)."""
     lams = np.sort(np.asarray(penalties, dtype=np.float64))[::-1].copy()
@@ -205,8 +216,6 @@ def _fit_softmax_path(
     theta = torch.zeros(nb, d + 1, k, device=dev)  # rows 0..d-1 weights, row d bias
     # per-layer class curvature mean_i p_ik(1 − p_ik) at the latest point (uniform at the start)
     curv = torch.full((nb, k), max(1.0 / k * (1.0 - 1.0 / k), 1e-6), device=dev)
-    s_hist: list[torch.Tensor] = []  # each (B, d+1, K)
-    y_hist: list[torch.Tensor] = []
 
     def loss_grad(idx: list[int], th: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss ``(A,)`` and gradient ``(A, d+1, K)`` for the layers ``idx``."""
@@ -256,23 +265,13 @@ def _fit_softmax_path(
 
     dev_acc = np.full((nb, len(lams)), np.nan)
     converged = np.zeros((nb, len(lams)), dtype=bool)
-    best_theta = theta.clone()
-    best_acc = np.full(nb, -np.inf)
-    best_index = np.full(nb, len(lams) - 1, dtype=np.int64)
-    prev_lam: float | None = None
+    hist: dict[str, list[torch.Tensor]] = {"s": [], "y": []}  # curvature pairs, each (B, d+1, K)
 
-    for pi, lam in enumerate(lams):
-        lam = float(lam)
-        # exact correction of stored curvature pairs for the new penalty
-        if keep_history and prev_lam is not None:
-            dl = lam - prev_lam
-            for s_, y_ in zip(s_hist, y_hist, strict=True):
-                y_[:, :d] += dl * s_[:, :d]
-        elif not keep_history:
-            s_hist, y_hist = [], []
-        prev_lam = lam
-        active = list(range(nb))
-        f, g = loss_grad(active, theta, lam)
+    def run_lbfgs(lam: float, layers: list[int], tol_: float, pi: int) -> int:
+        """L-BFGS on ``layers`` at penalty ``lam`` from the current ``theta``; returns iterations."""
+        s_hist, y_hist = hist["s"], hist["y"]
+        active = list(layers)
+        f, g = loss_grad(active, theta[active], lam)
         gmax = g.abs().amax(dim=(1, 2))
         stall = torch.zeros(nb, dtype=torch.int64, device=dev)  # consecutive no-progress steps
         best_g = torch.full((nb,), float("inf"), device=dev)  # smallest max|∇f| so far
@@ -280,7 +279,7 @@ def _fit_softmax_path(
         while active and it < max_iter:
             gm = gmax.tolist()
             st = stall[active].tolist()
-            keep = [j for j in range(len(active)) if gm[j] > tol and st[j] < STALL_STEPS]
+            keep = [j for j in range(len(active)) if gm[j] > tol_ and st[j] < STALL_STEPS]
             for j, i in enumerate(active):
                 converged[i, pi] = gm[j] <= tol
             if not keep:
@@ -340,12 +339,10 @@ def _fit_softmax_path(
                 new_th[fj] = trial
                 f_new[fj] = f2
                 g_new[fj] = g2
-            s_new = new_th - th_a
-            y_new = g_new - g
             full_s = torch.zeros_like(theta)
             full_y = torch.zeros_like(theta)
-            full_s[idx_t] = s_new
-            full_y[idx_t] = y_new
+            full_s[idx_t] = new_th - th_a
+            full_y[idx_t] = g_new - g
             if len(s_hist) == history:
                 s_hist.pop(0)
                 y_hist.pop(0)
@@ -353,7 +350,7 @@ def _fit_softmax_path(
             s_hist.append(full_s)
             y_hist.append(full_y)
             theta[idx_t] = new_th
-            # no progress at float32 resolution for STALL_STEPS iterations in a row → stop
+            # no progress at float32 resolution without a new gradient low → count a stall
             f_small = (f - f_new) <= FTOL * torch.clamp(f.abs(), min=1.0)
             f, g = f_new, g_new
             gmax = g.abs().amax(dim=(1, 2))
@@ -366,21 +363,61 @@ def _fit_softmax_path(
             gm = gmax.tolist()
             for j, i in enumerate(active):
                 converged[i, pi] = gm[j] <= tol
-            stats.max_iter_hits += sum(v > tol for v in gm)
+            stats.max_iter_hits += sum(v > tol_ for v in gm)
+        return it
+
+    def dev_accuracy(layers: list[int]) -> np.ndarray:
+        with torch.no_grad():
+            th = theta[layers]
+            z = torch.baddbmm(th[:, d][:, None, :], x_dev[layers], th[:, :d])  # type: ignore[index]
+            return (z.argmax(dim=2) == y_dev[None, :]).float().mean(dim=1).cpu().numpy()
+
+    # ---- 1. the path, strongest penalty first, warm-started, at the sweep tolerance ----
+    sweep = max(tol, path_tol) if have_dev and len(lams) > 1 else tol
+    path_theta = torch.empty(len(lams), nb, d + 1, k, device=dev)
+    all_layers = list(range(nb))
+    prev_lam: float | None = None
+    for pi, lam in enumerate(lams):
+        lam = float(lam)
+        # exact correction of stored curvature pairs for the new penalty
+        if keep_history and prev_lam is not None:
+            for s_, y_ in zip(hist["s"], hist["y"], strict=True):
+                y_[:, :d] += (lam - prev_lam) * s_[:, :d]
+        elif not keep_history:
+            hist["s"], hist["y"] = [], []
+        prev_lam = lam
+        it = run_lbfgs(lam, all_layers, sweep, pi)
+        path_theta[pi] = theta
         if have_dev:
-            with torch.no_grad():
-                z = torch.baddbmm(theta[:, d][:, None, :], x_dev, theta[:, :d])
-                acc = (z.argmax(dim=2) == y_dev[None, :]).float().mean(dim=1).cpu().numpy()
-            dev_acc[:, pi] = acc
-            better = acc > best_acc
-            best_acc = np.where(better, acc, best_acc)
-            best_index = np.where(better, pi, best_index)
-            if better.any():
-                bi = torch.from_numpy(np.flatnonzero(better)).to(dev)
-                best_theta[bi] = theta[bi]
+            dev_acc[:, pi] = dev_accuracy(all_layers)
         log.debug("penalty %.3g: %d iterations, dev acc %s", lam, it, np.round(dev_acc[:, pi], 3))
+
+    # ---- 2. refine the dev candidates (within refine_margin of the best) to ``tol`` ----
     if not have_dev:
-        best_theta = theta.clone()
+        best_index = np.full(nb, len(lams) - 1, dtype=np.int64)
+    else:
+        margin = max(refine_margin, 1.0 / y_dev.numel())  # at least one dev sample  # type: ignore[union-attr]
+        refined = np.full(dev_acc.shape, sweep <= tol)
+        for _ in range(len(lams)):
+            # candidates: unrefined penalties within the margin of the best (refined) dev accuracy;
+            # refining can move a fit's dev accuracy, so repeat until none is left
+            best = np.where(refined.any(axis=1), np.where(refined, dev_acc, -np.inf).max(axis=1), dev_acc.max(axis=1))
+            cand = ~refined & (dev_acc >= best[:, None] - margin - 1e-12)
+            if not cand.any():
+                break
+            for pi in range(len(lams)):
+                layers = np.flatnonzero(cand[:, pi]).tolist()
+                if not layers:
+                    continue
+                hist["s"], hist["y"] = [], []
+                theta[layers] = path_theta[pi, layers]
+                run_lbfgs(float(lams[pi]), layers, tol, pi)
+                path_theta[pi, layers] = theta[layers]
+                dev_acc[layers, pi] = dev_accuracy(layers)
+            refined |= cand
+        # first best among the refined fits (ties → the stronger penalty)
+        best_index = np.argmax(np.where(refined, dev_acc, -np.inf), axis=1)
+    best_theta = path_theta[best_index, torch.arange(nb, device=dev)]
     return SoftmaxPath(
         penalties=lams,
         dev_accuracy=dev_acc,
@@ -390,7 +427,6 @@ def _fit_softmax_path(
         converged=converged,
         stats=stats,
     )
-
 
 def standardise(
     x_train: torch.Tensor, *others: torch.Tensor, eps: float = 1e-6

@@ -100,11 +100,13 @@ class SoftmaxPath:
 
     Attributes:
         penalties: ``(P,)`` the grid, strongest first.
-        dev_accuracy: ``(B, P)`` dev accuracy of every layer at every penalty (NaN when no dev).
+        dev_accuracy: ``(B, P)`` dev accuracy of every layer at every penalty (NaN when no dev);
+            of the refined fit for the dev candidates, of the ``path_tol`` sweep otherwise.
         best_index: ``(B,)`` index into ``penalties`` chosen on dev (ties → stronger penalty).
         coef: ``(B, d, K)`` float32 weights at the chosen penalty.
         intercept: ``(B, K)`` float32 biases at the chosen penalty.
-        converged: ``(B, P)`` whether the gradient tolerance was reached.
+        converged: ``(B, P)`` whether that fit met ``tol`` (the chosen fits are refined to it;
+            penalties only swept at ``path_tol`` are usually False).
         stats: work counters.
     """
 

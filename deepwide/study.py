@@ -203,23 +203,24 @@ def build_plan(cfg: StudyConfig, out: Path, *, seed: int = 0, check_only: bool =
     from deepwide.models import resolve_config
 
     missing = _missing_inputs(cfg)
-    if missing and check_only:
-        # the plan's keys need the inputs; list what we can without them
-        return [], missing
     steps: list[Step] = []
     corpora = sorted({cfg.corpus, *cfg.probe_corpora.values()})
-    manifests: dict[str, Any] = {}
     corpus_keys: dict[str, str] = {}
     for spec in corpora:
-        if check_only and spec.startswith("synth"):
-            corpus_keys[spec] = config_hash({"corpus": spec, "seed": seed})
-            continue
-        m = _manifest(spec)
-        manifests[spec] = m
-        corpus_keys[spec] = m.content_hash()
+        if check_only and (any(spec in m for m in missing) or spec.startswith("synth")):
+            # a dry run never generates or reads a corpus it cannot reach: a placeholder key
+            corpus_keys[spec] = config_hash({"unresolved-corpus": spec})
+        else:
+            corpus_keys[spec] = _manifest(spec).content_hash()
+    teacher_missing = any(m.startswith(f"teacher {cfg.teacher}:") for m in missing)
+    if check_only and teacher_missing:
+        from deepwide.models import PRESETS
 
-    teacher_cfg = resolve_config(cfg.teacher)
-    teacher_key = _model_key(cfg.teacher)
+        teacher_cfg = PRESETS.get("hubert-base")  # placeholder shape to list the plan
+        teacher_key = config_hash({"unresolved-teacher": cfg.teacher})
+    else:
+        teacher_cfg = resolve_config(cfg.teacher)
+        teacher_key = _model_key(cfg.teacher, check_only=check_only)
     dist_corpus = cfg.corpus
     targets_store = out / "stores" / f"teacher-targets-{_safe(dist_corpus)}.zarr"
     students = plan_students(cfg, teacher_cfg)
@@ -377,10 +378,10 @@ def _manifest(spec: str) -> Any:
     return resolve_corpus(spec)
 
 
-def _model_key(spec: str) -> str:
+def _model_key(spec: str, *, check_only: bool = False) -> str:
     from deepwide.models import load_model, resolve_config
 
-    if spec.startswith("torchaudio:"):
+    if spec.startswith("torchaudio:") or check_only:
         return config_hash({"torchaudio": spec, "config": config_to_dict(resolve_config(spec))})
     return load_model(spec).weights_hash()
 

@@ -366,7 +366,7 @@ def test_cli_info_text(tiny: Manifest) -> None:
     out = res.output
     assert "speakers        8" in out and "utterances      48" in out
     assert "command" in out and "keyword" in out and "sentence" in out
-    assert "39 phones" in out and "trials" in out and "baseline" not in out
+    assert "39 phones" in out and "trials" in out and "\nbaseline " not in out
 
 
 def test_cli_info_json_with_baselines(tiny: Manifest) -> None:
@@ -436,6 +436,17 @@ def test_baselines_see_planted_structure(tmp_path: Path) -> None:
     assert frame_labels(u, 5, ("aa", "iy")).tolist() == [0, 1, 1, 1, 1]
     u2 = Utterance("y", "y.wav", "s", "train", 0.1, phones=(("zz", 0.0, 0.1),))
     assert frame_labels(u2, 2, ("aa",)).tolist() == [-1, -1]
+
+
+def test_cli_info_baselines_off_by_default_for_other_corpora(tmp_path: Path) -> None:
+    m = _tone_corpus(tmp_path, speaker_signal=True)
+    m.save(tmp_path)
+    res = CliRunner().invoke(cli, ["corpus", "info", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "speakers        6" in res.output and "\nbaseline " not in res.output
+    res = CliRunner().invoke(cli, ["corpus", "info", str(tmp_path), "--baselines"])
+    assert res.exit_code == 0, res.output
+    assert "speaker ID, MFCC means: 100.0 %" in res.output
 
 
 @pytest.mark.slow

@@ -51,7 +51,7 @@ def _parse_penalties(_ctx: click.Context, _param: click.Parameter, value: str | 
 @click.option("--penalties", callback=_parse_penalties, default=None,
               help="Comma-separated L2 grid on the mean-loss scale [default: 1,0.1,…,1e-5].")
 @click.option("--tol", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
-              help="Solver tolerance on max |gradient| (as scikit-learn's tol); 1e-3 is ~2x faster.")
+              help="Solver tolerance on max |gradient| (as scikit-learn's tol) for the chosen fits.")
 @click.option("--boot", "n_boot", type=click.IntRange(min=10), default=1000, show_default=True,
               help="Bootstrap replicates for the 95% intervals.")
 @click.option("--weighted-sum/--no-weighted-sum", default=True, show_default=True,

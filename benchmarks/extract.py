@@ -146,6 +146,45 @@ def forward_only(
     return float(total[0]), float(total[1])
 
 
+def per_utterance_forward(encoder: Any, manifest: Manifest, device: str) -> np.ndarray:
+    """[wall, CPU] seconds of the hand loop's forward passes alone (one utterance at a time)."""
+    import torch
+
+    wavs = [load_audio(manifest.audio_path(u)) for u in manifest.utterances]
+    total = np.zeros(2)
+    for w in wavs:
+        x = torch.from_numpy(w)[None].to(device)
+        _sync(device)
+        t0 = _clock()
+        with torch.no_grad():
+            encoder.hidden_states(x, torch.tensor([x.shape[1]], device=device))
+        _sync(device)
+        total += _clock() - t0
+    return total
+
+
+class ForwardTimer:
+    """Wraps ``encoder.hidden_states`` to add up the wall time spent inside it."""
+
+    def __init__(self, encoder: Any, device: str) -> None:
+        self.encoder, self.device, self.seconds = encoder, device, 0.0
+        self._inner = encoder.hidden_states
+
+    def __enter__(self) -> ForwardTimer:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            out = self._inner(*args, **kwargs)
+            _sync(self.device)
+            self.seconds += time.perf_counter() - t0
+            return out
+
+        self.encoder.hidden_states = timed
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        del self.encoder.hidden_states  # back to the class's method
+
+
 def _clock() -> np.ndarray:
     """[wall, CPU of this process (all threads)] in seconds."""
     return np.array([time.perf_counter(), time.process_time()])
@@ -188,9 +227,18 @@ def main() -> None:
     )
     parser.add_argument("--batch-seconds", type=float, default=ExtractConfig.batch_seconds)
     parser.add_argument("--dtype", default="float16", choices=("float16", "float32"))
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch intra-op threads (default: torch's)"
+    )
+    parser.add_argument(
+        "--explain", action="store_true", help="also time the hand loop's forward passes alone"
+    )
     args = parser.parse_args()
     import torch
     from deepwide.extract import extract_features
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -208,25 +256,29 @@ def main() -> None:
             args.device,
         )
 
-        t_deep, t_hand, t_fwd = [], [], []
+        t_deep, t_hand, t_fwd, t_utt, t_inner = [], [], [], [], []
         for r in range(args.repeats):
             store = tmp / f"store{r}"
             t0 = _clock()
-            extract_features(
-                encoder,
-                manifest,
-                store,
-                config,
-                device=args.device,
-                workers=args.workers,
-                progress=False,
-            )
+            with ForwardTimer(encoder, args.device) as timer:
+                extract_features(
+                    encoder,
+                    manifest,
+                    store,
+                    config,
+                    device=args.device,
+                    workers=args.workers,
+                    progress=False,
+                )
+            t_inner.append(timer.seconds)
             t_deep.append(_clock() - t0)
             loop_dir = tmp / f"loop{r}"
             t0 = _clock()
             hand_loop(encoder, manifest, loop_dir, args.device)
             t_hand.append(_clock() - t0)
             t_fwd.append(np.array(forward_only(encoder, manifest, config, args.device)))
+            if args.explain:
+                t_utt.append(per_utterance_forward(encoder, manifest, args.device))
         err = compare(tmp / "store0", tmp / "loop0", encoder.num_layers)
         # best of the repeats, wall and CPU separately (the machine may be shared)
         (a, a_cpu), (b, b_cpu), (c, c_cpu) = (np.min(np.stack(t), axis=0) for t in (t_deep, t_hand, t_fwd))
@@ -249,6 +301,11 @@ def main() -> None:
             ("(c) forward passes only ", c, c_cpu),
         ):
             print(f"{name}   {wall:8.2f}   {audio_s / wall:10.1f}   {cpu:8.2f}")
+        if t_utt:
+            d, d_cpu = np.min(np.stack(t_utt), axis=0)
+            print(f"(d) (b)'s forwards only     {d:8.2f}   {audio_s / d:10.1f}   {d_cpu:8.2f}")
+        inner = t_inner[int(np.argmin([t[0] for t in t_deep]))]
+        print(f"    (a) spent {inner:.2f} s inside the model: {a / inner:.2f}× its own forward passes")
         print(f"speed-up over hand loop    {b / a:8.2f}×  (CPU {b_cpu / a_cpu:.2f}×; target ≥ 2)")
         print(f"overhead over forward      {a / c:8.2f}×  (CPU {a_cpu / c_cpu:.2f}×; target ≤ 1.3)")
         print(

@@ -29,13 +29,14 @@ from deepwide.extract.config import (
 @click.option("--batch-seconds", type=float, default=ExtractConfig.batch_seconds, show_default=True, help="Padded audio seconds per batch.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:i].")
 @click.option("--workers", type=click.IntRange(min=0), default=None, help="Audio-decoding processes (0: a thread) [default: 0 on CPU, up to 4 on GPU].")
+@click.option("--jobs", type=click.IntRange(min=0), default=None, help="CPU: forked one-thread model replicas running batches in parallel (0: none) [default: one per core, at most 4].")
 @click.option("--shard", default=None, help="k/n: write only shard k of n (one process per shard; under torchrun each rank takes its own).")
 @click.option("--on-bad-audio", type=click.Choice(BAD_AUDIO_POLICIES), default="error", show_default=True, help="Stop at bad audio, or skip and record it.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar in audio seconds.")
 @click.pass_context
 def extract(
     ctx: click.Context, model: str, corpus: str, out: str, splits: str | None, layers: str,
-    frames: str, dtype: str, batch_seconds: float, device: str, workers: int | None, shard: str | None,
+    frames: str, dtype: str, batch_seconds: float, device: str, workers: int | None, jobs: int | None, shard: str | None,
     on_bad_audio: str, progress: bool,
 ) -> None:
     """Cache every chosen layer of MODEL over CORPUS in the feature store OUT.
@@ -59,7 +60,7 @@ def extract(
     )
     report = run_extract(
         model, corpus, out, config, shard=parse_shard(shard), device=device, workers=workers,
-        seed=seed, progress=progress,
+        jobs=jobs, seed=seed, progress=progress,
     )
     click.echo(report.summary())
 

@@ -4,24 +4,30 @@
 :func:`run_extract` resolves a model spec and a corpus spec first (what the CLI calls).
 
 One run: plan the store (or read the plan of the existing one), refuse a store of another
-model/corpus/config, take the writer lock, then for each shard to write: decode batches in
-worker processes, run the model under ``torch.inference_mode``, gather the stored frames and
-the pooled means on the device, and hand them to the writer thread, which appends them to the
-store while the next batch is computed.
+model/corpus/config, take the writer lock, then for each shard to write: decode and run the
+batches (on a CPU in forked single-threaded jobs, :mod:`deepwide.extract.compute`; on an
+accelerator in this process, with audio decoded ahead by worker processes) under
+``torch.inference_mode``, gather the stored frames and the pooled means, and hand them in
+order to the writer thread, which appends them to the store while the next batches run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from deepwide.extract.compute import BatchTask, ForkedJobs, default_jobs, run_batch_task
 from deepwide.extract.config import ExtractConfig
 from deepwide.extract.faults import fault_point
 from deepwide.extract.loading import (
@@ -47,6 +53,7 @@ from deepwide.store import (
     finalize_store,
     is_store,
     open_arrays,
+    read_attrs,
     read_completion,
     read_plan,
     read_shard_state,
@@ -326,6 +333,7 @@ def extract_features(
     shard: tuple[int, int] | None = None,
     device: str = "cpu",
     workers: int | None = None,
+    jobs: int | None = None,
     progress: bool = True,
     frame_chunk: int | None = None,
     utt_chunk: int | None = None,
@@ -345,8 +353,12 @@ def extract_features(
         shard: ``(k, n)`` to write only shard k of n (other shards by other processes);
             ``None`` writes every unfinished shard and excludes every other writer.
         device: ``cpu`` or ``cuda[:i]``.
-        workers: audio-decoding processes (0: one thread in this process; None: 0 on CPU,
-            up to 4 on an accelerator, see :func:`deepwide.extract.loading.default_workers`).
+        workers: audio-decoding processes for a model run in this process (0: one thread;
+            None: 0 on CPU, up to 4 on an accelerator, see
+            :func:`deepwide.extract.loading.default_workers`).
+        jobs: CPU only: forked single-threaded replicas of the model that decode and run
+            batches in parallel (0: run the model here; None: one per core, at most 4; see
+            :mod:`deepwide.extract.compute`). Ignored (0) on an accelerator.
         progress: show a progress bar (audio seconds per second).
         frame_chunk, utt_chunk: chunk sizes of a new store (default ≈ 4 MiB / 1 MiB chunks).
 
@@ -369,6 +381,10 @@ def extract_features(
     layers = config.resolve_layers(int(encoder.num_layers))
     n_shards = shard[1] if shard else 1
     workers = default_workers(device) if workers is None else int(workers)
+    jobs = default_jobs(device) if jobs is None else int(jobs)
+    if jobs and dev.type != "cpu":
+        log.warning("--jobs is for CPU extraction; running the model in this process on %s", dev)
+        jobs = 0
     created = False
     with make_executor(workers) as executor:
         if not is_store(out):
@@ -384,19 +400,32 @@ def extract_features(
         if shard is not None:
             check_shards(out, n_shards)
         completion = read_completion(out)
-        skipped = tuple(tuple(s) for s in _skipped(out))
+        skipped = tuple((str(u), str(r)) for u, r in json.loads(read_attrs(out)["skipped"]))
+        todo: list[int] = []
+        stats = np.zeros(4)  # batches, utterances, audio seconds, elapsed
         if completion.complete:
             log.info("store %s is already complete", out)
-            return ExtractReport(out, created, True, (), 0, 0, 0.0, 0.0, skipped)  # type: ignore[arg-type]
-        with WriterLock(out, shard[0] if shard else None):
-            plan = plan_from_store(read_plan(out), _read_utt_coords(out), selected, config)
-            todo = [shard[0]] if shard else list(completion.missing)
-            stats = np.zeros(4)  # batches, utterances, audio seconds, elapsed
-            for k in todo:
-                stats += _extract_shard(
-                    encoder, plan, out, k, layers, config, dev, executor, workers, progress
-                )
-            complete = finalize_store(out)
+        else:
+            with WriterLock(out, shard[0] if shard else None):
+                plan = plan_from_store(read_plan(out), _read_utt_coords(out), selected, config)
+                todo = [shard[0]] if shard else list(completion.missing)
+                torch_dtype = torch.float16 if config.dtype == "float16" else torch.float32
+
+                def compute(
+                    wavs: np.ndarray, lengths: np.ndarray, expected: np.ndarray, positions: list[np.ndarray] | None
+                ) -> tuple[np.ndarray | None, np.ndarray]:
+                    return compute_batch(encoder, wavs, lengths, layers, expected, positions, torch_dtype, dev)
+
+                with contextlib.ExitStack() as stack:
+                    pool = (
+                        stack.enter_context(ForkedJobs(functools.partial(run_batch_task, compute=compute), jobs))
+                        if jobs > 0 and _has_work(out, plan, todo)
+                        else None
+                    )
+                    for k in todo:
+                        stats += _extract_shard(plan, out, k, config, compute, pool, executor, workers, progress)
+                finalize_store(out)
+        complete = read_completion(out).complete
     report = ExtractReport(
         store=out,
         created=created,
@@ -406,18 +435,10 @@ def extract_features(
         utterances=int(stats[1]),
         audio_s=float(stats[2]),
         elapsed_s=float(stats[3]),
-        skipped=skipped,  # type: ignore[arg-type]
+        skipped=skipped,
     )
     log.info("%s", report.summary())
     return report
-
-
-def _skipped(out: Path) -> list[list[str]]:
-    import json
-
-    from deepwide.store import read_attrs
-
-    return json.loads(read_attrs(out).get("skipped", "[]"))
 
 
 def _device(device: str) -> torch.device:
@@ -430,14 +451,54 @@ def _device(device: str) -> torch.device:
     return dev
 
 
+def _has_work(out: Path, plan: ExtractPlan, shards: list[int]) -> bool:
+    """Whether any of ``shards`` has batches left (so that starting jobs is worth it)."""
+    for k in shards:
+        state = read_shard_state(out, k)
+        if not state.get("done") and int(state.get("next_batch") or plan.shard_starts[k]) < plan.shard_starts[k + 1]:
+            return True
+    return False
+
+
+def _batch_tasks(plan: ExtractPlan, batches: range, store_frames: bool) -> Iterator[BatchTask]:
+    utt_ids = [u.utt_id for u in plan.utts]
+    requests = batch_requests(batches, [plan.batch_utts(b) for b in batches], plan.paths, plan.n_samples, utt_ids)
+    for b, req in zip(batches, requests, strict=True):
+        utts = plan.batch_utts(b)
+        yield BatchTask(
+            request=req,
+            expected_frames=plan.n_frames[utts.start : utts.stop],
+            positions=[plan.positions(u) for u in utts] if store_frames else None,
+        )
+
+
+def _run_here(
+    tasks: Iterator[BatchTask],
+    compute: Callable[..., tuple[np.ndarray | None, np.ndarray]],
+    executor: Any,
+    workers: int,
+) -> Iterator[tuple[int, np.ndarray | None, np.ndarray]]:
+    """Run batches in this process, their audio decoded ahead by ``executor``."""
+    pending: deque[BatchTask] = deque()
+
+    def requests() -> Iterator[Any]:
+        for task in tasks:
+            pending.append(task)
+            yield task.request
+
+    for b, wavs, lengths in prefetch_batches(executor, requests(), depth=max(2, 2 * workers)):
+        task = pending.popleft()
+        hidden, pooled = compute(wavs, lengths, task.expected_frames, task.positions)
+        yield b, hidden, pooled
+
+
 def _extract_shard(
-    encoder: Any,
     plan: ExtractPlan,
     out: Path,
     k: int,
-    layers: tuple[int, ...],
     config: ExtractConfig,
-    dev: torch.device,
+    compute: Callable[..., tuple[np.ndarray | None, np.ndarray]],
+    pool: ForkedJobs | None,
     executor: Any,
     workers: int,
     progress: bool,
@@ -454,13 +515,9 @@ def _extract_shard(
     if start > b0:
         log.info("resuming shard %d at batch %d of %d..%d", k, start, b0, b1)
     hidden_arr, pooled_arr = open_arrays(out)
-    store_frames = config.frames_per_utt != 0
-    torch_dtype = torch.float16 if config.dtype == "float16" else torch.float32
     batches = range(start, b1)
-    utt_ids = [u.utt_id for u in plan.utts]
-    requests = batch_requests(
-        batches, [plan.batch_utts(b) for b in batches], plan.paths, plan.n_samples, utt_ids
-    )
+    tasks = _batch_tasks(plan, batches, store_frames=config.frames_per_utt != 0)
+    outputs = pool.run(tasks) if pool is not None else _run_here(tasks, compute, executor, workers)
     total_s = sum(plan.batch_seconds(b) for b in batches)
     writer = ShardWriter(out, plan, k, start, b1, hidden_arr, pooled_arr, depth=2)
     n_utts = 0
@@ -471,16 +528,10 @@ def _extract_shard(
         disable=None if progress else True, leave=False, dynamic_ncols=True,
     )
     try:
-        for b, wavs, lengths in prefetch_batches(executor, requests, depth=max(2, 2 * workers)):
-            utts = plan.batch_utts(b)
-            positions = [plan.positions(u) for u in utts] if store_frames else None
-            hidden, pooled = compute_batch(
-                encoder, wavs, lengths, layers, plan.n_frames[utts.start : utts.stop],
-                positions, torch_dtype, dev,
-            )
+        for b, hidden, pooled in outputs:
             fault_point("batch")
             writer.submit(b, hidden, pooled)
-            n_utts += len(utts)
+            n_utts += len(plan.batch_utts(b))
             bar.update(round(plan.batch_seconds(b), 1))
         writer.close()
     except BaseException:
@@ -518,6 +569,7 @@ def run_extract(
     shard: tuple[int, int] | None = None,
     device: str = "cpu",
     workers: int | None = None,
+    jobs: int | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> ExtractReport:
@@ -527,7 +579,7 @@ def run_extract(
         model: a model spec for :func:`deepwide.models.load_model` (``tiny-teacher``,
             ``random:tiny-teacher``, a checkpoint path …).
         corpus: a corpus spec for :func:`deepwide.corpora.resolve_corpus`.
-        out, config, shard, device, workers, progress: as in :func:`extract_features`.
+        out, config, shard, device, workers, jobs, progress: as in :func:`extract_features`.
         seed: seed of randomly initialised models (``random:`` twins).
 
     Under ``torchrun`` without ``shard``, each rank writes its own shard (:func:`torchrun_shard`).
@@ -541,5 +593,6 @@ def run_extract(
     _device(device)
     encoder = load_model(model, seed=seed, device=device)
     return extract_features(
-        encoder, manifest, out, config, shard=shard, device=device, workers=workers, progress=progress
+        encoder, manifest, out, config, shard=shard, device=device, workers=workers, jobs=jobs,
+        progress=progress,
     )

@@ -47,11 +47,13 @@ def encoder() -> FakeEncoder:
 
 @pytest.fixture(scope="session")
 def reference_store(corpus: Manifest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An uninterrupted, single-shard store of the default test config."""
+    """An uninterrupted, single-shard store of the default test config, model run in-process."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("ref") / "store"
-    extract_features(FakeEncoder(), corpus, out, ExtractConfig(**CONFIG), workers=0, progress=False, **CHUNKS)
+    extract_features(
+        FakeEncoder(), corpus, out, ExtractConfig(**CONFIG), workers=0, jobs=0, progress=False, **CHUNKS
+    )
     torch.set_num_threads(before)
     return out
 

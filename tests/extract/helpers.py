@@ -185,6 +185,7 @@ def main(argv: list[str]) -> None:
     shard = tuple(args["shard"]) if args.get("shard") else None
     report = extract_features(
         encoder, manifest, args["out"], config, shard=shard, workers=args.get("workers", 0),
+        jobs=args.get("jobs"),
         progress=False, frame_chunk=args.get("frame_chunk", 64), utt_chunk=args.get("utt_chunk", 4),
     )
     print(json.dumps({"complete": report.complete, "batches": report.batches}))

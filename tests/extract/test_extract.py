@@ -132,9 +132,18 @@ def test_splits_select_utterances(tmp_path: Path, corpus: Manifest, encoder: Fak
     assert all(a in kept and b in kept for a, b, _ in json.loads(ds.attrs["trials"]))
 
 
+@pytest.mark.parametrize("jobs", [0, 1, 3])
+def test_forked_jobs_and_in_process_runs_give_the_same_store(
+    tmp_path: Path, corpus: Manifest, encoder: FakeEncoder, reference_store: Path, jobs: int
+) -> None:
+    out = tmp_path / "s"
+    extract_features(encoder, corpus, out, ExtractConfig(**CONFIG), workers=0, jobs=jobs, progress=False, **CHUNKS)  # type: ignore[arg-type]
+    assert_same_store(out, reference_store)
+
+
 def test_worker_processes_give_the_same_store(tmp_path: Path, corpus: Manifest, encoder: FakeEncoder, reference_store: Path) -> None:
     out = tmp_path / "s"
-    extract_features(encoder, corpus, out, ExtractConfig(**CONFIG), workers=1, progress=False, **CHUNKS)  # type: ignore[arg-type]
+    extract_features(encoder, corpus, out, ExtractConfig(**CONFIG), workers=1, jobs=0, progress=False, **CHUNKS)  # type: ignore[arg-type]
     assert_same_store(out, reference_store)
 
 

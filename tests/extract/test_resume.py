@@ -40,6 +40,24 @@ def _args(corpus: Manifest, out: Path, **extra: object) -> dict:
 def _killed(corpus: Manifest, out: Path, point: str, **extra: object) -> None:
     proc = run_sub(_args(corpus, out, **extra), kill=point)
     assert proc.returncode == -9, f"expected SIGKILL at {point}, got {proc.returncode}: {proc.stderr.read()[-2000:]}"
+    # its forked compute jobs die with it (they share its command line, which names `out`)
+    deadline = time.monotonic() + 10
+    while _processes_naming(out) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _processes_naming(out), "compute jobs outlived the killed extraction"
+
+
+def _processes_naming(out: Path) -> list[int]:
+    pids = []
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            cmd = (d / "cmdline").read_bytes()
+            state = (d / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if str(out).encode() in cmd and state != "Z":
+            pids.append(int(d.name))
+    return pids
 
 
 def _finish(corpus: Manifest, out: Path, **extra: object) -> None:

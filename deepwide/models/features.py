@@ -1,8 +1,9 @@
 """Hand-crafted feature "models": the spectral baselines every learned layer must beat.
 
 ``load_model("mfcc")`` returns an encoder with no transformer layers whose single state
-(index 0) is MFCC + Δ + ΔΔ (39 dims) on the 50 Hz model grid, normalised per utterance over
-its valid frames; ``mfcc-context`` stacks ±4 neighbouring frames (351 dims), the usual
+(index 0) is MFCC + Δ + ΔΔ (39 dims) on the 50 Hz model grid — *not* normalised per
+utterance, so that utterance means (speaker, keyword baselines) keep their information; probes
+standardise with training statistics; ``mfcc-context`` stacks ±4 neighbouring frames (351 dims), the usual
 "MFCC with context" baseline of phone probes. They follow the :class:`SpeechEncoder`
 interface, so they extract, probe and compare like any model.
 """
@@ -24,7 +25,7 @@ FEATURE_MODELS: dict[str, int] = {"mfcc": 0, "mfcc-context": 4}
 
 
 class MfccEncoder(nn.Module):
-    """MFCC + Δ + ΔΔ (per-utterance normalised) as a zero-layer :class:`SpeechEncoder`.
+    """MFCC + Δ + ΔΔ as a zero-layer :class:`SpeechEncoder`.
 
     Args:
         context: frames stacked on each side (0 → 39 dims, 4 → 351 dims); edges repeat the
@@ -73,7 +74,6 @@ class MfccEncoder(nn.Module):
             d1 = taf.compute_deltas(m[None])[0]
             d2 = taf.compute_deltas(d1[None])[0]
             f = torch.cat([m, d1, d2]).T  # (n, 39)
-            f = (f - f.mean(0)) / (f.std(0, unbiased=False) + 1e-5)
             if self.context:
                 idx = (torch.arange(n)[:, None] + torch.arange(-self.context, self.context + 1)[None]).clamp(0, n - 1)
                 f = f[idx].reshape(n, -1)
@@ -82,7 +82,7 @@ class MfccEncoder(nn.Module):
 
     def config_dict(self) -> dict[str, Any]:
         return {"arch": "mfcc", "context": self.context, "n_mfcc": 13, "deltas": 2, "n_mels": 40,
-                "win": WIN, "hop": HOP, "normalisation": "per-utterance"}
+                "win": WIN, "hop": HOP, "normalisation": "none"}
 
     def weights_hash(self) -> str:
         return hashlib.sha256(repr(sorted(self.config_dict().items())).encode()).hexdigest()[:16]

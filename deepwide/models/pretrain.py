@@ -444,6 +444,7 @@ def pretrain_teacher(
         total = cfg.steps[it]
         crop = int(cfg.crop_seconds * 16000)
         t0, seen = time.time(), 0
+        window: list[tuple[float, float]] = []
         from tqdm import tqdm
 
         bar = tqdm(total=total, initial=step, desc=f"iteration {it + 1}", unit="step")
@@ -462,12 +463,16 @@ def pretrain_teacher(
             opt.step()
             step += 1
             seen += int(lengths.sum())
+            window.append((loss.item(), acc))
             bar.update(1)
-            if step % 25 == 0 or step == total:
-                rec = {"iteration": it + 1, "step": step, "loss": loss.item(), "masked_acc": acc,
+            if step % max(1, min(25, total // 10)) == 0 or step == total:
+                # the window means are what the log and its tests read: single batches are noisy
+                loss_w, acc_w = (float(v) for v in np.mean(window, axis=0))
+                window.clear()
+                rec = {"iteration": it + 1, "step": step, "loss": loss_w, "masked_acc": acc_w,
                        "lr": opt.param_groups[0]["lr"], "audio_s_per_s": seen / 16000 / (time.time() - t0)}
                 _append_jsonl(log_path, rec)
-                bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.2f}")
+                bar.set_postfix(loss=f"{loss_w:.3f}", acc=f"{acc_w:.2f}")
             if step % cfg.eval_every == 0 or step == total:
                 hacc = heldout_masked_accuracy(model, data, labels, cfg, seed)
                 _append_jsonl(log_path, {"iteration": it + 1, "step": step, "event": "eval", "heldout_masked_acc": hacc})

@@ -54,11 +54,12 @@ def test_config_validation() -> None:
 
 def test_short_run_learns_resumes_and_loads(tiny_corpus, tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    cfg = replace(quick_config(), steps=(40,), eval_every=20)
-    ckpt = pretrain_teacher(tiny_corpus, tmp_path / "a", cfg, seed=3)
+    cfg = replace(quick_config(), steps=(200,), eval_every=100, lr=3e-3)
+    ckpt = pretrain_teacher(tiny_corpus, tmp_path / "a", cfg, seed=2)
     recs = [json.loads(line) for line in (tmp_path / "a" / "pretrain_log.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in recs if "loss" in r]
-    assert len(losses) >= 2 and losses[-1] < losses[0]  # the masked-prediction loss falls
+    # the masked-prediction loss falls (mean of the last three logged steps vs the first three)
+    assert len(losses) >= 6 and np.mean(losses[-3:]) < np.mean(losses[:3])
     targets = [r for r in recs if r.get("event") == "targets"][0]
     assert 0 < targets["train_phone_purity"] <= 1
     model = load_model(str(ckpt))
@@ -70,7 +71,7 @@ def test_short_run_learns_resumes_and_loads(tiny_corpus, tmp_path: Path) -> None
     from deepwide.errors import ConfigError
 
     with pytest.raises(ConfigError, match="--resume"):
-        pretrain_teacher(tiny_corpus, tmp_path / "a", cfg, seed=3)
+        pretrain_teacher(tiny_corpus, tmp_path / "a", cfg, seed=2)
     again = pretrain_teacher(tiny_corpus, tmp_path / "a", cfg, seed=3, resume=True)
     assert load_model(str(again)).weights_hash() == model.weights_hash()
 

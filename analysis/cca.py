@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+
 from deepwide.analysis.cka import ArrayLike, as_float64
 
 log = logging.getLogger(__name__)

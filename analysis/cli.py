@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 import click
+
 from deepwide.analysis.grids import (
     LABEL_KINDS,
     MEASURES,
@@ -21,7 +22,6 @@ from deepwide.analysis.grids import (
     run_similarity,
     run_spectrum,
 )
-
 from deepwide.config import config_from_dict
 
 log = logging.getLogger(__name__)

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
 from deepwide.analysis.cca import (
     ViewBasis,
     keep_for_variance,
@@ -52,7 +53,6 @@ from deepwide.analysis.spectrum import (
     effective_rank_from_eigenvalues,
     participation_ratio_from_eigenvalues,
 )
-
 from deepwide.config import atomic_write_text, config_to_dict, dump_toml
 from deepwide.errors import ConfigError, StoreError, TaskError
 from deepwide.registry import Registry

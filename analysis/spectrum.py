@@ -17,6 +17,7 @@ import logging
 import math
 
 import numpy as np
+
 from deepwide.analysis.cka import ArrayLike, as_float64
 
 log = logging.getLogger(__name__)

@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 import torch
-from deepwide.distill import make_config, read_metrics, train_student
 
 from deepwide.corpora import Manifest, Utterance
+from deepwide.distill import make_config, read_metrics, train_student
 from deepwide.models import load_model
 
 log = logging.getLogger("distill_gpu")

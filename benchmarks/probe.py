@@ -42,6 +42,7 @@ import warnings
 import numpy as np
 import torch
 import xarray as xr
+
 from deepwide.probing.run import ProbeConfig, open_store, probe_stores
 from deepwide.probing.solver import DEFAULT_PENALTIES, fit_softmax_path, sklearn_c, standardise
 from deepwide.probing.tasks import TASKS, PrepareOptions

@@ -164,9 +164,10 @@ def _peak_rss_mb() -> float:
 
 def _warm_up() -> None:
     """Import and touch the libraries before any timing (imports are not part of a route)."""
-    import deepwide.analysis  # noqa: F401
     import scipy.linalg.blas  # noqa: F401  (deepwide's in-place GEMM)
     import torch
+
+    import deepwide.analysis  # noqa: F401
 
     a = np.ones((64, 64))
     (torch.from_numpy(a) @ torch.from_numpy(a)).sum()
@@ -233,8 +234,9 @@ def part_probe(n: int, dim: int, seed: int, repeats: int = 3) -> dict[str, Any]:
 
 
 def part_stream(n: int, dim: int, layers: int, chunk_rows: int, seed: int) -> dict[str, Any]:
-    import deepwide.analysis  # noqa: F401  (no torch here: its import would count as memory)
     import scipy.linalg.blas  # noqa: F401
+
+    import deepwide.analysis  # noqa: F401  (no torch here: its import would count as memory)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     data = SyntheticPair(dim, layers, seed)

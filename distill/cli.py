@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from deepwide.distill.config import (
     PRECISIONS,
     make_config,
@@ -144,7 +145,6 @@ def train(ctx: click.Context, **kw: Any) -> None:
 def sweep(ctx: click.Context, **kw: Any) -> None:
     """Train parameter-matched students: one width per depth from the budget solver."""
     from deepwide.distill.sweep import plan_sweep, run_sweep
-
     from deepwide.errors import ConfigError
     from deepwide.models import resolve_config
 

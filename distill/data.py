@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from deepwide.distill.config import FRAME_SAMPLES
 
 from deepwide.audio import SAMPLE_RATE, load_audio
 from deepwide.corpora import Manifest
+from deepwide.distill.config import FRAME_SAMPLES
 from deepwide.errors import CorpusError, StoreError
 
 if TYPE_CHECKING:

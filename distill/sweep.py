@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deepwide.distill.config import DistillConfig, make_config
-
 from deepwide.config import atomic_write_json, atomic_write_text
+from deepwide.distill.config import DistillConfig, make_config
 from deepwide.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -130,9 +129,9 @@ def run_sweep(
         one row per student (the columns of :data:`SWEEP_COLUMNS`).
     """
     import torch.distributed as dist
-    from deepwide.distill.trainer import read_result, setup_distributed, train_student
 
     from deepwide.corpora import resolve_corpus
+    from deepwide.distill.trainer import read_result, setup_distributed, train_student
     from deepwide.models import load_model
 
     if not entries:

@@ -42,14 +42,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from deepwide.distill.config import DistillConfig
-from deepwide.distill.data import CropBatches, CropSpec, StreamSampler, TeacherTargets, make_loader
-from deepwide.distill.objectives import Objective, build_objective, distill_loss
 from torch import Tensor, nn
 
 from deepwide import __version__
 from deepwide.config import atomic_write_json, atomic_write_text, config_to_dict
 from deepwide.corpora import Manifest, resolve_corpus
+from deepwide.distill.config import DistillConfig
+from deepwide.distill.data import CropBatches, CropSpec, StreamSampler, TeacherTargets, make_loader
+from deepwide.distill.objectives import Objective, build_objective, distill_loss
 from deepwide.errors import ConfigError, DeepwideError, StoreError
 
 log = logging.getLogger(__name__)

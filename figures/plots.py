@@ -16,6 +16,11 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import xarray as xr
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure, SubFigure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
+
 from deepwide.figures.results import PUBLISHED_TASKS, ordered_tasks, task_info
 from deepwide.figures.style import (
     PUBLISHED_COLOR,
@@ -28,10 +33,6 @@ from deepwide.figures.style import (
     new_figure,
     styled,
 )
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure, SubFigure
-from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
 
 log = logging.getLogger(__name__)
 

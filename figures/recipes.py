@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.figure import Figure
+
+from deepwide.config import atomic_write_bytes
 from deepwide.figures import plots
 from deepwide.figures.results import (
     PUBLISHED_SUPERB,
@@ -33,9 +36,6 @@ from deepwide.figures.results import (
     model_roles,
 )
 from deepwide.figures.style import ModelStyles, figure_bytes, model_styles
-from matplotlib.figure import Figure
-
-from deepwide.config import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from deepwide.config import atomic_write_bytes, atomic_write_text
 from deepwide.figures.recipes import BuiltFigure, SkippedFigure, build_figures
 from deepwide.figures.results import (
     Results,
@@ -45,8 +47,6 @@ from deepwide.figures.results import (
     ws_table,
 )
 from deepwide.figures.style import figure_bytes
-
-from deepwide.config import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 
 import click
+
 from deepwide.probing.tasks import TASKS
 
 log = logging.getLogger(__name__)

@@ -19,11 +19,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from deepwide.probing.solver import DEFAULT_PENALTIES, fit_softmax_path
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import GroupShuffleSplit, ShuffleSplit, StratifiedShuffleSplit
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
+
+from deepwide.probing.solver import DEFAULT_PENALTIES, fit_softmax_path
 
 log = logging.getLogger(__name__)
 

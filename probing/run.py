@@ -31,6 +31,11 @@ from typing import Any
 import numpy as np
 import torch
 import xarray as xr
+from tqdm.auto import tqdm
+
+from deepwide import __version__
+from deepwide.config import atomic_write_text, config_to_dict
+from deepwide.errors import ConfigError, StoreError, TaskError
 from deepwide.probing.solver import DEFAULT_PENALTIES, fit_softmax_path, standardise
 from deepwide.probing.stats import (
     DEFAULT_BOOT,
@@ -42,11 +47,6 @@ from deepwide.probing.stats import (
 )
 from deepwide.probing.tasks import TASKS, PrepareOptions, Task, TaskData, TrialData
 from deepwide.probing.weighted import fit_weighted_sum, layer_norms
-from tqdm.auto import tqdm
-
-from deepwide import __version__
-from deepwide.config import atomic_write_text, config_to_dict
-from deepwide.errors import ConfigError, StoreError, TaskError
 
 log = logging.getLogger(__name__)
 

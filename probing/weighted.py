@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
 from deepwide.probing.solver import cpu_threads
 
 log = logging.getLogger(__name__)

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+
 from deepwide.analysis import (
     UnderdeterminedCCAWarning,
     canonical_correlations,

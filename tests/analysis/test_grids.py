@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import deepwide.analysis.grids as grids
 import numpy as np
 import pytest
 import xarray as xr
+
+import deepwide.analysis.grids as grids
 from deepwide.analysis import (
     LabelsConfig,
     SimilarityConfig,
@@ -22,7 +23,6 @@ from deepwide.analysis import (
     spectrum_table,
     write_result,
 )
-
 from deepwide.errors import ConfigError, StoreError
 from tests.fakes import fake_feature_dataset
 

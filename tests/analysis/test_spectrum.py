@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from deepwide.analysis import (
     CovarianceAccumulator,
     covariance_eigenvalues,

@@ -8,10 +8,10 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-from deepwide.distill.config import make_config
-from deepwide.distill.trainer import read_metrics, resolve_student
 
 from deepwide.cli import cli
+from deepwide.distill.config import make_config
+from deepwide.distill.trainer import read_metrics, resolve_student
 from tests.distill.conftest import tiny_encoder_config
 
 

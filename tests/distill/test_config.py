@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+
+from deepwide.config import config_from_dict, config_to_dict
 from deepwide.distill.config import (
     DistillConfig,
     make_config,
@@ -10,8 +12,6 @@ from deepwide.distill.config import (
     parse_int_list,
     parse_layers,
 )
-
-from deepwide.config import config_from_dict, config_to_dict
 from deepwide.errors import ConfigError
 
 

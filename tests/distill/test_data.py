@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from deepwide.distill.data import BatchPlan, CropBatches, CropSpec, StreamSampler, TeacherTargets
 
 from deepwide.audio import load_audio
 from deepwide.corpora import Manifest
+from deepwide.distill.data import BatchPlan, CropBatches, CropSpec, StreamSampler, TeacherTargets
 from deepwide.errors import StoreError
 from tests.distill.conftest import write_target_store
 

@@ -6,13 +6,13 @@ import math
 
 import pytest
 import torch
+
 from deepwide.distill.objectives import (
     OBJECTIVES,
     build_objective,
     distill_loss,
     spread_layers,
 )
-
 from deepwide.errors import ConfigError, UnknownNameError
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 
 import pytest
-from deepwide.distill.sweep import plan_sweep, run_sweep
 
+from deepwide.distill.sweep import plan_sweep, run_sweep
 from deepwide.errors import ConfigError
 from tests.distill.conftest import base_options, tiny_encoder_config
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from deepwide.distill.config import make_config
 from deepwide.distill.trainer import read_metrics, train_student
-
 from deepwide.errors import DeepwideError
 
 

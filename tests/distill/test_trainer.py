@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
+
+from deepwide.corpora import Manifest
 from deepwide.distill import trainer as trainer_mod
 from deepwide.distill.config import make_config
 from deepwide.distill.trainer import (
@@ -16,9 +19,6 @@ from deepwide.distill.trainer import (
     read_result,
     train_student,
 )
-from safetensors.torch import load_file
-
-from deepwide.corpora import Manifest
 from deepwide.errors import ConfigError
 from tests.distill.conftest import base_options, write_target_store
 
@@ -97,7 +97,6 @@ def test_padding_does_not_change_the_training_loss(teacher_dir, corpus_dir) -> N
     """Through the real student and teacher: padded samples never reach the loss."""
     from deepwide.distill.objectives import build_objective, distill_loss
     from deepwide.distill.trainer import DistillModel, resolve_student
-
     from deepwide.models import build_encoder, load_model
 
     teacher = load_model(str(teacher_dir))

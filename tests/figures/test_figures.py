@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import xarray as xr
 from click.testing import CliRunner
-from deepwide.figures.recipes import build_figures, make_figures
-from deepwide.figures.results import PUBLISHED_TASKS, load_results
-from deepwide.figures.style import OKABE_ITO, panel_axes
 from matplotlib.colors import to_hex
 
 from deepwide.cli import cli
 from deepwide.errors import ConfigError, StoreError
+from deepwide.figures.recipes import build_figures, make_figures
+from deepwide.figures.results import PUBLISHED_TASKS, load_results
+from deepwide.figures.style import OKABE_ITO, panel_axes
 from tests.figures.fake_results import TASKS, TEACHER, TRAINED, model_ids, write_fake_results
 
 MEASURES = ("cka", "svcca")

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from deepwide.figures.report import compare, write_report
-from deepwide.figures.results import mover_difference
 
 from deepwide.cli import cli
+from deepwide.figures.report import compare, write_report
+from deepwide.figures.results import mover_difference
 from tests.figures.fake_results import DEEP, TEACHER, TRAINED, WIDE, model_ids, write_fake_results
 
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from deepwide.probing.estimator import LinearProbe
-from deepwide.probing.solver import sklearn_c
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+from deepwide.probing.estimator import LinearProbe
+from deepwide.probing.solver import sklearn_c
 
 
 def _data(seed: int = 0, n: int = 300, d: int = 8):

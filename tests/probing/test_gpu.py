@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from deepwide.probing.run import ProbeConfig, probe_stores
 from deepwide.probing.solver import fit_softmax_path, standardise
 

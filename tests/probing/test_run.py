@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
-from deepwide.probing.run import ProbeConfig, format_table, probe_stores, write_results
 from scipy.stats import spearmanr
 
 from deepwide.errors import ConfigError, TaskError
+from deepwide.probing.run import ProbeConfig, format_table, probe_stores, write_results
 
 FAST = ProbeConfig(n_boot=200, ws_steps=200)
 

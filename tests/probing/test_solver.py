@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from deepwide.probing.solver import fit_softmax_path, sklearn_c, standardise
 from sklearn.linear_model import LogisticRegression
+
+from deepwide.probing.solver import fit_softmax_path, sklearn_c, standardise
 
 
 def _problem(seed: int, n: int = 400, d: int = 10, k: int = 4, layers: int = 3, noise: float = 1.5):

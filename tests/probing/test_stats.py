@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.stats import norm
+from sklearn.metrics import f1_score
+
 from deepwide.probing.stats import (
     bootstrap_eer_ci,
     bootstrap_mean_ci,
@@ -11,8 +14,6 @@ from deepwide.probing.stats import (
     macro_f1,
     majority_accuracy,
 )
-from scipy.stats import norm
-from sklearn.metrics import f1_score
 
 
 def _grouped_correct(n_utt: int, frames: int, p: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
-from deepwide.probing.tasks import TASKS, PrepareOptions, TaskData, TrialData, store_labels
 
 from deepwide.errors import TaskError, UnknownNameError
+from deepwide.probing.tasks import TASKS, PrepareOptions, TaskData, TrialData, store_labels
 from tests.fakes import fake_feature_dataset
 
 

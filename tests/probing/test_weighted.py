@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from deepwide.probing.weighted import fit_weighted_sum, layer_norms
 
 

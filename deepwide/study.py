@@ -89,7 +89,7 @@ class StudyConfig:
     store_dtype: str = "float16"
     extract_batch_seconds: float = 64.0
     tasks: tuple[str, ...] = ("phone", "ks", "ic", "sid", "sid-frame", "asv")
-    baselines: tuple[str, ...] = ("mfcc",)
+    baselines: tuple[str, ...] = ("mfcc", "mfcc-context")
     max_train_frames: int = 40_000
     n_boot: int = 1000
     measures: tuple[str, ...] = ("cka-debiased",)

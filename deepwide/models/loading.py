@@ -50,7 +50,9 @@ _MAX_LISTED = 6
 
 
 # ---------------------------------------------------------------------------- deepwide format
-def save_checkpoint(model: Any, out_dir: str | Path, *, extra: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    model: Any, out_dir: str | Path, *, extra: dict[str, Any] | None = None, half: bool = False
+) -> Path:
     """Write ``model`` as a deepwide checkpoint folder.
 
     ``model.safetensors`` holds the state dict; ``config.json`` holds the format tag, the
@@ -63,6 +65,9 @@ def save_checkpoint(model: Any, out_dir: str | Path, *, extra: dict[str, Any] | 
         model: an :class:`~deepwide.models.encoder.Encoder`.
         out_dir: folder to create or overwrite.
         extra: JSON-able metadata stored under ``"extra"``.
+        half: store floating-point weights as float16 (half the size). The model's own
+            weights are rounded to float16 in place first, so the recorded hash matches what
+            :func:`load_checkpoint` rebuilds (float16 loaded into float32 parameters).
 
     Returns:
         The folder.
@@ -74,7 +79,16 @@ def save_checkpoint(model: Any, out_dir: str | Path, *, extra: dict[str, Any] | 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / CONFIG_FILE).unlink(missing_ok=True)  # a half-rewritten folder is then never "complete"
+    if half:
+        import torch
+
+        with torch.no_grad():
+            for v in model.state_dict().values():
+                if v.is_floating_point():
+                    v.copy_(v.half().to(v.dtype))
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     weights_hash = model.weights_hash()
     atomic_write_bytes(out / WEIGHTS_FILE, safetensors_save(state, metadata={"format": "pt"}))
     atomic_write_json(

@@ -80,7 +80,7 @@ class StudyConfig:
     distilhubert: bool = True
     head_dim: int = 64
     ffn_ratio: float = 4.0
-    distill_steps: int = 300
+    distill_steps: int = 150
     distill_batch_seconds: float = 12.0
     distill_max_crop_seconds: float = 3.0
     distill_lr: float = 1e-3

@@ -2,23 +2,26 @@
 
 In one process, on the same model and corpus, it times
 
-(a) deepwide's extraction (``extract_features``: length-sorted exact batches, audio decoded
-    ahead by a thread or ``--workers`` processes, ``inference_mode``, the writer thread
-    overlapping Zarr writes with compute), store creation included;
-(b) the hand-written loop: per utterance, load the audio, run the model with every hidden
-    state under ``no_grad`` and ``np.save`` each layer;
-(c) the model's forward passes alone, on deepwide's batches with the audio already in memory
-    (the floor any extractor using those batches pays);
+(a)  deepwide's extraction with its defaults (on a CPU: forked one-thread compute jobs, one per
+     core; length-sorted exact batches; ``inference_mode``; the writer thread overlapping Zarr
+     writes with compute), store creation included;
+(a0) the same with ``--jobs 0`` (the model runs in this process, audio decoded ahead);
+(b)  the hand-written loop: per utterance, load the audio, run the model with every hidden
+     state under ``no_grad`` and ``np.save`` each layer;
+(c)  the model's forward passes alone on deepwide's batches, audio preloaded, in this process;
+(cj) the same forward passes run by the jobs (the floor for (a) on a CPU);
+(d)  with ``--explain``: (b)'s forward passes alone;
 
-checks that (a) and (b) hold the same features, and prints the times and ratios (best of
-``--repeats``; wall time and this process's CPU time, which a shared machine disturbs less —
-decoding processes' CPU is not counted). Targets: (b)/(a) ≥ 2 on CPU and (a)/(c) ≤ 1.3.
+interleaving the rows in each of ``--repeats`` rounds and keeping each row's best, checks that
+(a) and (b) hold the same features, and prints times (wall, and CPU of this process plus its
+reaped children) and ratios. Targets: (b)/(a) ≥ 2 on CPU; (a) within 1.3× of its forward
+passes alone.
 
 Model: the bundled ``tiny-teacher`` if installed, else a random encoder of its shape (spectral
 front-end, 12 × 256). Corpus: ``--corpus SPEC`` or a small synthetic corpus generated into a
 temporary folder (espeak-ng), else sine/noise WAVs.
 
-    python benchmarks/extract.py [--corpus SPEC] [--max-utts N] [--repeats R] [--device cpu]
+    python benchmarks/extract.py [--corpus SPEC] [--max-utts N] [--repeats R] [--explain]
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import argparse
 import logging
 import os
 import platform
+import resource
 import shutil
 import tempfile
 import time
@@ -34,11 +38,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from deepwide.extract import ExtractConfig
-from deepwide.extract.plan import build_plan
 
 from deepwide.audio import load_audio
 from deepwide.corpora.manifest import Manifest, Utterance
+from deepwide.extract import ExtractConfig
+from deepwide.extract.plan import build_plan
 
 # torch, xarray and the extraction module are imported inside the functions, as the CLI does:
 # decoding processes started with `spawn` re-import this script and should stay light.
@@ -72,10 +76,9 @@ def make_corpus(spec: str | None, tmp: Path, max_utts: int) -> tuple[Manifest, s
         try:
             from deepwide.corpora.synth import SynthConfig, generate_synth
 
-            man = generate_synth(
-                SynthConfig(n_speakers=8, utts_per_speaker=12), tmp / "synth", seed=0, workers=2
-            )
-            desc = "synth (8 speakers × 12 utterances, generated)"
+            cfg = SynthConfig(n_speakers=16, utts_per_speaker=24)
+            man = generate_synth(cfg, tmp / "synth", seed=0, workers=2)
+            desc = "synth (16 speakers × 24 utterances, generated)"
         except Exception as exc:  # espeak missing etc.: fall back to generated WAVs
             log.warning("synthetic corpus unavailable (%s); using sine/noise WAVs", exc)
             man, desc = _wav_corpus(tmp / "wavs", max_utts), "generated sine/noise WAVs"
@@ -121,73 +124,61 @@ def hand_loop(encoder: Any, manifest: Manifest, out: Path, device: str) -> None:
             np.save(out / f"{utt.utt_id}_{layer}.npy", s[0, :n].cpu().numpy())
 
 
-def forward_only(
-    encoder: Any, manifest: Manifest, config: ExtractConfig, device: str
-) -> tuple[float, float]:
-    """(wall, CPU) seconds of the model's forward passes on deepwide's batches (audio preloaded)."""
-    import torch
-
+def _batches(manifest: Manifest, config: ExtractConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+    """deepwide's batches of ``manifest``, decoded and padded: [(wavs (B, S), lengths (B,))]."""
     plan = build_plan(manifest, config)
     wavs = [load_audio(p) for p in plan.paths]
-    total = np.zeros(2)
+    out = []
     for b in range(plan.n_batches):
         utts = plan.batch_utts(b)
-        lens = torch.tensor([len(wavs[u]) for u in utts])
-        x = torch.zeros(len(utts), int(lens.max()))
+        lens = np.array([len(wavs[u]) for u in utts])
+        x = np.zeros((len(utts), int(lens.max())), dtype=np.float32)
         for j, u in enumerate(utts):
-            x[j, : len(wavs[u])] = torch.from_numpy(wavs[u])
-        x = x.to(device)
-        _sync(device)
-        t0 = _clock()
-        with torch.inference_mode():
-            encoder.hidden_states(x, lens.to(device))
-        _sync(device)
-        total += _clock() - t0
-    return float(total[0]), float(total[1])
+            x[j, : len(wavs[u])] = wavs[u]
+        out.append((x, lens))
+    return out
 
 
-def per_utterance_forward(encoder: Any, manifest: Manifest, device: str) -> np.ndarray:
-    """[wall, CPU] seconds of the hand loop's forward passes alone (one utterance at a time)."""
+def forward_only(encoder: Any, batches: list[tuple[np.ndarray, np.ndarray]], device: str) -> None:
+    """The model's forward passes alone, in this process, on preloaded batches."""
     import torch
 
-    wavs = [load_audio(manifest.audio_path(u)) for u in manifest.utterances]
-    total = np.zeros(2)
-    for w in wavs:
-        x = torch.from_numpy(w)[None].to(device)
-        _sync(device)
-        t0 = _clock()
-        with torch.no_grad():
+    with torch.inference_mode():
+        for x, lens in batches:
+            encoder.hidden_states(torch.from_numpy(x).to(device), torch.from_numpy(lens).to(device))
+    _sync(device)
+
+
+def forward_only_jobs(encoder: Any, batches: list[tuple[np.ndarray, np.ndarray]], jobs: int) -> None:
+    """The model's forward passes alone, in ``jobs`` forked one-thread processes (as deepwide's
+    CPU jobs run them), on preloaded batches inherited through ``fork``."""
+    import torch
+
+    from deepwide.extract.compute import BatchTask, ForkedJobs
+    from deepwide.extract.loading import BatchRequest
+
+    def run(task: BatchTask) -> tuple[None, np.ndarray]:
+        x, lens = batches[task.request.index]
+        with torch.inference_mode():
+            encoder.hidden_states(torch.from_numpy(x), torch.from_numpy(lens))
+        return None, np.zeros(1)
+
+    tasks = [BatchTask(BatchRequest(i, (), (), ()), np.zeros(0), None) for i in range(len(batches))]
+    with ForkedJobs(run, jobs) as pool:
+        for _ in pool.run(tasks):
+            pass
+
+
+def per_utterance_forward(encoder: Any, manifest: Manifest, device: str) -> None:
+    """The hand loop's forward passes alone (one utterance at a time, audio preloaded)."""
+    import torch
+
+    wavs = [torch.from_numpy(load_audio(manifest.audio_path(u)))[None] for u in manifest.utterances]
+    with torch.no_grad():
+        for w in wavs:
+            x = w.to(device)
             encoder.hidden_states(x, torch.tensor([x.shape[1]], device=device))
-        _sync(device)
-        total += _clock() - t0
-    return total
-
-
-class ForwardTimer:
-    """Wraps ``encoder.hidden_states`` to add up the wall time spent inside it."""
-
-    def __init__(self, encoder: Any, device: str) -> None:
-        self.encoder, self.device, self.seconds = encoder, device, 0.0
-        self._inner = encoder.hidden_states
-
-    def __enter__(self) -> ForwardTimer:
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            t0 = time.perf_counter()
-            out = self._inner(*args, **kwargs)
-            _sync(self.device)
-            self.seconds += time.perf_counter() - t0
-            return out
-
-        self.encoder.hidden_states = timed
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        del self.encoder.hidden_states  # back to the class's method
-
-
-def _clock() -> np.ndarray:
-    """[wall, CPU of this process (all threads)] in seconds."""
-    return np.array([time.perf_counter(), time.process_time()])
+    _sync(device)
 
 
 def _sync(device: str) -> None:
@@ -197,7 +188,18 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def compare(store: Path, loop_dir: Path, num_layers: int) -> float:
+def timed(fn: Any, *args: Any, **kwargs: Any) -> np.ndarray:
+    """[wall s, CPU s of this process and of the child processes it reaped] of one call."""
+    def clock() -> np.ndarray:
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return np.array([time.perf_counter(), time.process_time() + kids.ru_utime + kids.ru_stime])
+
+    t0 = clock()
+    fn(*args, **kwargs)
+    return clock() - t0
+
+
+def compare(store: Path, loop_dir: Path) -> float:
     """Largest |store − hand loop| relative to the largest |feature|, over every layer and utterance."""
     from deepwide.store import open_store
 
@@ -216,31 +218,26 @@ def compare(store: Path, loop_dir: Path, num_layers: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--corpus", default=None, help="corpus spec (default: small generated synth)"
-    )
-    parser.add_argument("--max-utts", type=int, default=96)
+    parser.add_argument("--corpus", default=None, help="corpus spec (default: small generated synth)")
+    parser.add_argument("--max-utts", type=int, default=384)
     parser.add_argument("--repeats", type=int, default=3, help="best of R runs of each timing")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument(
-        "--workers", type=int, default=None, help="decoding processes (default: deepwide's)"
-    )
+    parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: deepwide's)")
+    parser.add_argument("--jobs", type=int, default=None, help="CPU compute jobs (default: deepwide's)")
     parser.add_argument("--batch-seconds", type=float, default=ExtractConfig.batch_seconds)
     parser.add_argument("--dtype", default="float16", choices=("float16", "float32"))
-    parser.add_argument(
-        "--threads", type=int, default=None, help="torch intra-op threads (default: torch's)"
-    )
-    parser.add_argument(
-        "--explain", action="store_true", help="also time the hand loop's forward passes alone"
-    )
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--explain", action="store_true", help="also time the hand loop's forwards alone")
     args = parser.parse_args()
     import torch
+
     from deepwide.extract import extract_features
+    from deepwide.extract.compute import default_jobs
 
     if args.threads:
         torch.set_num_threads(args.threads)
-
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    jobs = default_jobs(args.device) if args.jobs is None else args.jobs
 
     tmp = Path(tempfile.mkdtemp(prefix="deepwide-bench-"))
     try:
@@ -248,69 +245,57 @@ def main() -> None:
         manifest, corpus_desc = make_corpus(args.corpus, tmp, args.max_utts)
         config = ExtractConfig(batch_seconds=args.batch_seconds, dtype=args.dtype)
         audio_s = sum(len(load_audio(manifest.audio_path(u))) for u in manifest.utterances) / 16000
-        # warm-up (allocator, kernels, page cache)
-        hand_loop(
-            encoder,
-            Manifest(manifest.corpus_id, manifest.root, manifest.utterances[:3]),
-            tmp / "warm",
-            args.device,
-        )
+        batches = _batches(manifest, config)
+        hand_loop(encoder, Manifest(manifest.corpus_id, manifest.root, manifest.utterances[:3]), tmp / "warm", args.device)
 
-        t_deep, t_hand, t_fwd, t_utt, t_inner = [], [], [], [], []
-        for r in range(args.repeats):
-            store = tmp / f"store{r}"
-            t0 = _clock()
-            with ForwardTimer(encoder, args.device) as timer:
-                extract_features(
-                    encoder,
-                    manifest,
-                    store,
-                    config,
-                    device=args.device,
-                    workers=args.workers,
-                    progress=False,
-                )
-            t_inner.append(timer.seconds)
-            t_deep.append(_clock() - t0)
-            loop_dir = tmp / f"loop{r}"
-            t0 = _clock()
-            hand_loop(encoder, manifest, loop_dir, args.device)
-            t_hand.append(_clock() - t0)
-            t_fwd.append(np.array(forward_only(encoder, manifest, config, args.device)))
+        def deepwide(name: str, n_jobs: int) -> None:
+            extract_features(
+                encoder, manifest, tmp / name, config, device=args.device, workers=args.workers,
+                jobs=n_jobs, progress=False,
+            )
+
+        rows: dict[str, list[np.ndarray]] = {}
+        for r in range(args.repeats):  # interleaved, so a change of machine load hits every row
+            measures = {
+                "a": lambda r=r: deepwide(f"store{r}", jobs),
+                "a0": lambda r=r: deepwide(f"store0-{r}", 0),
+                "b": lambda r=r: hand_loop(encoder, manifest, tmp / f"loop{r}", args.device),
+                "c": lambda: forward_only(encoder, batches, args.device),
+            }
+            if jobs > 0:
+                measures["cj"] = lambda: forward_only_jobs(encoder, batches, jobs)
             if args.explain:
-                t_utt.append(per_utterance_forward(encoder, manifest, args.device))
-        err = compare(tmp / "store0", tmp / "loop0", encoder.num_layers)
-        # best of the repeats, wall and CPU separately (the machine may be shared)
-        (a, a_cpu), (b, b_cpu), (c, c_cpu) = (np.min(np.stack(t), axis=0) for t in (t_deep, t_hand, t_fwd))
-        print(
-            f"machine   {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads, device {args.device}"
-        )
+                measures["d"] = lambda: per_utterance_forward(encoder, manifest, args.device)
+            for key, fn in measures.items():
+                rows.setdefault(key, []).append(timed(fn))
+        err = compare(tmp / "store0", tmp / "loop0")
+        best = {k: np.min(np.stack(v), axis=0) for k, v in rows.items()}  # best wall, best CPU
+
+        labels = {
+            "a": f"(a)  deepwide extract ({jobs} one-thread jobs)" if jobs else "(a)  deepwide extract",
+            "a0": "(a0) deepwide extract --jobs 0 (model here)",
+            "b": "(b)  hand loop (np.save per layer)",
+            "c": "(c)  forward passes only, this process",
+            "cj": f"(cj) forward passes only, {jobs} one-thread jobs",
+            "d": "(d)  (b)'s forward passes only",
+        }
+        print(f"machine   {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
+              f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
         print(f"model     {model_desc}")
-        print(
-            f"corpus    {corpus_desc}: {len(manifest.utterances)} utterances, {audio_s:.1f} s of audio"
-        )
-        print(
-            f"settings  batch_seconds={config.batch_seconds}, dtype={config.dtype}, workers={'auto' if args.workers is None else args.workers}, "
-            f"best of {args.repeats}"
-        )
-        print("                            wall s   × real time     CPU s")
-        for name, wall, cpu in (
-            ("(a) deepwide extract    ", a, a_cpu),
-            ("(b) hand loop (np.save) ", b, b_cpu),
-            ("(c) forward passes only ", c, c_cpu),
-        ):
-            print(f"{name}   {wall:8.2f}   {audio_s / wall:10.1f}   {cpu:8.2f}")
-        if t_utt:
-            d, d_cpu = np.min(np.stack(t_utt), axis=0)
-            print(f"(d) (b)'s forwards only     {d:8.2f}   {audio_s / d:10.1f}   {d_cpu:8.2f}")
-        inner = t_inner[int(np.argmin([t[0] for t in t_deep]))]
-        print(f"    (a) spent {inner:.2f} s inside the model: {a / inner:.2f}× its own forward passes")
-        print(f"speed-up over hand loop    {b / a:8.2f}×  (CPU {b_cpu / a_cpu:.2f}×; target ≥ 2)")
-        print(f"overhead over forward      {a / c:8.2f}×  (CPU {a_cpu / c_cpu:.2f}×; target ≤ 1.3)")
-        print(
-            f"features agree             max |diff| / max |x| = {err:.2e} ({config.dtype} store vs float32 loop)"
-        )
+        print(f"corpus    {corpus_desc}: {len(manifest.utterances)} utterances, {audio_s:.1f} s of audio")
+        print(f"settings  batch_seconds={config.batch_seconds}, dtype={config.dtype}, "
+              f"workers={'auto' if args.workers is None else args.workers}, jobs={jobs}, best of {args.repeats}")
+        print(f"{'':46s}{'wall s':>8s} {'× real time':>12s} {'CPU s':>8s}")
+        for key, label in labels.items():
+            if key in best:
+                wall, cpu = best[key]
+                print(f"{label:46s}{wall:8.2f} {audio_s / wall:12.1f} {cpu:8.2f}")
+        a, b, c, a0 = best["a"][0], best["b"][0], best["c"][0], best["a0"][0]
+        floor = best["cj"][0] if "cj" in best else c
+        print(f"speed-up over the hand loop   (b)/(a)   {b / a:6.2f}×   (target ≥ 2)")
+        print(f"overhead over forward passes  (a)/({'cj' if 'cj' in best else 'c'})  {a / floor:6.2f}×   (target ≤ 1.3)")
+        print(f"                              (a0)/(c)  {a0 / c:6.2f}×   (model in this process)")
+        print(f"features agree: max |store - hand loop| / max |x| = {err:.2e} ({config.dtype} store vs float32 .npy)")
         if err > (2e-3 if config.dtype == "float16" else 1e-4):
             raise SystemExit(f"features disagree: relative error {err:.2e}")
     finally:

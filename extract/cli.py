@@ -7,6 +7,7 @@ commands costs nothing.
 from __future__ import annotations
 
 import click
+
 from deepwide.extract.config import (
     BAD_AUDIO_POLICIES,
     DTYPES,
@@ -44,9 +45,8 @@ def extract(
     Rerun the same command to resume after an interruption; run one process per --shard k/n
     to split the work (the store is complete when every shard is).
     """
-    from deepwide.extract.run import run_extract
-
     from deepwide.config import config_from_dict
+    from deepwide.extract.run import run_extract
 
     seed = getattr(ctx.obj, "seed", 0)
     parse_frames(frames)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from deepwide.extract.loading import BatchRequest, load_batch
 
 log = logging.getLogger(__name__)

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from deepwide.extract.config import ExtractConfig
 
 from deepwide.corpora.manifest import Manifest, Utterance
 from deepwide.errors import AudioError, CorpusError
+from deepwide.extract.config import ExtractConfig
 
 log = logging.getLogger(__name__)
 

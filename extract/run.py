@@ -27,6 +27,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
+
+from deepwide import __version__
+from deepwide.corpora.manifest import Manifest
+from deepwide.errors import ConfigError, ModelError
 from deepwide.extract.compute import BatchTask, ForkedJobs, default_jobs, run_batch_task
 from deepwide.extract.config import ExtractConfig
 from deepwide.extract.faults import fault_point
@@ -39,11 +44,6 @@ from deepwide.extract.loading import (
 from deepwide.extract.locks import WriterLock
 from deepwide.extract.plan import ExtractPlan, build_plan, num_frames, plan_from_store
 from deepwide.extract.writer import ShardWriter
-from tqdm.auto import tqdm
-
-from deepwide import __version__
-from deepwide.corpora.manifest import Manifest
-from deepwide.errors import ConfigError, ModelError
 from deepwide.store import (
     StoreSkeleton,
     check_identity,

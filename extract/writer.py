@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 import zarr
+
 from deepwide.extract.faults import fault_point
 from deepwide.extract.plan import ExtractPlan
-
 from deepwide.store import bookkeeping_dir, write_region, write_shard_state
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from deepwide.extract import ExtractConfig, extract_features
 
 from deepwide.corpora.manifest import Manifest
+from deepwide.extract import ExtractConfig, extract_features
 from deepwide.store import open_store, read_attrs
 from tests.extract.helpers import FakeEncoder, make_corpus
 

@@ -173,9 +173,8 @@ def reference_features(
 
 def main(argv: list[str]) -> None:
     """Subprocess entry: ``{"corpus": DIR, "out": STORE, "config": {...}, "shard": [k, n] | null, ...}``."""
-    from deepwide.extract import ExtractConfig, extract_features
-
     from deepwide.config import config_from_dict
+    from deepwide.extract import ExtractConfig, extract_features
 
     args = json.loads(argv[0])
     torch.set_num_threads(1)

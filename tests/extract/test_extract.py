@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from deepwide.extract import ExtractConfig, extract_features
-from deepwide.extract.plan import frame_centres_s, sample_positions
 
 from deepwide.corpora.manifest import Manifest
 from deepwide.errors import AudioError, ConfigError, ModelError, StoreError
+from deepwide.extract import ExtractConfig, extract_features
+from deepwide.extract.plan import frame_centres_s, sample_positions
 from deepwide.store import open_store, read_attrs, validate_store
 from tests.extract.conftest import CHUNKS, CONFIG, assert_same_store
 from tests.extract.helpers import FakeEncoder, make_corpus, reference_features

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
+from deepwide.errors import ConfigError
 from deepwide.extract.config import (
     ExtractConfig,
     parse_frames,
@@ -19,8 +21,6 @@ from deepwide.extract.plan import (
     resampled_length,
     sample_positions,
 )
-
-from deepwide.errors import ConfigError
 from tests.extract.helpers import FakeEncoder
 
 

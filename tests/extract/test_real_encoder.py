@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from deepwide.extract import ExtractConfig, extract_features
 
 from deepwide.corpora.manifest import Manifest
 from deepwide.errors import StoreError
+from deepwide.extract import ExtractConfig, extract_features
 from deepwide.store import open_store, validate_store
 
 models = pytest.importorskip("deepwide.models")

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from deepwide.extract import ExtractConfig, extract_features
 
 from deepwide.corpora.manifest import Manifest
 from deepwide.errors import StoreError
+from deepwide.extract import ExtractConfig, extract_features
 from deepwide.store import (
     bookkeeping_dir,
     open_store,

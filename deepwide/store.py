@@ -745,7 +745,7 @@ class StoreInfo:
             f"corpus     {self.corpus_id} (manifest {self.manifest_hash}), splits "
             f"{','.join(self.splits) if self.splits else 'all'}",
             f"layers     {layer_text} ({len(layers)} stored)",
-            f"utterances {self.n_utt:,} ({_fmt_seconds(self.audio_s)} of audio)",
+            f"utterances {self.n_utt:,} ({_fmt_seconds(self.audio_s)} of model frames)",
             f"frames     {frames}",
             f"size       {sizes}{disk}",
             f"skipped    {len(self.skipped)} utterance(s)"

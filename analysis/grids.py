@@ -22,8 +22,6 @@ xarray is imported inside the functions that need it, so importing this module (
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
 import json
 import logging
 import math
@@ -270,46 +268,15 @@ class SpectrumConfig:
 
 
 def open_feature_store(path: str | Path) -> xr.Dataset:
-    """Open a complete feature store lazily.
-
-    Uses ``deepwide.store.open_store`` when that module exists (it validates the schema and
-    completion record); otherwise opens the Zarr store with xarray and checks the essentials.
+    """Open a complete feature store lazily (:func:`deepwide.store.open_store`, which validates
+    the schema and the completion record).
 
     Raises:
         StoreError: missing, unreadable or incomplete store.
     """
-    if importlib.util.find_spec("deepwide.store") is not None:
-        store_mod = importlib.import_module("deepwide.store")
-        if hasattr(store_mod, "open_store"):
-            return store_mod.open_store(path)
-    import xarray as xr
+    from deepwide.store import open_store
 
-    p = Path(path)
-    if not p.exists():
-        raise StoreError(
-            f"feature store {p} does not exist; check the path or run `deepwide extract`"
-        )
-    try:
-        ds = xr.open_zarr(str(p), consolidated=False, chunks=None)
-    except Exception as exc:  # noqa: BLE001 - any backend failure is a bad store for the user
-        raise StoreError(
-            f"cannot open feature store {p} ({type(exc).__name__}: {exc}); is it a deepwide store?"
-        ) from exc
-    missing = [v for v in ("hidden", "pooled") if v not in ds.variables]
-    if missing:
-        raise StoreError(f"{p} is not a deepwide feature store (missing {', '.join(missing)})")
-    completion = ds.attrs.get("completion")
-    try:
-        complete = (
-            bool(json.loads(completion).get("complete")) if isinstance(completion, str) else False
-        )
-    except (ValueError, AttributeError):
-        complete = False
-    if not complete:
-        raise StoreError(
-            f"feature store {p} is incomplete; finish it with `deepwide extract` (resume) first"
-        )
-    return ds
+    return open_store(path)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from deepwide import __version__
 from deepwide.config import atomic_write_text, config_to_dict
-from deepwide.errors import ConfigError, StoreError, TaskError
+from deepwide.errors import ConfigError, TaskError
 from deepwide.probing.solver import DEFAULT_PENALTIES, fit_softmax_path, standardise
 from deepwide.probing.stats import (
     DEFAULT_BOOT,
@@ -137,24 +137,14 @@ class ModelEntry:
 
 # ----------------------------------------------------------------- store access
 def open_store(path: str | Path) -> xr.Dataset:
-    """Open a feature store for reading (``deepwide.store.open_store`` when available).
+    """Open a complete, validated feature store (:func:`deepwide.store.open_store`).
 
     Raises:
-        StoreError: the path does not exist or is not a readable store.
+        StoreError: missing, unreadable, incomplete or mismatched store (one line).
     """
-    try:
-        from deepwide.store import open_store as _open  # type: ignore[attr-defined]
-    except ImportError:
-        _open = None
-    if _open is not None:
-        return _open(path)
-    p = Path(path)
-    if not p.exists():
-        raise StoreError(f"feature store {p} does not exist; run `deepwide extract` first")
-    try:
-        return xr.open_zarr(str(p), consolidated=False, chunks=None)
-    except Exception as exc:  # zarr/xarray raise many types for a non-store
-        raise StoreError(f"{p} is not a readable feature store ({type(exc).__name__}: {exc})") from exc
+    from deepwide.store import open_store as _open
+
+    return _open(path)
 
 
 def resolve_device(name: str) -> str:

@@ -7,6 +7,7 @@ table and where it was written. No torch or xarray import at module import time.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -28,6 +29,33 @@ log = logging.getLogger(__name__)
 
 _STORE = click.Path(exists=False, file_okay=False, dir_okay=True, path_type=str)
 _OUT = click.Path(file_okay=False, dir_okay=True, path_type=str)
+
+#: Options shared by the analyze commands (each application builds its own click option).
+_stores_option = click.option(
+    "--store",
+    "stores",
+    required=True,
+    multiple=True,
+    type=_STORE,
+    help="Feature store (repeatable).",
+)
+_layers_option = click.option(
+    "--layers", default=None, help="Layers, e.g. 0,4,8 or 0-12 (default all)."
+)
+_out_option = click.option("--out", "out_dir", required=True, type=_OUT, help="Output folder.")
+
+
+def _frames_per_utt_option(
+    default: int, help_text: str
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The ``--frames-per-utt`` option (0 = all) with a command's own default and help."""
+    return click.option(
+        "--frames-per-utt",
+        type=click.IntRange(min=0),
+        default=default,
+        show_default=True,
+        help=help_text,
+    )
 
 
 def _seed(ctx: click.Context) -> int:
@@ -59,12 +87,8 @@ def analyze() -> None:
     show_default=True,
     help="Similarity measure.",
 )
-@click.option(
-    "--frames-per-utt",
-    type=click.IntRange(min=0),
-    default=10,
-    show_default=True,
-    help="Random shared frames per utterance, the same for both models (0 = all).",
+@_frames_per_utt_option(
+    10, "Random shared frames per utterance, the same for both models (0 = all)."
 )
 @click.option(
     "--layers", default=None, help="Layers of both models, e.g. 0,4,8 or 0-12 (default all)."
@@ -86,7 +110,7 @@ def analyze() -> None:
     show_default=True,
     help="Rows per streamed block (linear CKA).",
 )
-@click.option("--out", "out_dir", required=True, type=_OUT, help="Output folder.")
+@_out_option
 @click.pass_context
 def similarity(
     ctx: click.Context,
@@ -118,14 +142,7 @@ def similarity(
 
 
 @analyze.command("labels")
-@click.option(
-    "--store",
-    "stores",
-    required=True,
-    multiple=True,
-    type=_STORE,
-    help="Feature store (repeatable).",
-)
+@_stores_option
 @click.option(
     "--label",
     "labels",
@@ -141,13 +158,7 @@ def similarity(
     show_default=True,
     help="auto: phone per frame, speaker per utterance (pooled).",
 )
-@click.option(
-    "--frames-per-utt",
-    type=click.IntRange(min=0),
-    default=10,
-    show_default=True,
-    help="Frame level: random labelled frames per utterance (0 = all).",
-)
+@_frames_per_utt_option(10, "Frame level: random labelled frames per utterance (0 = all).")
 @click.option(
     "--folds",
     type=click.IntRange(min=2),
@@ -155,8 +166,8 @@ def similarity(
     show_default=True,
     help="Cross-validation folds.",
 )
-@click.option("--layers", default=None, help="Layers, e.g. 0,4,8 or 0-12 (default all).")
-@click.option("--out", "out_dir", required=True, type=_OUT, help="Output folder.")
+@_layers_option
+@_out_option
 @click.pass_context
 def labels(
     ctx: click.Context,
@@ -185,14 +196,7 @@ def labels(
 
 
 @analyze.command("spectrum")
-@click.option(
-    "--store",
-    "stores",
-    required=True,
-    multiple=True,
-    type=_STORE,
-    help="Feature store (repeatable).",
-)
+@_stores_option
 @click.option(
     "--level",
     type=click.Choice(["frame", "utt"]),
@@ -200,15 +204,9 @@ def labels(
     show_default=True,
     help="Stored frames or utterance means.",
 )
-@click.option(
-    "--frames-per-utt",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Frame level: random frames per utterance (0 = all stored).",
-)
-@click.option("--layers", default=None, help="Layers, e.g. 0,4,8 or 0-12 (default all).")
-@click.option("--out", "out_dir", required=True, type=_OUT, help="Output folder.")
+@_frames_per_utt_option(0, "Frame level: random frames per utterance (0 = all stored).")
+@_layers_option
+@_out_option
 @click.pass_context
 def spectrum(
     ctx: click.Context,

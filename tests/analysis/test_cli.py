@@ -42,23 +42,25 @@ def _invoke(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
+def _similarity_args(a: str, b: str, out: Path, *options: str) -> list[str]:
+    """Arguments of ``analyze similarity`` between stores *a* and *b*, writing to *out*."""
+    return ["analyze", "similarity", "--a", a, "--b", b, *options, "--out", str(out)]
+
+
 @pytest.mark.parametrize("measure", ["cka", "cka-debiased", "cka-rbf", "svcca", "pwcca"])
 def test_similarity_command(paths: dict[str, str], tmp_path: Path, measure: str) -> None:
     code, out, _ = _invoke(
-        "analyze",
-        "similarity",
-        "--a",
-        paths["teacher"],
-        "--b",
-        paths["student"],
-        "--measure",
-        measure,
-        "--frames-per-utt",
-        "4",
-        "--null",
-        paths["null"],
-        "--out",
-        str(tmp_path),
+        *_similarity_args(
+            paths["teacher"],
+            paths["student"],
+            tmp_path,
+            "--measure",
+            measure,
+            "--frames-per-utt",
+            "4",
+            "--null",
+            paths["null"],
+        )
     )
     assert code == 0, out
     nc = tmp_path / f"similarity_{measure}_tiny-teacher__student-2x24.nc"
@@ -77,16 +79,7 @@ def test_similarity_command(paths: dict[str, str], tmp_path: Path, measure: str)
 
 def test_similarity_layers_option(paths: dict[str, str], tmp_path: Path) -> None:
     code, out, _ = _invoke(
-        "analyze",
-        "similarity",
-        "--a",
-        paths["teacher"],
-        "--b",
-        paths["teacher"],
-        "--layers",
-        "0-4:2",
-        "--out",
-        str(tmp_path),
+        *_similarity_args(paths["teacher"], paths["teacher"], tmp_path, "--layers", "0-4:2")
     )
     assert code == 0, out
     ds = xr.load_dataset(tmp_path / "similarity_cka-debiased_tiny-teacher__tiny-teacher.nc")
@@ -139,16 +132,7 @@ def test_spectrum_command(paths: dict[str, str], tmp_path: Path) -> None:
 
 
 def test_user_errors_are_one_line(paths: dict[str, str], tmp_path: Path) -> None:
-    args = [
-        "analyze",
-        "similarity",
-        "--a",
-        paths["teacher"],
-        "--b",
-        str(tmp_path / "missing.zarr"),
-        "--out",
-        str(tmp_path),
-    ]
+    args = _similarity_args(paths["teacher"], str(tmp_path / "missing.zarr"), tmp_path)
     proc = subprocess.run(
         [sys.executable, "-m", "deepwide", *args], capture_output=True, text=True, check=False
     )
@@ -158,29 +142,11 @@ def test_user_errors_are_one_line(paths: dict[str, str], tmp_path: Path) -> None
         and len(proc.stderr.strip().splitlines()) == 1
     )
     code, _, _ = _invoke(
-        "analyze",
-        "similarity",
-        "--a",
-        paths["teacher"],
-        "--b",
-        paths["student"],
-        "--layers",
-        "0,9",
-        "--out",
-        str(tmp_path),
+        *_similarity_args(paths["teacher"], paths["student"], tmp_path, "--layers", "0,9")
     )
     assert code != 0
     code, _, err = _invoke(
-        "analyze",
-        "similarity",
-        "--a",
-        paths["teacher"],
-        "--b",
-        paths["student"],
-        "--measure",
-        "nope",
-        "--out",
-        str(tmp_path),
+        *_similarity_args(paths["teacher"], paths["student"], tmp_path, "--measure", "nope")
     )
     assert code == 2 and "nope" in err
 

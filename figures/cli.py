@@ -6,7 +6,9 @@ No matplotlib or xarray at import time: the library modules are imported inside 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -14,18 +16,21 @@ log = logging.getLogger(__name__)
 
 _RESULTS_HELP = "Results folder (probe.nc, similarity_*.nc, labels.nc, spectrum.nc, distill.csv)."
 
-
-@click.command("figures")
-@click.option(
+_results_option = click.option(
     "--results", "results_dir", type=click.Path(path_type=Path), required=True, help=_RESULTS_HELP
 )
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Where the PNG and PDF files go [default: RESULTS/figures].",
-)
+
+
+def _out_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The optional ``--out`` folder of a command, with the command's own help."""
+    return click.option(
+        "--out", "out_dir", type=click.Path(path_type=Path), default=None, help=help_text
+    )
+
+
+@click.command("figures")
+@_results_option
+@_out_option("Where the PNG and PDF files go [default: RESULTS/figures].")
 @click.pass_context
 def figures(ctx: click.Context, results_dir: Path, out_dir: Path | None) -> None:
     """Draw the paper figures (PNG + PDF) from a results folder; skip those without input."""
@@ -38,16 +43,8 @@ def figures(ctx: click.Context, results_dir: Path, out_dir: Path | None) -> None
 
 
 @click.command("report")
-@click.option(
-    "--results", "results_dir", type=click.Path(path_type=Path), required=True, help=_RESULTS_HELP
-)
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Where report.html and report.md go [default: RESULTS].",
-)
+@_results_option
+@_out_option("Where report.html and report.md go [default: RESULTS].")
 @click.pass_context
 def report(ctx: click.Context, results_dir: Path, out_dir: Path | None) -> None:
     """Write a self-contained HTML report and its Markdown twin from a results folder."""

@@ -91,6 +91,20 @@ class Objective:
         raise NotImplementedError
 
     @classmethod
+    def resolve_targets(
+        cls, student_depth: int, teacher_depth: int, targets: Sequence[int] | None
+    ) -> tuple[int, ...]:
+        """``targets`` checked against the teacher's layers, or :meth:`default_targets` if ``None``.
+
+        Raises:
+            ConfigError: a target outside ``1..teacher_depth``, or targets not distinct and
+                ascending.
+        """
+        if targets is None:
+            return cls.default_targets(student_depth, teacher_depth)
+        return _check_targets(targets, teacher_depth)
+
+    @classmethod
     def mapping_for(
         cls, student_depth: int, teacher_depth: int, targets: Sequence[int] | None = None
     ) -> LayerMapping:
@@ -158,11 +172,7 @@ class PredLayer(Objective):
     def mapping_for(
         cls, student_depth: int, teacher_depth: int, targets: Sequence[int] | None = None
     ) -> LayerMapping:
-        t = (
-            cls.default_targets(student_depth, teacher_depth)
-            if targets is None
-            else _check_targets(targets, teacher_depth)
-        )
+        t = cls.resolve_targets(student_depth, teacher_depth, targets)
         return LayerMapping(student_layers=(student_depth,) * len(t), teacher_layers=t)
 
     def build_heads(self) -> torch.nn.ModuleList:
@@ -189,11 +199,7 @@ class LayerToLayer(Objective):
     def mapping_for(
         cls, student_depth: int, teacher_depth: int, targets: Sequence[int] | None = None
     ) -> LayerMapping:
-        t = (
-            cls.default_targets(student_depth, teacher_depth)
-            if targets is None
-            else _check_targets(targets, teacher_depth)
-        )
+        t = cls.resolve_targets(student_depth, teacher_depth, targets)
         if len(t) > student_depth:
             raise ConfigError(
                 f"l2l maps one student layer per target, but {len(t)} targets exceed the "

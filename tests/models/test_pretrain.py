@@ -91,3 +91,19 @@ def test_export_writes_the_runs_encoder(tiny_corpus, tmp_path: Path) -> None:
     assert all(torch.allclose(a[k], b[k], rtol=1e-3, atol=1e-4) for k in a)
     info = json.loads((exported / "config.json").read_text())["extra"]
     assert info["total_steps_done"] == info["total_steps_planned"] == 10
+
+
+def test_bundled_teacher_is_the_finished_recipe_in_configs() -> None:
+    """The shipped `tiny-teacher` records exactly the recipe of configs/tiny-teacher.toml, seed 0,
+    run to its last planned step — so `deepwide teacher pretrain --config` reproduces it."""
+    from deepwide.config import config_from_dict, config_to_dict, load_toml
+    from deepwide.models.zoo import assets_dir
+
+    root = Path(__file__).resolve().parents[2]
+    recipe = config_from_dict(PretrainConfig, load_toml(root / "configs" / "tiny-teacher.toml"))
+    meta = json.loads((assets_dir() / "tiny-teacher" / "config.json").read_text())
+    extra = meta["extra"]
+    assert extra["pretrain"]["config"] == config_to_dict(recipe)
+    assert extra["pretrain"]["seed"] == 0
+    assert extra["total_steps_done"] == extra["total_steps_planned"] == sum(recipe.steps)
+    assert meta["config"]["depth"] == 12 and meta["num_params"] == 10_130_816

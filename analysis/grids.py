@@ -591,6 +591,8 @@ def similarity_grid(
     """
     import xarray as xr
 
+    from deepwide.store import corpus_ids
+
     measure = MEASURES.get(config.measure)
     stores = [store_a, store_b] + ([null] if null is not None else [])
     layers_a = _resolve_layers(store_a, config.layers_a)
@@ -644,6 +646,7 @@ def similarity_grid(
             "model_a": facts_a.model_id,
             "model_b": facts_b.model_id,
             "null_model": model_facts(null).model_id if null is not None else "",
+            "corpus_id": corpus_ids(stores),
             "n_samples": int(n),
             "n_utts": int(sample.n_utts),
             "frames_per_utt": int(config.frames_per_utt),
@@ -722,6 +725,8 @@ def label_cca_table(stores: Sequence[xr.Dataset], config: LabelsConfig) -> xr.Da
     """
     import xarray as xr
 
+    from deepwide.store import corpus_ids
+
     facts = _unique_ids(stores)
     max_layer = max(int(ds["layer"].values.max()) for ds in stores)
     layer_coord = np.arange(max_layer + 1)
@@ -765,6 +770,7 @@ def label_cca_table(stores: Sequence[xr.Dataset], config: LabelsConfig) -> xr.Da
             "layer": layer_coord,
         },
         attrs={
+            "corpus_id": corpus_ids(stores),
             "seed": int(config.seed),
             "folds": int(config.folds),
             "level": config.level,
@@ -781,6 +787,8 @@ def spectrum_table(stores: Sequence[xr.Dataset], config: SpectrumConfig) -> xr.D
         model has fewer layers), ``n_samples (model)`` and the per-model facts.
     """
     import xarray as xr
+
+    from deepwide.store import corpus_ids
 
     facts = _unique_ids(stores)
     max_layer = max(int(ds["layer"].values.max()) for ds in stores)
@@ -816,6 +824,7 @@ def spectrum_table(stores: Sequence[xr.Dataset], config: SpectrumConfig) -> xr.D
         },
         coords={"model": np.array([f.model_id for f in facts], dtype=object), "layer": layer_coord},
         attrs={
+            "corpus_id": corpus_ids(stores),
             "seed": int(config.seed),
             "level": config.level,
             "frames_per_utt": int(config.frames_per_utt),

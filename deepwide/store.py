@@ -37,7 +37,7 @@ import logging
 import os
 import shutil
 import socket
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -521,6 +521,11 @@ def check_shards(path: str | Path, shards: int) -> None:
 # ---------------------------------------------------------------------------------------------
 # reading, validation, info
 # ---------------------------------------------------------------------------------------------
+def corpus_ids(stores: Sequence[xr.Dataset]) -> str:
+    """The corpus ids of ``stores``, sorted, comma-separated (the ``corpus_id`` attr of results)."""
+    return ", ".join(sorted({str(ds.attrs.get("corpus_id", "")) for ds in stores} - {""}))
+
+
 def _open_dataset(path: str | Path) -> xr.Dataset:
     p = _local(path)
     if p is not None and not p.exists():

@@ -380,6 +380,8 @@ def probe_stores(
 
 def results_dataset(entries: Sequence[ModelEntry], tasks: Sequence[Task], config: ProbeConfig, seed: int) -> xr.Dataset:
     """Assemble per-model task results into the schema's Dataset."""
+    from deepwide.store import corpus_ids
+
     n_models, n_tasks = len(entries), len(tasks)
     n_layer = max(_num_layers(e.ds) for e in entries) + 1 if entries else 0
     shape = (n_models, n_tasks, n_layer)
@@ -431,6 +433,7 @@ def results_dataset(entries: Sequence[ModelEntry], tasks: Sequence[Task], config
             "layer": np.arange(n_layer),
         },
         attrs={
+            "corpus_id": corpus_ids([e.ds for e in entries]),
             "seed": int(seed),
             "deepwide_version": __version__,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),

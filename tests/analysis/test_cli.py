@@ -70,6 +70,7 @@ def test_similarity_command(paths: dict[str, str], tmp_path: Path, measure: str)
         ds["similarity"].shape == (5, 3)
         and ds.attrs["seed"] == 7
         and ds.attrs["frames_per_utt"] == 4
+        and ds.attrs["corpus_id"] != ""
     )
     assert ds.attrs["n_samples"] == 96 * 4
     assert float(ds["similarity"].sel(layer_a=0, layer_b=0)) > float(ds["null_similarity"].max())

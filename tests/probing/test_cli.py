@@ -7,6 +7,7 @@ from click.testing import CliRunner
 
 from deepwide.cli import cli
 from deepwide.errors import TaskError
+from deepwide.store import read_attrs
 
 
 def test_probe_writes_results(store_paths, tmp_path) -> None:
@@ -22,6 +23,7 @@ def test_probe_writes_results(store_paths, tmp_path) -> None:
     assert result.output.count("  *\n") == 4  # one best layer per model × task
     ds = xr.open_dataset(out / "probe.nc")
     assert list(ds["task"].values) == ["sid", "phone"] and ds.attrs["seed"] == 3
+    assert ds.attrs["corpus_id"] == read_attrs(store)["corpus_id"] != ""
     assert '"tol": 0.001' in ds.attrs["config"]
     assert ds["score"].dims == ("model", "task", "layer")
     assert int(ds["n_train"].sel(model="fake-model", task="phone", layer=0)) == 500

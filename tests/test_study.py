@@ -105,3 +105,9 @@ def test_config_errors_are_one_line(tmp_path: Path) -> None:
     bad.write_text('frames = "none"\n')
     with pytest.raises(ConfigError, match="frames must be"):
         load_study_config(bad)
+
+
+@pytest.mark.parametrize("name", ["paper.toml", "embedded-long-distill.toml"])
+def test_shipped_study_configs_load(name: str) -> None:
+    cfg = load_study_config(Path(__file__).resolve().parents[1] / "configs" / name)
+    assert isinstance(cfg, StudyConfig)

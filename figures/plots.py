@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -275,6 +275,7 @@ def plot_params_vs_score(
     published: pd.DataFrame | None = None,
     styles: ModelStyles | None = None,
     score_name: str = "weighted-sum probe",
+    title_notes: Mapping[str, str] | None = None,
 ) -> Figure:
     """Figure 3: parameters against task score; published SUPERB models as a separate row.
 
@@ -289,8 +290,11 @@ def plot_params_vs_score(
         published: table like :data:`~deepwide.figures.results.PUBLISHED_SUPERB`, or ``None``.
         styles: model → style mapping.
         score_name: what ``scores`` is, for the row title.
+        title_notes: task → note shown in its panel title (e.g. ``"best layer"`` for a task
+            whose scores come from another source than ``score_name``).
     """
     styles = styles or default_styles(probe)
+    notes = dict(title_notes or {})
     tasks = ordered_tasks(probe)
     info = task_info(probe)
     params = dict(zip(probe["model"].values, probe["params"].values.astype(float), strict=True))
@@ -321,7 +325,7 @@ def plot_params_vs_score(
                 alpha=st.alpha,
             )
         _log_params_axis(ax)
-        ax.set_title(t)
+        ax.set_title(f"{t} ({notes[t]})" if t in notes else t)
         ax.set_xlabel("parameters (M)")
         ax.set_ylabel(metric_label(str(info.loc[t, "metric"]), hib))
         finish_axes(ax)

@@ -229,3 +229,16 @@ def test_fake_results_follow_the_schema(fake) -> None:
     probe.close()
     names = sorted(p.name for p in fake.root.glob("similarity_*.nc"))
     assert "similarity_cka_tiny-teacher__student-12x128-l2l.nc" in names
+
+
+def test_params_vs_score_draws_a_task_without_weighted_sum_from_its_best_layer(fake) -> None:
+    """The probe has no weighted-sum score for asv (it is scored, not trained): fig. 3 must
+    still draw it, from the best layer, and say so in the panel title."""
+    res = load_results(fake.root)
+    for v in ("ws_score", "ws_ci_low", "ws_ci_high"):
+        res.probe[v].loc[{"task": "asv"}] = np.nan
+    figs, _ = build_figures(res)
+    fig = next(bf.figure for bf in figs if bf.stem == "fig3_params_vs_score")
+    ax = next(a for a in panel_axes(fig) if a.get_title() == "asv (best layer)")
+    assert ax.lines or ax.collections
+    assert any(a.get_title() == "phone" for a in panel_axes(fig))

@@ -402,9 +402,9 @@ def pretrain_teacher(
         state = torch.load(state_path, weights_only=False)
         if state["key"] != key:
             raise ConfigError(f"{out} holds a run with another config, seed or corpus; use another --out")
-    atomic_write_json(out / "pretrain_config.json", {"config": config_to_dict(cfg), "seed": seed,
-                                                      "corpus_id": manifest.corpus_id,
-                                                      "manifest_hash": manifest.content_hash()})
+    info = {"config": config_to_dict(cfg), "seed": seed, "corpus_id": manifest.corpus_id,
+            "manifest_hash": manifest.content_hash()}
+    atomic_write_json(out / "pretrain_config.json", info)
 
     data = PretrainData.load(manifest, cfg.heldout_speakers, seed)
     log.info("pre-training on %d utterances (%d held out)", len(data.train_idx), len(data.heldout_idx))
@@ -482,9 +482,19 @@ def pretrain_teacher(
         # the pre-training model shares the encoder's modules, so the encoder is trained in place
         _save_state(state_path, key=key, iteration=it + 1, step=0, encoder=encoder, model=None,
                     opt=None, rng=None, labels=None, quality=None)
-    ckpt = save_checkpoint(encoder, out / "model", extra={"pretrain": config_to_dict(cfg), "seed": seed,
-                                                          "corpus_id": manifest.corpus_id})
-    return ckpt
+    return save_checkpoint(encoder, out / "model", extra=_run_extra(info, cfg, len(cfg.steps), 0))
+
+
+def _run_extra(info: dict[str, Any], cfg: PretrainConfig, iteration: int, step: int) -> dict[str, Any]:
+    """What a teacher checkpoint records of its run (the same for the final model and an export).
+
+    Args:
+        info: the run's ``pretrain_config.json`` (config, seed, corpus id, manifest hash).
+        iteration, step: where the weights come from, as saved in ``state.pt`` (completed
+            iterations, steps into the current one).
+    """
+    return {"pretrain": info, "iteration": iteration + (1 if step else 0), "step_in_iteration": step,
+            "total_steps_done": sum(cfg.steps[:iteration]) + step, "total_steps_planned": sum(cfg.steps)}
 
 
 def heldout_masked_accuracy(model: torch.nn.Module, data: PretrainData, labels: list[np.ndarray],
@@ -563,9 +573,4 @@ def export_teacher(run_dir: str | Path, out_dir: str | Path, *, half: bool = Tru
     state = torch.load(run / "state.pt", weights_only=False)
     encoder = build_encoder(cfg.encoder_config(), seed=info["seed"], model_id="tiny-teacher")
     encoder.load_state_dict(state["encoder"])  # shares its modules with the pre-training model
-    done = sum(cfg.steps[: state["iteration"]]) + state["step"]
-    extra = {"pretrain": info, "iteration": state["iteration"] + (1 if state["step"] else 0),
-             "step_in_iteration": state["step"], "total_steps_done": done,
-             "total_steps_planned": sum(cfg.steps)}
-    return save_checkpoint(encoder, out_dir, extra=extra, half=half)
-
+    return save_checkpoint(encoder, out_dir, extra=_run_extra(info, cfg, state["iteration"], state["step"]), half=half)

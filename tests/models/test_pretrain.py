@@ -91,6 +91,8 @@ def test_export_writes_the_runs_encoder(tiny_corpus, tmp_path: Path) -> None:
     assert all(torch.allclose(a[k], b[k], rtol=1e-3, atol=1e-4) for k in a)
     info = json.loads((exported / "config.json").read_text())["extra"]
     assert info["total_steps_done"] == info["total_steps_planned"] == 10
+    # the run's own final checkpoint records its run exactly as the export does
+    assert json.loads((ckpt / "config.json").read_text())["extra"] == info
 
 
 def test_bundled_teacher_is_the_finished_recipe_in_configs() -> None:

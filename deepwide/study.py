@@ -419,13 +419,10 @@ def _extract(spec: str, corpus: str, out: Path, frames: str,
     from deepwide.extract import ExtractConfig, extract_features
     from deepwide.models import load_model, read_checkpoint_info
     from deepwide.models.loading import is_deepwide_checkpoint
+    from deepwide.probing.run import resolve_device
 
     _fresh(out)
-    device = "cpu" if cfg.device == "auto" else cfg.device
-    if cfg.device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(cfg.device)
     encoder = load_model(spec, seed=seed, device=device)
     inner = spec.removeprefix("random:")
     if inner != spec and is_deepwide_checkpoint(inner):
@@ -487,18 +484,17 @@ def _collect(results: Path, steps: Sequence[Step], students: Sequence[Student],
     import xarray as xr
 
     from deepwide.distill import read_result
+    from deepwide.probing.run import write_results
 
     probe_parts = sorted((results / "steps").glob("probe*/probe*.nc"))
     if len(probe_parts) == 1:
         for suffix in (".nc", ".csv"):
             shutil.copyfile(probe_parts[0].with_suffix(suffix), results / f"probe{suffix}")
-    elif probe_parts:
+    elif probe_parts:  # tasks probed on several corpora: one probe.nc with every task
         parts = [xr.load_dataset(p) for p in probe_parts]
         merged = xr.concat(parts, dim="task", data_vars="minimal", coords="minimal", compat="override",
                            join="outer")
-        merged.to_netcdf(results / "probe.nc.tmp")
-        (results / "probe.nc.tmp").replace(results / "probe.nc")
-        atomic_write_text(results / "probe.csv", merged.to_dataframe().to_csv())
+        write_results(merged, results)
     for s in steps:
         if s.kind in ("similarity", "labels", "spectrum"):
             for f in s.out.glob("*"):

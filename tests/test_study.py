@@ -111,3 +111,24 @@ def test_config_errors_are_one_line(tmp_path: Path) -> None:
 def test_shipped_study_configs_load(name: str) -> None:
     cfg = load_study_config(Path(__file__).resolve().parents[1] / "configs" / name)
     assert isinstance(cfg, StudyConfig)
+
+
+def test_collect_merges_probes_of_several_corpora(tmp_path: Path) -> None:
+    """Tasks probed on different corpora (paper setup) end up in one probe.nc / probe.csv."""
+    import xarray as xr
+
+    from deepwide.probing.run import write_results
+    from deepwide.study import _collect
+    from tests.figures.fake_results import build_probe
+
+    probe = build_probe(0)
+    tasks = [str(t) for t in probe["task"].values]
+    results = tmp_path / "results"
+    for i, part in enumerate((tasks[:2], tasks[2:])):
+        write_results(probe.sel(task=part), results / "steps" / f"probe-corpus{i}")
+    _collect(results, [], [], {}, StudyConfig(), 0)
+    merged = xr.load_dataset(results / "probe.nc")
+    assert sorted(str(t) for t in merged["task"].values) == sorted(tasks)
+    xr.testing.assert_allclose(merged["score"].sel(task=tasks), probe["score"])
+    assert (results / "probe.csv").read_text().startswith("model,task,layer,")
+    assert not list(results.glob("*.tmp")) and not list(results.glob(".*tmp"))

@@ -29,7 +29,7 @@ from deepwide.figures import plots
 from deepwide.figures.results import (
     PUBLISHED_SUPERB,
     Results,
-    best_layer_table,
+    best_layer_tasks,
     headline_scores,
     kind_scores,
     load_results,
@@ -175,14 +175,9 @@ def _fig3(res: Results, styles: ModelStyles) -> list[BuiltFigure]:
     if not pd.notna(res.probe["params"].values).any():
         raise _Skip("probe.nc has no params")
     scores, name = headline_scores(res.probe)
-    # a task the headline score does not cover (asv: scored, not trained, so no weighted sum)
-    # is drawn from its best layer and says so in its title
-    best = best_layer_table(res.probe)[["model", "task", "score", "ci_low", "ci_high"]]
-    missing = sorted(set(best["task"]) - set(scores["task"]))
-    if missing:
-        scores = pd.concat([scores, best[best["task"].isin(missing)]], ignore_index=True)
+    notes = {} if name == "best layer" else {t: "best layer" for t in best_layer_tasks(scores)}
     fig = plots.plot_params_vs_score(
-        scores, res.probe, PUBLISHED_SUPERB, styles, name, title_notes={t: "best layer" for t in missing}
+        scores, res.probe, PUBLISHED_SUPERB, styles, name, title_notes=notes
     )
     return [
         BuiltFigure(

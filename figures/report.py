@@ -36,6 +36,7 @@ from deepwide.figures.recipes import BuiltFigure, SkippedFigure, build_figures
 from deepwide.figures.results import (
     Results,
     best_layer_table,
+    best_layer_tasks,
     deep_wide_pairs,
     headline_scores,
     load_results,
@@ -250,6 +251,12 @@ def _metric_name(info: pd.DataFrame, task: str) -> str:
     return metric
 
 
+def _best_layer_note(scores: pd.DataFrame, score_name: str) -> str:
+    """`` (asv: best layer, chosen on test)`` for tasks the headline score does not cover."""
+    tasks = best_layer_tasks(scores) if score_name != "best layer" else []
+    return f" ({', '.join(tasks)}: best layer, chosen on test)" if tasks else ""
+
+
 def _deep_wide_section(doc: Doc, res: Results, facts: pd.DataFrame, roles: dict[str, str]) -> None:
     assert res.probe is not None
     probe = res.probe
@@ -265,7 +272,8 @@ def _deep_wide_section(doc: Doc, res: Results, facts: pd.DataFrame, roles: dict[
         return
     doc.p(
         f"The paper's claim: at a fixed parameter budget, depth wins content tasks and width wins "
-        f"speaker tasks. Each pair below is tested on the {score_name} score; the 95 % interval of "
+        f"speaker tasks. Each pair below is tested on the {score_name} score"
+        f"{_best_layer_note(scores, score_name)}; the 95 % interval of "
         "each difference comes from the two stored per-model bootstrap intervals (MOVER, see "
         "method notes), and a claim is only called supported when that interval excludes 0."
     )
@@ -378,7 +386,8 @@ def _twin_section(doc: Doc, res: Results, facts: pd.DataFrame) -> None:
         rows.append(row)
     doc.p(
         f"A random twin has the model's architecture with untrained weights; whatever a probe "
-        f"finds in it is not learnt. On the {score_name} score, the trained model is better than "
+        f"finds in it is not learnt. On the {score_name} score{_best_layer_note(scores, score_name)}, "
+        "the trained model is better than "
         f"its twin with a 95 % interval excluding 0 in {above} of {total} model × task comparisons."
         + (" Not clearly above the twin:" if weak else "")
     )

@@ -423,12 +423,22 @@ def headline_scores(probe: xr.Dataset) -> tuple[pd.DataFrame, str]:
     """The score the study compares models by, and its name.
 
     The weighted-sum probe (the SUPERB protocol, its layer weights learnt on train) when the
-    results have it; otherwise the best single layer (chosen on test, so optimistic).
+    results have it; otherwise the best single layer (chosen on test, so optimistic). A task
+    with no weighted-sum score (``asv``: scored, not trained) takes its best layer; the
+    ``source`` column says which score each row is (see :func:`best_layer_tasks`).
     """
+    cols = ["model", "task", "score", "ci_low", "ci_high"]
+    best = best_layer_table(probe)[cols].assign(source="best layer")
     ws = ws_table(probe)
-    if ws is not None:
-        return ws, "weighted-sum probe"
-    return best_layer_table(probe)[["model", "task", "score", "ci_low", "ci_high"]], "best layer"
+    if ws is None:
+        return best, "best layer"
+    filled = best[~best["task"].isin(set(ws["task"]))]
+    return pd.concat([ws.assign(source="weighted sum"), filled], ignore_index=True), "weighted-sum probe"
+
+
+def best_layer_tasks(scores: pd.DataFrame) -> list[str]:
+    """Tasks of a :func:`headline_scores` table scored by their best layer, in table order."""
+    return list(dict.fromkeys(scores.loc[scores["source"] == "best layer", "task"]))
 
 
 def task_info(probe: xr.Dataset) -> pd.DataFrame:

@@ -231,14 +231,22 @@ def test_fake_results_follow_the_schema(fake) -> None:
     assert "similarity_cka_tiny-teacher__student-12x128-l2l.nc" in names
 
 
-def test_params_vs_score_draws_a_task_without_weighted_sum_from_its_best_layer(fake) -> None:
-    """The probe has no weighted-sum score for asv (it is scored, not trained): fig. 3 must
-    still draw it, from the best layer, and say so in the panel title."""
+def test_a_task_without_weighted_sum_is_scored_by_its_best_layer_everywhere(fake) -> None:
+    """A real probe has no weighted-sum score for asv (it is scored, not trained): the headline
+    table takes its best layer, fig. 3 draws it and says so, and the report names it."""
+    from deepwide.figures.report import build_report, render_markdown
+    from deepwide.figures.results import best_layer_tasks, headline_scores
+
     res = load_results(fake.root)
     for v in ("ws_score", "ws_ci_low", "ws_ci_high"):
         res.probe[v].loc[{"task": "asv"}] = np.nan
+    scores, name = headline_scores(res.probe)
+    assert name == "weighted-sum probe" and best_layer_tasks(scores) == ["asv"]
+    assert set(scores["task"]) == {str(t) for t in res.probe["task"].values}
     figs, _ = build_figures(res)
     fig = next(bf.figure for bf in figs if bf.stem == "fig3_params_vs_score")
     ax = next(a for a in panel_axes(fig) if a.get_title() == "asv (best layer)")
     assert ax.lines or ax.collections
     assert any(a.get_title() == "phone" for a in panel_axes(fig))
+    doc, _, _ = build_report(res)
+    assert "weighted-sum probe score (asv: best layer, chosen on test)" in render_markdown(doc)

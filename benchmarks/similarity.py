@@ -241,7 +241,6 @@ def part_stream(n: int, dim: int, layers: int, chunk_rows: int, seed: int) -> di
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     data = SyntheticPair(dim, layers, seed)
     gen_s = 0.0
-    t0 = time.perf_counter()
 
     def chunks() -> Any:
         nonlocal gen_s
@@ -259,7 +258,7 @@ def part_stream(n: int, dim: int, layers: int, chunk_rows: int, seed: int) -> di
             gen_s += time.perf_counter() - t
             yield chunk
 
-    t0, c0 = time.perf_counter(), time.process_time()  # (t0 also read by chunks())
+    t0, c0 = time.perf_counter(), time.process_time()  # t0 is read by chunks() too
     grid = deepwide_grid(chunks(), dim, layers)
     total, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {

@@ -399,8 +399,10 @@ def extract_features(
         check_identity(out, identity)
         if shard is not None:
             check_shards(out, n_shards)
-        completion = read_completion(out)
-        skipped = tuple((str(u), str(r)) for u, r in json.loads(read_attrs(out)["skipped"]))
+        attrs = read_attrs(out)
+        completion = read_completion(out, attrs)
+        skipped = tuple((str(u), str(r)) for u, r in json.loads(attrs["skipped"]))
+        complete = completion.complete
         todo: list[int] = []
         stats = np.zeros(4)  # batches, utterances, audio seconds, elapsed
         if completion.complete:
@@ -424,8 +426,7 @@ def extract_features(
                     )
                     for k in todo:
                         stats += _extract_shard(plan, out, k, config, compute, pool, executor, workers, progress)
-                finalize_store(out)
-        complete = read_completion(out).complete
+                complete = finalize_store(out)
     report = ExtractReport(
         store=out,
         created=created,
@@ -453,11 +454,16 @@ def _device(device: str) -> torch.device:
 
 def _has_work(out: Path, plan: ExtractPlan, shards: list[int]) -> bool:
     """Whether any of ``shards`` has batches left (so that starting jobs is worth it)."""
-    for k in shards:
-        state = read_shard_state(out, k)
-        if not state.get("done") and int(state.get("next_batch") or plan.shard_starts[k]) < plan.shard_starts[k + 1]:
-            return True
-    return False
+    return any(_shard_start(plan, k, read_shard_state(out, k)) is not None for k in shards)
+
+
+def _shard_start(plan: ExtractPlan, k: int, state: dict[str, Any]) -> int | None:
+    """First batch of shard ``k`` still to compute given its saved ``state``; None when done."""
+    b0, b1 = int(plan.shard_starts[k]), int(plan.shard_starts[k + 1])
+    if state.get("done"):
+        return None
+    start = max(b0, int(state.get("next_batch") or b0))
+    return start if start < b1 else None
 
 
 def _batch_tasks(plan: ExtractPlan, batches: range, store_frames: bool) -> Iterator[BatchTask]:
@@ -506,11 +512,10 @@ def _extract_shard(
     """Compute and write the unfinished batches of shard ``k``. Returns [batches, utts, audio s, s]."""
     state = read_shard_state(out, k)
     b0, b1 = int(plan.shard_starts[k]), int(plan.shard_starts[k + 1])
-    if state.get("done"):
-        return np.zeros(4)
-    start = max(b0, int(state.get("next_batch") or b0))
-    if start >= b1:
-        write_shard_state(out, k, {"next_batch": b1, "done": True, "shard": k})
+    start = _shard_start(plan, k, state)
+    if start is None:
+        if not state.get("done"):  # every batch written, the flag not yet
+            write_shard_state(out, k, {"next_batch": b1, "done": True, "shard": k})
         return np.zeros(4)
     if start > b0:
         log.info("resuming shard %d at batch %d of %d..%d", k, start, b0, b1)

@@ -751,7 +751,6 @@ def generate_synth(
         umask = _current_umask()
         tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the corpus is an ordinary folder
         manifest = _generate_into(config, tmp, seed=seed, workers=workers)
-        (tmp / "manifest.jsonl").chmod(0o666 & ~umask)
         if out.exists():
             out.rmdir()
         os.rename(tmp, out)

@@ -79,6 +79,10 @@ def test_binary_follows_sklearn_convention() -> None:
     p = probe.predict_proba(x)
     np.testing.assert_allclose(p[:, 1], 1 / (1 + np.exp(-probe.decision_function(x))))
     assert np.array_equal(probe.predict(x), probe.classes_[(p[:, 1] > 0.5).astype(int)])
+    # the sign: positive scores mean classes_[1], as scikit-learn's own binary model says
+    ref = make_pipeline(StandardScaler(), LogisticRegression(C=sklearn_c(1e-2, int(keep.sum())), max_iter=5000))
+    ref.fit(x[keep], y[keep])
+    assert np.mean(np.sign(probe.decision_function(x)) == np.sign(ref.decision_function(x))) > 0.95
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.SkipTestWarning")

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure, SubFigure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
 
-from deepwide.figures.results import PUBLISHED_TASKS, ordered_tasks, task_info
+from deepwide.figures.results import PUBLISHED_TASKS, ordered_tasks, relative_depth, task_info
 from deepwide.figures.style import (
     PUBLISHED_COLOR,
     SEQUENTIAL_CMAP,
@@ -180,7 +180,7 @@ def plot_probe_curves(
             hib = bool(info.loc[t, "higher_is_better"])
             for m in styles.order(models):
                 layers = _layers(probe, m)
-                x = layers / max(layers[-1], 1)
+                x = relative_depth(layers, layers[-1])
                 sel = {"model": m, "task": t, "layer": layers}
                 y = 100 * probe["score"].sel(sel).values.astype(float)
                 if not np.isfinite(y).any():
@@ -488,7 +488,7 @@ def plot_ws_weights(probe: xr.Dataset, styles: ModelStyles | None = None) -> Fig
             w = probe["ws_weight"].sel(model=m, task=t, layer=layers).values.astype(float)
             if not np.isfinite(w).any():
                 continue
-            ax.plot(layers / max(layers[-1], 1), w * len(layers), **styles[m].line_kwargs())
+            ax.plot(relative_depth(layers, layers[-1]), w * len(layers), **styles[m].line_kwargs())
         ax.axhline(1.0, color="#888888", linestyle=":", linewidth=1.0)
         ax.set_title(t)
         ax.set_ylabel("weight × (L+1)\n(1 = uniform)" if k % ncols == 0 else "")
@@ -498,7 +498,7 @@ def plot_ws_weights(probe: xr.Dataset, styles: ModelStyles | None = None) -> Fig
         for m in styles.order(models):
             layers = _layers(probe, m)
             norm = probe["layer_norm"].sel(model=m, layer=layers).mean("task", skipna=True)
-            ax.plot(layers / max(layers[-1], 1), norm.values.astype(float), **styles[m].line_kwargs())
+            ax.plot(relative_depth(layers, layers[-1]), norm.values.astype(float), **styles[m].line_kwargs())
         ax.set_yscale("log")
         ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -539,7 +539,7 @@ def plot_label_cca_rank(
             for m in styles.order([str(x) for x in labels["model"].values]):
                 layers = _layers(labels, m)
                 y = labels["label_cca"].sel(model=m, label=lab, layer=layers).values.astype(float)
-                ax.plot(layers / max(layers[-1], 1), y, **styles[m].line_kwargs())
+                ax.plot(relative_depth(layers, layers[-1]), y, **styles[m].line_kwargs())
             ax.set_title(f"label-CCA: {lab}")
             ax.set_ylabel("mean canonical correlation")
             _rel_depth_axes(ax)
@@ -550,7 +550,7 @@ def plot_label_cca_rank(
         for m in styles.order(smodels):
             layers = _layers(spectrum, m)
             y = spectrum["effective_rank"].sel(model=m, layer=layers).values.astype(float)
-            ax.plot(layers / max(layers[-1], 1), y, **styles[m].line_kwargs())
+            ax.plot(relative_depth(layers, layers[-1]), y, **styles[m].line_kwargs())
         ax.set_title("effective rank")
         ax.set_ylabel("exp(spectral entropy)")
         _rel_depth_axes(ax)

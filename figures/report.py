@@ -44,6 +44,7 @@ from deepwide.figures.results import (
     model_roles,
     mover_difference,
     ordered_tasks,
+    relative_depth,
     task_info,
     ws_table,
 )
@@ -445,7 +446,7 @@ def _layer_section(doc: Doc, res: Results, facts: pd.DataFrame, roles: dict[str,
                 if np.isfinite(y).any():
                     i = int(np.nanargmax(y))
                     parts.append(
-                        f"{label} label-CCA peaks at relative depth {i / max(L, 1):.2f} ({y[i]:.2f})"
+                        f"{label} label-CCA peaks at relative depth {float(relative_depth(i, L)):.2f} ({y[i]:.2f})"
                     )
             if parts:
                 lab_items.append(f"{m}: " + "; ".join(parts))

@@ -394,7 +394,7 @@ def best_layer_table(probe: xr.Dataset) -> pd.DataFrame:
                     "model": m,
                     "task": t,
                     "layer": layer,
-                    "rel_depth": layer / max(L, 1),
+                    "rel_depth": float(relative_depth(layer, L)),
                     "score": s[i],
                     "ci_low": float(probe["ci_low"].sel(model=m, task=t).values[i]),
                     "ci_high": float(probe["ci_high"].sel(model=m, task=t).values[i]),

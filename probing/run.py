@@ -231,9 +231,14 @@ def probe_classification(data: TaskData, ds: Any, config: ProbeConfig, seed: int
             xt, torch.from_numpy(y_tr), k, config.penalties,
             x_dev=xd, y_dev=torch.from_numpy(y_dv), tol=config.tol, max_iter=config.max_iter,
         )
-        if path.stats.max_iter_hits:
-            log.warning("%s: %d (layer, penalty) fits stopped at max_iter=%d before tol=%g",
-                        data.task.name, path.stats.max_iter_hits, config.max_iter, config.tol)
+        if path.stats.chosen_max_iter_hits:
+            log.warning("%s: the chosen fit of %d layer(s) stopped at max_iter=%d before tol=%g "
+                        "(%d (layer, penalty) fits in all); raise --max-iter to be sure of those layers",
+                        data.task.name, path.stats.chosen_max_iter_hits, config.max_iter, config.tol,
+                        path.stats.max_iter_hits)
+        elif path.stats.max_iter_hits:
+            log.info("%s: %d (layer, penalty) fits stopped at max_iter=%d, none of them a chosen one",
+                     data.task.name, path.stats.max_iter_hits, config.max_iter)
         with torch.no_grad():
             pred = path.logits(xe).argmax(dim=2).cpu().numpy()  # (B, n_test)
         result.penalty[sl] = path.best_penalty

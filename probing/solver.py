@@ -91,7 +91,8 @@ class SolverStats:
     iterations: int = 0  # L-BFGS iterations summed over penalties (batched: max over layers)
     evaluations: int = 0  # loss+gradient passes, counted per layer
     seconds_precondition: float = 0.0
-    max_iter_hits: int = 0  # (layer, penalty) fits stopped by max_iter rather than tol or a stall
+    max_iter_hits: int = 0  # (layer, penalty) fits whose last run stopped at max_iter, not tol or a stall
+    chosen_max_iter_hits: int = 0  # of them, fits at a layer's chosen penalty (those give its result)
 
 
 @dataclass
@@ -202,6 +203,7 @@ def _fit_softmax_path(
         x_dev = x_dev.to(dev).float()  # type: ignore[union-attr]
         y_dev = y_dev.to(dev, torch.int64)  # type: ignore[union-attr]
     stats = SolverStats()
+    hit_max_iter = np.zeros((nb, len(lams)), dtype=bool)  # per (layer, penalty), its last run
     onehot_idx = y_train.view(1, n, 1)
 
     # ---- shared work: covariance eigendecomposition per layer (for the preconditioner) ----
@@ -273,6 +275,7 @@ def _fit_softmax_path(
         """L-BFGS on ``layers`` at penalty ``lam`` from the current ``theta``; returns iterations."""
         s_hist, y_hist = hist["s"], hist["y"]
         active = list(layers)
+        hit_max_iter[layers, pi] = False  # a refinement that converges clears an earlier stop
         f, g = loss_grad(active, theta[active], lam)
         gmax = g.abs().amax(dim=(1, 2))
         stall = torch.zeros(nb, dtype=torch.int64, device=dev)  # consecutive no-progress steps
@@ -365,7 +368,7 @@ def _fit_softmax_path(
             gm = gmax.tolist()
             for j, i in enumerate(active):
                 converged[i, pi] = gm[j] <= tol
-            stats.max_iter_hits += sum(v > tol_ for v in gm)
+            hit_max_iter[active, pi] = [v > tol_ for v in gm]
         return it
 
     def dev_accuracy(layers: list[int]) -> np.ndarray:
@@ -420,6 +423,8 @@ def _fit_softmax_path(
         # first best among the refined fits (ties → the stronger penalty)
         best_index = np.argmax(np.where(refined, dev_acc, -np.inf), axis=1)
     best_theta = path_theta[best_index, torch.arange(nb, device=dev)]
+    stats.max_iter_hits = int(hit_max_iter.sum())
+    stats.chosen_max_iter_hits = int(hit_max_iter[np.arange(nb), best_index].sum())
     return SoftmaxPath(
         penalties=lams,
         dev_accuracy=dev_acc,

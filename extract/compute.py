@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from deepwide.extract.loading import BatchRequest, load_batch
+from deepwide.system import usable_cpus
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +51,7 @@ def default_jobs(device: str) -> int:
     CPU, none on an accelerator."""
     if not device.startswith("cpu"):
         return 0
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(4, cpus))
+    return max(1, min(4, usable_cpus()))
 
 
 def _die_with_parent() -> None:

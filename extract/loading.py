@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
-import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -19,6 +18,7 @@ import numpy as np
 
 from deepwide.audio import load_audio
 from deepwide.errors import AudioError
+from deepwide.system import usable_cpus
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +63,7 @@ def default_workers(device: str) -> int:
     one decoding thread keeps up), else up to 4, leaving a core to the main process."""
     if device.startswith("cpu"):
         return 0
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cpus = os.cpu_count() or 1
-    return max(0, min(4, cpus - 1))
+    return max(0, min(4, usable_cpus() - 1))
 
 
 def make_executor(workers: int) -> Executor:

@@ -46,6 +46,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from deepwide.system import torch_threads
+
 log = logging.getLogger(__name__)
 
 #: Default L2 grid (on the mean-loss scale above), strongest first.
@@ -76,12 +78,8 @@ def cpu_threads(work: float, device: str | torch.device = "cpu") -> Iterator[Non
     if torch.device(device).type != "cpu" or work >= SMALL_WORK or torch.get_num_threads() == 1:
         yield
         return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @dataclass

@@ -15,16 +15,16 @@ are read against; the synthetic corpus is calibrated with them (docs/corpus.md).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from deepwide.corpora.manifest import SPLITS, Manifest, Utterance
+from deepwide.system import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -66,19 +66,6 @@ class BaselineResult:
 def _skipped(name: str, split: str, reason: str) -> BaselineResult:
     nan = float("nan")
     return BaselineResult(name, nan, nan, 0, 0, 0, nan, split, skipped=reason)
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    """Run torch with ``n`` intra-op threads (short clips gain nothing from more), then restore."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class _Features:
@@ -190,7 +177,7 @@ def speaker_id_baselines(manifest: Manifest, *, seed: int = 0) -> list[BaselineR
         return [_skipped("sid_mfcc_mean", split, reason), _skipped("sid_logmel_mean", split, reason)]
     feats = _Features()
     cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    with _torch_threads(1):
+    with torch_threads(1):  # short clips gain nothing from more
         for u in _progress(utts, "sid baseline features"):
             cache[u.utt_id] = feats.utterance_means(load_audio(manifest.audio_path(u)))
     results = []
@@ -229,7 +216,7 @@ def phone_baseline(
         return _skipped(name, split, "the corpus has no phone-labelled train and test utterances")
     feats = _Features()
     data: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {s: ([], []) for s in ("train", "dev", "test")}
-    with _torch_threads(1):
+    with torch_threads(1):  # short clips gain nothing from more
         for u in _progress(utts, "phone baseline features"):
             x = feats.frames(load_audio(manifest.audio_path(u)))
             y = frame_labels(u, len(x), manifest.phone_set)

@@ -969,11 +969,9 @@ def ensure_synth_corpus(
 
 def default_workers() -> int:
     """Worker processes to use by default: the CPUs this process may run on (at most 8)."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        n = os.cpu_count() or 1
-    return max(1, min(8, n))
+    from deepwide.system import usable_cpus
+
+    return max(1, min(8, usable_cpus()))
 
 
 @CORPORA.register("synth")

@@ -125,18 +125,15 @@ def hand_loop(encoder: Any, manifest: Manifest, out: Path, device: str) -> None:
 
 
 def _batches(manifest: Manifest, config: ExtractConfig) -> list[tuple[np.ndarray, np.ndarray]]:
-    """deepwide's batches of ``manifest``, decoded and padded: [(wavs (B, S), lengths (B,))]."""
+    """deepwide's batches of ``manifest``, decoded and padded by deepwide's own loader:
+    [(wavs (B, S), lengths (B,))]."""
+    from deepwide.extract.loading import batch_requests, load_batch
+
     plan = build_plan(manifest, config)
-    wavs = [load_audio(p) for p in plan.paths]
-    out = []
-    for b in range(plan.n_batches):
-        utts = plan.batch_utts(b)
-        lens = np.array([len(wavs[u]) for u in utts])
-        x = np.zeros((len(utts), int(lens.max())), dtype=np.float32)
-        for j, u in enumerate(utts):
-            x[j, : len(wavs[u])] = wavs[u]
-        out.append((x, lens))
-    return out
+    batches = range(plan.n_batches)
+    utt_ids = [u.utt_id for u in plan.utts]
+    requests = batch_requests(batches, [plan.batch_utts(b) for b in batches], plan.paths, plan.n_samples, utt_ids)
+    return [load_batch(req)[1:] for req in requests]
 
 
 def forward_only(encoder: Any, batches: list[tuple[np.ndarray, np.ndarray]], device: str) -> None:

@@ -43,9 +43,10 @@ import numpy as np
 import torch
 import xarray as xr
 
-from deepwide.probing.run import ProbeConfig, open_store, probe_stores
+from deepwide.probing.run import ProbeConfig, probe_stores
 from deepwide.probing.solver import DEFAULT_PENALTIES, fit_softmax_path, sklearn_c, standardise
 from deepwide.probing.tasks import TASKS, PrepareOptions
+from deepwide.store import open_store
 
 log = logging.getLogger("benchmarks.probe")
 

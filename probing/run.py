@@ -136,17 +136,6 @@ class ModelEntry:
 
 
 # ----------------------------------------------------------------- store access
-def open_store(path: str | Path) -> xr.Dataset:
-    """Open a complete, validated feature store (:func:`deepwide.store.open_store`).
-
-    Raises:
-        StoreError: missing, unreadable, incomplete or mismatched store (one line).
-    """
-    from deepwide.store import open_store as _open
-
-    return _open(path)
-
-
 def resolve_device(name: str) -> str:
     """``"auto"`` → ``"cuda"`` when available else ``"cpu"``; ``"cuda"`` without CUDA is an error."""
     if name == "auto":
@@ -296,6 +285,8 @@ def probe_asv(data: TrialData, ds: Any, config: ProbeConfig, seed: int = 0) -> T
 
 # ----------------------------------------------------------------- several stores
 def _entries(stores: Sequence[Any], nulls: Sequence[Any]) -> list[ModelEntry]:
+    from deepwide.store import open_store  # validates schema and completion (one-line StoreError)
+
     def load(s: Any) -> tuple[Any, str]:
         if isinstance(s, xr.Dataset):
             return s, str(s.encoding.get("source", "<in memory>"))

@@ -25,9 +25,7 @@ import contextlib
 import json
 import logging
 import math
-import os
 import re
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -51,7 +49,7 @@ from deepwide.analysis.spectrum import (
     effective_rank_from_eigenvalues,
     participation_ratio_from_eigenvalues,
 )
-from deepwide.config import atomic_write_text, config_to_dict, dump_toml
+from deepwide.config import atomic_write_netcdf, atomic_write_text, config_to_dict, dump_toml
 from deepwide.errors import ConfigError, StoreError, TaskError
 from deepwide.registry import Registry
 
@@ -869,14 +867,7 @@ def write_result(ds: xr.Dataset, out_dir: str | Path, stem: str, config: Any) ->
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     nc = out / f"{stem}.nc"
-    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".nc.tmp", dir=out)
-    os.close(fd)
-    try:
-        ds.to_netcdf(tmp, engine="netcdf4")
-        os.replace(tmp, nc)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_netcdf(nc, ds)
     csv = out / f"{stem}.csv"
     atomic_write_text(csv, ds.to_dataframe().to_csv())
     cfg = out / f"{stem}.config.toml"

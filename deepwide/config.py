@@ -7,13 +7,14 @@ hashes them canonically (sorted JSON), never from ``str(args)``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import tempfile
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
@@ -107,23 +108,40 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
+@contextlib.contextmanager
+def atomic_target(path: str | Path) -> Iterator[str]:
+    """A temporary file name beside ``path`` that becomes ``path`` when the body succeeds.
+
+    The file gets the permissions a plain ``open`` would give (mkstemp creates 0600), and is
+    removed if the body raises, so ``path`` is never left half-written.
+    """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        yield tmp
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
+    with atomic_target(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def atomic_write_netcdf(path: str | Path, ds: Any) -> None:
+    """Write an xarray Dataset as NetCDF4 to ``path`` via a temporary file and a rename."""
+    with atomic_target(path) as tmp:
+        ds.to_netcdf(tmp, engine="netcdf4")
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

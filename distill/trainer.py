@@ -33,7 +33,6 @@ import logging
 import math
 import os
 import random
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,7 +44,7 @@ import torch
 from torch import Tensor, nn
 
 from deepwide import __version__
-from deepwide.config import atomic_write_json, atomic_write_text, config_to_dict
+from deepwide.config import atomic_target, atomic_write_json, atomic_write_text, config_to_dict
 from deepwide.corpora import Manifest, resolve_corpus
 from deepwide.distill.config import DistillConfig
 from deepwide.distill.data import CropBatches, CropSpec, StreamSampler, TeacherTargets, make_loader
@@ -318,17 +317,10 @@ def _gather_objects(obj: Any, env: DistEnv) -> list[Any]:
 # ----------------------------------------------------------------------------------- checkpoints
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_target(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def latest_checkpoint(out: Path) -> Path | None:

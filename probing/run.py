@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,7 +32,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from deepwide import __version__
-from deepwide.config import atomic_write_text, config_to_dict
+from deepwide.config import atomic_write_netcdf, atomic_write_text, config_to_dict
 from deepwide.errors import ConfigError, TaskError
 from deepwide.probing.solver import DEFAULT_PENALTIES, fit_softmax_path, standardise
 from deepwide.probing.stats import (
@@ -452,14 +450,7 @@ def write_results(results: xr.Dataset, out_dir: str | Path, name: str = "probe")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     nc_path, csv_path = out / f"{name}.nc", out / f"{name}.csv"
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".nc.tmp", dir=out)
-    os.close(fd)
-    try:
-        results.to_netcdf(tmp, engine="netcdf4")
-        os.replace(tmp, nc_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_netcdf(nc_path, results)
     atomic_write_text(csv_path, results.to_dataframe().to_csv())
     return nc_path, csv_path
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from click.testing import CliRunner
 from deepwide.audio import check_sample_rate, load_audio, read_audio
 from deepwide.cli import cli
 from deepwide.config import (
+    atomic_write_netcdf,
     atomic_write_text,
     config_from_dict,
     config_hash,
@@ -83,6 +85,43 @@ def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
     atomic_write_text(tmp_path / "x.txt", "hello")
     assert (tmp_path / "x.txt").read_text() == "hello"
     assert [p.name for p in tmp_path.iterdir()] == ["x.txt"]
+
+
+def test_atomic_writers_give_normal_permissions_and_keep_the_old_file_on_failure(tmp_path: Path) -> None:
+    """Results written through a temporary file are readable like any file (not mkstemp's
+    0600), and a writer that fails leaves the previous result and no temporary file."""
+    import stat
+
+    import xarray as xr
+
+    from deepwide.corpora.common import atomic_write_wav
+    from deepwide.distill.trainer import atomic_torch_save
+
+    umask = os.umask(0o022)
+    try:
+        ds = xr.Dataset({"score": ("layer", np.arange(3.0))})
+        atomic_write_netcdf(tmp_path / "r.nc", ds)
+        atomic_write_text(tmp_path / "r.csv", "a,b\n")
+        atomic_write_wav(tmp_path / "s.wav", np.zeros(1600, np.float32), 16000)
+        atomic_torch_save({"step": 1}, tmp_path / "c.pt")
+    finally:
+        os.umask(umask)
+    for name in ("r.nc", "r.csv", "s.wav", "c.pt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+    with xr.open_dataset(tmp_path / "r.nc") as back:
+        np.testing.assert_array_equal(back["score"].values, np.arange(3.0))
+
+    class Unwritable(xr.Dataset):
+        __slots__ = ()
+
+        def to_netcdf(self, *args: object, **kwargs: object) -> None:
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_netcdf(tmp_path / "r.nc", Unwritable({"score": ("layer", np.zeros(3))}))
+    with xr.open_dataset(tmp_path / "r.nc") as back:
+        np.testing.assert_array_equal(back["score"].values, np.arange(3.0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt", "r.csv", "r.nc", "s.wav"]
 
 
 def test_audio_reading_mono_resample_and_validation(tmp_path: Path) -> None:

@@ -16,8 +16,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from deepwide.config import atomic_target
 from deepwide.corpora.manifest import SPLITS
 from deepwide.errors import AudioError, ConfigError, CorpusError
 
@@ -318,12 +317,5 @@ def check_split(value: str, path: Path, lineno: int, expected: str, line: str) -
 # -- writing small derived audio (e.g. silence clips) ------------------------------------------
 def atomic_write_wav(path: Path, wav: np.ndarray, sample_rate: int) -> None:
     """Write ``wav`` (S,) float32 in [-1, 1] as 16-bit PCM WAV via a temp file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.wav", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_target(path) as tmp:
         sf.write(tmp, np.asarray(wav, dtype=np.float32), sample_rate, subtype="PCM_16", format="WAV")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -53,6 +53,8 @@ def _parse_penalties(_ctx: click.Context, _param: click.Parameter, value: str | 
               help="Comma-separated L2 grid on the mean-loss scale [default: 1,0.1,…,1e-5].")
 @click.option("--tol", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
               help="Solver tolerance on max |gradient| (as scikit-learn's tol) for the chosen fits.")
+@click.option("--max-iter", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Solver iterations per (layer, penalty) fit; a warning names layers whose chosen fit hit it.")
 @click.option("--boot", "n_boot", type=click.IntRange(min=10), default=1000, show_default=True,
               help="Bootstrap replicates for the 95% intervals.")
 @click.option("--weighted-sum/--no-weighted-sum", default=True, show_default=True,
@@ -72,6 +74,7 @@ def probe(
     max_eval_frames: int,
     penalties: tuple[float, ...] | None,
     tol: float,
+    max_iter: int,
     n_boot: int,
     weighted_sum: bool,
     include_silence: bool,
@@ -90,7 +93,7 @@ def probe(
     kwargs = {} if penalties is None else {"penalties": penalties}
     config = ProbeConfig(
         max_train_frames=max_train_frames, max_eval_frames=max_eval_frames, include_silence=include_silence,
-        segment_frames=segment_frames, tol=tol, n_boot=n_boot, weighted_sum=weighted_sum, device=device, **kwargs,
+        segment_frames=segment_frames, tol=tol, max_iter=max_iter, n_boot=n_boot, weighted_sum=weighted_sum, device=device, **kwargs,
     )
     results = probe_stores(list(stores), names, config, nulls=list(nulls), seed=seed, skip_unservable=use_all)
     click.echo(format_table(results), nl=False)

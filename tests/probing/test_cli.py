@@ -30,6 +30,19 @@ def test_probe_writes_results(store_paths, tmp_path) -> None:
     assert (out / "probe.csv").read_text().startswith("model,task,layer,")
 
 
+def test_probe_max_iter_reaches_the_solver_and_its_warning(store_paths, tmp_path) -> None:
+    store, _ = store_paths
+    result = CliRunner().invoke(
+        cli, ["probe", "--task", "sid", "--store", str(store), "--out", str(tmp_path / "r"), "--boot", "20",
+              "--device", "cpu", "--max-iter", "1", "--tol", "1e-9", "--no-weighted-sum"],
+    )
+    assert result.exit_code == 0, result.output
+    assert '"max_iter": 1' in xr.open_dataset(tmp_path / "r" / "probe.nc").attrs["config"]
+    warning = [line for line in result.output.splitlines() if line.startswith("WARNING")]
+    assert len(warning) == 1 and "chosen fit of 5 layer(s) stopped at max_iter=1" in warning[0]
+    assert "raise --max-iter" in warning[0]
+
+
 def test_probe_all_skips_unservable_and_missing_label_errors(store_paths) -> None:
     store, _ = store_paths
     runner = CliRunner()

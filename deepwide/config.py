@@ -112,18 +112,21 @@ def _drop_none(value: Any) -> Any:
 def atomic_target(path: str | Path) -> Iterator[str]:
     """A temporary file name beside ``path`` that becomes ``path`` when the body succeeds.
 
-    The file gets the permissions a plain ``open`` would give (mkstemp creates 0600), and is
-    removed if the body raises, so ``path`` is never left half-written.
+    The file gets the permissions a plain ``open`` would give (mkstemp creates 0600), is
+    flushed to disk before the rename, and is removed if the body raises, so ``path`` holds
+    either its old content or the whole new one.
     """
+    from deepwide.system import current_umask
+
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     os.close(fd)
     try:
         yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -134,8 +137,6 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
     with atomic_target(path) as tmp, open(tmp, "wb") as fh:
         fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def atomic_write_netcdf(path: str | Path, ds: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 
 def usable_cpus() -> int:
@@ -13,6 +14,23 @@ def usable_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux: /proc).
+
+    ``os.umask`` can only be read by setting it, which briefly changes the mask for every
+    thread of the process; this avoids that where it can.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # pragma: no cover - elsewhere: set and restore
+    os.umask(mask)
+    return mask
 
 
 @contextmanager

@@ -319,8 +319,6 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``."""
     with atomic_target(path) as tmp, open(tmp, "wb") as fh:
         torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def latest_checkpoint(out: Path) -> Path | None:

@@ -54,6 +54,7 @@ from deepwide.corpora.manifest import Manifest, Trial, Utterance
 from deepwide.corpora.phones import PHONE_SET, SILENCE, map_espeak_phone, merge_segments
 from deepwide.errors import ConfigError, CorpusError
 from deepwide.paths import cache_dir
+from deepwide.system import current_umask, usable_cpus
 
 log = logging.getLogger(__name__)
 
@@ -748,7 +749,7 @@ def generate_synth(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        umask = _current_umask()
+        umask = current_umask()
         tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the corpus is an ordinary folder
         manifest = _generate_into(config, tmp, seed=seed, workers=workers)
         if out.exists():
@@ -761,19 +762,6 @@ def generate_synth(
     log.info("synthetic corpus: %d utterances, %.1f min in %s", len(manifest),
              sum(u.duration_s for u in manifest) / 60, out)
     return manifest
-
-
-def _current_umask() -> int:
-    """The process umask, read without changing it where the OS allows (Linux)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)  # pragma: no cover - elsewhere: set and restore
-    os.umask(mask)
-    return mask
 
 
 def _generate_into(config: SynthConfig, root: Path, *, seed: int, workers: int) -> Manifest:
@@ -969,8 +957,6 @@ def ensure_synth_corpus(
 
 def default_workers() -> int:
     """Worker processes to use by default: the CPUs this process may run on (at most 8)."""
-    from deepwide.system import usable_cpus
-
     return max(1, min(8, usable_cpus()))
 
 

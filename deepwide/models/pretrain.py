@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from deepwide.audio import load_audio
-from deepwide.config import atomic_write_json, config_hash, config_to_dict
+from deepwide.config import atomic_target, atomic_write_json, config_hash, config_to_dict
 from deepwide.corpora import Manifest
 from deepwide.errors import ConfigError
 
@@ -533,9 +533,8 @@ def _save_state(path: Path, **state: Any) -> None:
             labels=state["labels"],
             quality=state["quality"],
         )
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    with atomic_target(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def _append_jsonl(path: Path, record: dict[str, Any]) -> None:

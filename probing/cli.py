@@ -54,7 +54,8 @@ def _parse_penalties(_ctx: click.Context, _param: click.Parameter, value: str | 
 @click.option("--tol", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
               help="Solver tolerance on max |gradient| (as scikit-learn's tol) for the chosen fits.")
 @click.option("--max-iter", type=click.IntRange(min=1), default=500, show_default=True,
-              help="Solver iterations per (layer, penalty) fit; a warning names layers whose chosen fit hit it.")
+              help="Solver iterations per run (sweep and refinement each); a warning names the "
+                   "layers whose chosen fit stopped there.")
 @click.option("--boot", "n_boot", type=click.IntRange(min=10), default=1000, show_default=True,
               help="Bootstrap replicates for the 95% intervals.")
 @click.option("--weighted-sum/--no-weighted-sum", default=True, show_default=True,

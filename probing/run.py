@@ -62,7 +62,7 @@ class ProbeConfig:
         include_silence: keep silence frames in ``phone``.
         segment_frames: ``sid-frame`` sample = mean of this many consecutive frames.
         tol: solver gradient tolerance (as scikit-learn's ``tol``).
-        max_iter: solver iterations per penalty.
+        max_iter: solver iterations per run (the penalty sweep and a refinement each get it).
         n_boot: bootstrap replicates.
         weighted_sum: also train the SUPERB weighted-sum probe.
         ws_steps, ws_batch, ws_lr: its Adam schedule.
@@ -219,9 +219,10 @@ def probe_classification(data: TaskData, ds: Any, config: ProbeConfig, seed: int
             x_dev=xd, y_dev=torch.from_numpy(y_dv), tol=config.tol, max_iter=config.max_iter,
         )
         if path.stats.chosen_max_iter_hits:
-            log.warning("%s: the chosen fit of %d layer(s) stopped at max_iter=%d before tol=%g "
+            layers = ", ".join(str(n) for n in result.layers[sl][path.chosen_max_iter])
+            log.warning("%s · %s: the chosen fit of layer(s) %s stopped at max_iter=%d before tol=%g "
                         "(%d (layer, penalty) fits in all); raise --max-iter to be sure of those layers",
-                        data.task.name, path.stats.chosen_max_iter_hits, config.max_iter, config.tol,
+                        ds.attrs.get("model_id", "?"), data.task.name, layers, config.max_iter, config.tol,
                         path.stats.max_iter_hits)
         elif path.stats.max_iter_hits:
             log.info("%s: %d (layer, penalty) fits stopped at max_iter=%d, none of them a chosen one",

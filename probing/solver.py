@@ -90,6 +90,7 @@ class SolverStats:
     evaluations: int = 0  # loss+gradient passes, counted per layer
     seconds_precondition: float = 0.0
     max_iter_hits: int = 0  # (layer, penalty) fits whose last run stopped at max_iter, not tol or a stall
+    # (max_iter bounds each run: the sweep and a refinement of the same fit each get it)
     chosen_max_iter_hits: int = 0  # of them, fits at a layer's chosen penalty (those give its result)
 
 
@@ -107,6 +108,8 @@ class SoftmaxPath:
         converged: ``(B, P)`` whether that fit met ``tol`` (the chosen fits are refined to it;
             penalties only swept at ``path_tol`` are usually False).
         stats: work counters.
+        chosen_max_iter: ``(B,)`` whether a layer's chosen fit stopped at ``max_iter`` before
+            ``tol`` (its result may be off the optimum).
     """
 
     penalties: np.ndarray
@@ -116,6 +119,7 @@ class SoftmaxPath:
     intercept: torch.Tensor
     converged: np.ndarray
     stats: SolverStats
+    chosen_max_iter: np.ndarray
 
     @property
     def best_penalty(self) -> np.ndarray:
@@ -422,7 +426,8 @@ def _fit_softmax_path(
         best_index = np.argmax(np.where(refined, dev_acc, -np.inf), axis=1)
     best_theta = path_theta[best_index, torch.arange(nb, device=dev)]
     stats.max_iter_hits = int(hit_max_iter.sum())
-    stats.chosen_max_iter_hits = int(hit_max_iter[np.arange(nb), best_index].sum())
+    chosen_max_iter = hit_max_iter[np.arange(nb), best_index]
+    stats.chosen_max_iter_hits = int(chosen_max_iter.sum())
     return SoftmaxPath(
         penalties=lams,
         dev_accuracy=dev_acc,
@@ -431,6 +436,7 @@ def _fit_softmax_path(
         intercept=best_theta[:, d].contiguous(),
         converged=converged,
         stats=stats,
+        chosen_max_iter=chosen_max_iter,
     )
 
 def standardise(

@@ -37,9 +37,10 @@ def test_probe_max_iter_reaches_the_solver_and_its_warning(store_paths, tmp_path
               "--device", "cpu", "--max-iter", "1", "--tol", "1e-9", "--no-weighted-sum"],
     )
     assert result.exit_code == 0, result.output
-    assert '"max_iter": 1' in xr.open_dataset(tmp_path / "r" / "probe.nc").attrs["config"]
+    with xr.open_dataset(tmp_path / "r" / "probe.nc") as res:
+        assert '"max_iter": 1' in res.attrs["config"]
     warning = [line for line in result.output.splitlines() if line.startswith("WARNING")]
-    assert len(warning) == 1 and "chosen fit of 5 layer(s) stopped at max_iter=1" in warning[0]
+    assert len(warning) == 1 and "fake-model · sid: the chosen fit of layer(s) 0, 1, 2, 3, 4 stopped at max_iter=1" in warning[0]
     assert "raise --max-iter" in warning[0]
 
 

@@ -42,6 +42,7 @@ import numpy as np
 from deepwide.audio import load_audio
 from deepwide.corpora.manifest import Manifest, Utterance
 from deepwide.extract import ExtractConfig
+from deepwide.extract.loading import batch_requests, load_batch
 from deepwide.extract.plan import build_plan
 
 # torch, xarray and the extraction module are imported inside the functions, as the CLI does:
@@ -127,8 +128,6 @@ def hand_loop(encoder: Any, manifest: Manifest, out: Path, device: str) -> None:
 def _batches(manifest: Manifest, config: ExtractConfig) -> list[tuple[np.ndarray, np.ndarray]]:
     """deepwide's batches of ``manifest``, decoded and padded by deepwide's own loader:
     [(wavs (B, S), lengths (B,))]."""
-    from deepwide.extract.loading import batch_requests, load_batch
-
     plan = build_plan(manifest, config)
     batches = range(plan.n_batches)
     utt_ids = [u.utt_id for u in plan.utts]

@@ -16,6 +16,7 @@ import sys
 import numpy as np
 import torch
 import torchaudio
+from tqdm import tqdm
 
 from deepwide.audio import load_audio
 from deepwide.corpora import resolve_corpus
@@ -27,9 +28,12 @@ from deepwide.store import open_store
 
 def main(store: str) -> None:
     ds = open_store(store)
+    manifest = resolve_corpus("synth")
+    if ds.attrs.get("corpus_id") != manifest.corpus_id:
+        raise SystemExit(f"error: {store} was extracted from {ds.attrs.get('corpus_id')!r}, not the default "
+                         f"synth corpus {manifest.corpus_id!r}; pass a store of `--corpus synth`")
     data = TASKS.get("sid").prepare(ds, ProbeConfig().prepare_options(0))
     ids = [str(u) for u in ds["utt_id"].values]
-    manifest = resolve_corpus("synth")
     by_id = {u.utt_id: u for u in manifest.utterances}
     mel = torchaudio.transforms.MelSpectrogram(16000, n_fft=400, hop_length=320, n_mels=80, center=False)
 
@@ -38,7 +42,8 @@ def main(store: str) -> None:
         return torch.cat([logmel.mean(1), logmel.std(1)]).numpy()
 
     splits = ("train", "dev", "test")
-    x = {s: np.stack([stats(int(g)) for g in getattr(data, s).groups]).astype(np.float32) for s in splits}
+    x = {s: np.stack([stats(int(g)) for g in tqdm(getattr(data, s).groups, desc=f"log-mel, {s}", leave=False)])
+         .astype(np.float32) for s in splits}
     y = {s: torch.from_numpy(getattr(data, s).labels) for s in splits}
     for name, cols in (("mean log-mel (80)", slice(0, 80)), ("mean + std log-mel (160)", slice(0, 160))):
         xt, xd, xe = (torch.from_numpy(x[s][:, cols].copy())[None] for s in splits)
@@ -49,4 +54,6 @@ def main(store: str) -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        raise SystemExit(f"usage: {sys.argv[0]} STORE  (a store extracted from the default synth corpus)")
     main(sys.argv[1])

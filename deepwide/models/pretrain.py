@@ -9,6 +9,15 @@ The recipe (HuBERT, Hsu et al. 2021, scaled down):
 3. iteration 2 targets: k-means on a middle layer of the iteration-1 model, then train again
    (continuing from the iteration-1 weights with a fresh logit head).
 
+Optional, off by default (``contrastive_weight > 0``): an utterance-level InfoNCE term. Every
+crop of the batch is cut in two at a random frame, each half goes through a random channel and
+noise of its own, and the two halves' mean-pooled ``contrastive_layer`` states (unmasked pass,
+layers above not run), projected, must find each other among the batch. The halves share the
+speaker but neither words nor recording conditions, so the term asks for the speaker, which
+k-means targets of per-utterance-normalised MFCCs (speaker NMI 0.04) never do. No labels are
+used (cf. Zhang et al. 2021, contrastive self-supervised speaker verification). Without the
+independent channels the halves are matched by their shared recording instead (docs/teacher.md).
+
 Cluster quality (phone purity, PNMI) is measured against the corpus alignments *before*
 training each iteration; it predicts the gain. Every step is seeded; checkpoints hold the
 model, optimiser, scheduler, RNG states and the step, so ``--resume`` continues a killed run.
@@ -53,7 +62,10 @@ class PretrainConfig:
         crop_seconds, batch_size: random crops per step.
         lr, warmup_frac, weight_decay, grad_clip: AdamW with linear warm-up then cosine decay.
         mask_prob, mask_length: HuBERT span masking.
-        final_dim: projection size of the logit head.
+        final_dim: projection size of the logit head (and of the contrastive head).
+        contrastive_weight: weight of the utterance-level InfoNCE term (0: plain HuBERT).
+        contrastive_layer: layer whose mean-pooled states the InfoNCE term compares.
+        contrastive_temp: temperature of its cosine similarities.
         eval_every: steps between held-out masked-accuracy evaluations.
         heldout_speakers: fraction of speakers held out for evaluation (never trained on).
     """
@@ -78,6 +90,9 @@ class PretrainConfig:
     mask_prob: float = 0.65
     mask_length: int = 10
     final_dim: int = 128
+    contrastive_weight: float = 0.0
+    contrastive_layer: int = 4
+    contrastive_temp: float = 0.1
     eval_every: int = 250
     heldout_speakers: float = 0.1
 
@@ -92,6 +107,12 @@ class PretrainConfig:
             raise ValueError(f"iter_layers must lie in 1..{self.depth}")
         if not 0 < self.mask_prob < 1:
             raise ValueError("mask_prob must lie in (0, 1)")
+        if self.contrastive_weight < 0 or self.contrastive_temp <= 0:
+            raise ValueError("contrastive_weight must be ≥ 0 and contrastive_temp > 0")
+        if self.contrastive_weight and not 1 <= self.contrastive_layer <= self.depth:
+            raise ValueError(f"contrastive_layer must lie in 1..{self.depth}")
+        if self.contrastive_weight and self.batch_size < 2:
+            raise ValueError("the contrastive term needs batch_size ≥ 2 (other utterances are its negatives)")
         if self.crop_seconds * 16000 < WIN:
             raise ValueError("crop_seconds too short for one frame")
 
@@ -306,7 +327,14 @@ def build_pretrain_model(encoder: Any, cfg: PretrainConfig, n_clusters: int, see
         )
         logits = LogitGenerator(cfg.width, n_clusters, cfg.final_dim, False, True)
         torch.nn.init.normal_(logits.label_embeddings)
-    return HuBERTPretrainModel(encoder.as_torchaudio(), mask, logits, feature_grad_mult=None)
+    model = HuBERTPretrainModel(encoder.as_torchaudio(), mask, logits, feature_grad_mult=None)
+    if cfg.contrastive_weight:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed + 1)
+            model.contrastive_head = torch.nn.Sequential(
+                torch.nn.LayerNorm(cfg.width), torch.nn.Linear(cfg.width, cfg.final_dim)
+            )
+    return model
 
 
 def masked_loss(model: torch.nn.Module, wavs: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -321,6 +349,106 @@ def masked_loss(model: torch.nn.Module, wavs: torch.Tensor, lengths: torch.Tenso
     loss = torch.nn.functional.cross_entropy(logit_m.float(), target)
     acc = float((logit_m.argmax(-1) == 0).float().mean()) if logit_m.numel() else 0.0
     return loss, acc
+
+
+def pretrain_loss(
+    model: torch.nn.Module, wavs: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, cfg: PretrainConfig
+) -> tuple[torch.Tensor, float, dict[str, float]]:
+    """Masked prediction, plus ``cfg.contrastive_weight`` × the utterance InfoNCE term.
+
+    Args:
+        wavs: (B, S); lengths: (B,); labels: (B, T) targets, −1 on padding.
+
+    Returns:
+        ``(loss, masked accuracy, extra)``: ``extra`` holds the InfoNCE loss and accuracy
+        when the term is on, else nothing.
+    """
+    loss, acc = masked_loss(model, wavs, lengths, labels)
+    if not cfg.contrastive_weight:
+        return loss, acc, {}
+    halves, half_lengths = augmented_halves(wavs, lengths)
+    pooled = _pooled_layer(model, halves, half_lengths, cfg.contrastive_layer)
+    closs, cacc = utterance_infonce(model.contrastive_head(pooled), cfg.contrastive_temp)
+    return loss + cfg.contrastive_weight * closs, acc, {"infonce": float(closs), "infonce_acc": cacc}
+
+
+def utterance_infonce(pooled: torch.Tensor, temperature: float) -> tuple[torch.Tensor, float]:
+    """InfoNCE between the two halves of each utterance (rows 2j and 2j + 1).
+
+    Args:
+        pooled: (B, E) one embedding per half, B even.
+
+    Returns:
+        ``(loss, accuracy)``: cross-entropy of finding the other half among the B − 1 other
+        rows (cosine similarity / ``temperature``), and how often it is the nearest.
+    """
+    z = torch.nn.functional.normalize(pooled.float(), dim=-1)
+    sim = z @ z.T / temperature
+    sim = sim.masked_fill(torch.eye(len(z), dtype=torch.bool), float("-inf"))
+    partner = torch.arange(len(z)) ^ 1
+    return torch.nn.functional.cross_entropy(sim, partner), float((sim.argmax(-1) == partner).float().mean())
+
+
+def augmented_halves(wavs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut every row in two at a random frame of its middle third; give each half its own channel.
+
+    Each half goes through a random channel of its own (high-pass 50–300 Hz, low-pass
+    3.5–7.5 kHz, three peaking bands of ±8 dB at 150 Hz–6 kHz) and white noise at 10–30 dB SNR,
+    so the two halves of an utterance share the speaker but neither words nor recording
+    conditions. Draws from torch's global generator (seeded and checkpointed by the run).
+
+    Args:
+        wavs: (B, S); lengths: (B,) valid samples, each ≥ 400.
+
+    Returns:
+        ``(halves (2B, S'), lengths (2B,))``: rows ``2j``, ``2j + 1`` are the frames
+        ``[0, cut)`` and ``[cut, n)`` of row ``j`` (a one-frame row gives that frame twice).
+    """
+    import torchaudio.functional as AF
+
+    parts = []
+    for b in range(len(wavs)):
+        w = wavs[b, : int(lengths[b])]
+        n = num_frames(len(w))
+        cut = int(torch.randint(max(1, n // 3), max(2, 2 * n // 3 + 1), (1,)))
+        # frames [0, cut) need samples [0, (cut - 1) * HOP + WIN); frames [cut, n) start at cut * HOP
+        for part in (w[: (cut - 1) * HOP + WIN], w[cut * HOP:]):
+            part = part if len(part) >= WIN else w[:WIN]
+            r = torch.rand(12)
+            x = AF.highpass_biquad(part[None], 16000, float(50 + 250 * r[0]))
+            x = AF.lowpass_biquad(x, 16000, float(3500 + 4000 * r[1]))
+            for k in range(3):
+                x = AF.equalizer_biquad(x, 16000, float(150 * 40 ** r[2 + k]), float(16 * r[5 + k] - 8),
+                                        float(0.7 + 1.3 * r[8 + k]))
+            rms = x.pow(2).mean().sqrt().clamp(min=1e-4)
+            x = x + rms * 10 ** (-(10 + 20 * float(r[11])) / 20) * torch.randn_like(x)
+            parts.append(x[0])
+    out_len = torch.tensor([len(x) for x in parts])
+    out = torch.zeros(len(parts), int(out_len.max()))
+    for i, x in enumerate(parts):
+        out[i, : len(x)] = x
+    return out, out_len
+
+
+def _pooled_layer(model: torch.nn.Module, wavs: torch.Tensor, lengths: torch.Tensor, layer: int) -> torch.Tensor:
+    """Mean over valid frames of layer ``layer``'s output (unmasked input, layers above not run).
+
+    Args:
+        wavs: (B, S); lengths: (B,).
+
+    Returns:
+        (B, D).
+    """
+    w2v = model.wav2vec2
+    x, frame_len = w2v.feature_extractor(wavs, lengths)
+    x, attn = w2v.encoder._preprocess(x, frame_len)
+    transformer = w2v.encoder.transformer
+    x = transformer._preprocess(x)
+    bias = None
+    for lay in transformer.layers[:layer]:
+        x, bias = lay(x, attn, position_bias=bias)
+    valid = (torch.arange(x.shape[1])[None] < frame_len[:, None]).to(x.dtype)[..., None]
+    return (x * valid).sum(1) / valid.sum(1).clamp(min=1)
 
 
 def lr_at(step: int, total: int, cfg: PretrainConfig) -> float:
@@ -453,7 +581,7 @@ def pretrain_teacher(
             wavs, lengths, lab = sample_batch(data, labels, data.train_idx, cfg.batch_size, crop, rng)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total, cfg)
-            loss, acc = masked_loss(model, wavs, lengths, lab)
+            loss, acc, extra = pretrain_loss(model, wavs, lengths, lab, cfg)
             if not torch.isfinite(loss):
                 raise ConfigError(f"pre-training loss became {loss.item()} at iteration {it + 1} step {step}; "
                                   f"lower --lr or resume from {state_path}")
@@ -463,13 +591,14 @@ def pretrain_teacher(
             opt.step()
             step += 1
             seen += int(lengths.sum())
-            window.append((loss.item(), acc))
+            window.append((loss.item(), acc, *extra.values()))
             bar.update(1)
             if step % max(1, min(25, total // 10)) == 0 or step == total:
                 # the window means are what the log and its tests read: single batches are noisy
-                loss_w, acc_w = (float(v) for v in np.mean(window, axis=0))
+                loss_w, acc_w, *extra_w = (float(v) for v in np.mean(window, axis=0))
                 window.clear()
                 rec = {"iteration": it + 1, "step": step, "loss": loss_w, "masked_acc": acc_w,
+                       **dict(zip(extra, extra_w, strict=True)),
                        "lr": opt.param_groups[0]["lr"], "audio_s_per_s": seen / 16000 / (time.time() - t0)}
                 _append_jsonl(log_path, rec)
                 bar.set_postfix(loss=f"{loss_w:.3f}", acc=f"{acc_w:.2f}")
@@ -547,7 +676,7 @@ def quick_config(cfg: PretrainConfig | None = None) -> PretrainConfig:
     base = cfg or PretrainConfig()
     return replace(base, depth=2, width=32, ffn=64, heads=2, frontend_channels=32, n_clusters=8,
                    kmeans_frames=5000, steps=(30,), iter_layers=(), crop_seconds=1.0, batch_size=4,
-                   lr=2e-3, final_dim=16, eval_every=10)
+                   lr=2e-3, final_dim=16, eval_every=10, contrastive_layer=min(base.contrastive_layer, 2))
 
 
 def export_teacher(run_dir: str | Path, out_dir: str | Path, *, half: bool = True) -> Path:

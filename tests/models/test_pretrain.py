@@ -48,6 +48,53 @@ def test_cluster_quality_known_values() -> None:
 def test_config_validation() -> None:
     with pytest.raises(ValueError, match="multiple of heads"):
         PretrainConfig(width=250, heads=4)
+    with pytest.raises(ValueError, match="contrastive_layer"):
+        PretrainConfig(contrastive_weight=0.5, contrastive_layer=13)
+    with pytest.raises(ValueError, match="contrastive_weight"):
+        PretrainConfig(contrastive_weight=-1.0)
+
+
+def test_augmented_halves_split_each_row_on_the_frame_grid() -> None:
+    from deepwide.models.pretrain import augmented_halves
+
+    torch.manual_seed(0)
+    lengths = torch.tensor([48000, 20000, 400])
+    wavs = torch.zeros(3, 48000)
+    for b, n in enumerate(lengths.tolist()):
+        wavs[b, :n] = 0.1 * torch.randn(n)
+    halves, half_len = augmented_halves(wavs, lengths)
+    assert halves.shape[0] == 6 and half_len.tolist()[4:] == [400, 400]  # a one-frame row: that frame twice
+    for b, n in enumerate(lengths.tolist()[:2]):
+        a, c = (num_frames(int(x)) for x in half_len[2 * b: 2 * b + 2])
+        # two disjoint, consecutive frame ranges that cover the row, cut in its middle third
+        assert a + c == num_frames(n) and num_frames(n) // 3 <= a <= 2 * num_frames(n) // 3 + 1
+        for j in (2 * b, 2 * b + 1):
+            assert torch.all(halves[j, int(half_len[j]):] == 0) and torch.isfinite(halves[j]).all()
+    # each half has its own channel: the halves are filtered copies, not the raw samples
+    first = halves[0, : int(half_len[0])]
+    assert not torch.allclose(first, wavs[0, : len(first)], atol=1e-3)
+    # every half draws its own channel: two identical rows give different first halves
+    torch.manual_seed(1)
+    same = (0.1 * torch.randn(1, 16000)).repeat(2, 1)
+    h, _ = augmented_halves(same, torch.tensor([16000, 16000]))
+    assert not torch.allclose(h[0, :400], h[2, :400], atol=1e-3)
+
+
+def test_utterance_infonce_rewards_matching_halves() -> None:
+    from deepwide.models.pretrain import utterance_infonce
+
+    rng = np.random.default_rng(0)
+    ids = torch.from_numpy(rng.normal(size=(4, 16))).float()
+    paired = ids.repeat_interleave(2, dim=0) + 0.01 * torch.randn(8, 16, generator=torch.Generator().manual_seed(0))
+    good, acc = utterance_infonce(paired, 0.1)
+    assert acc == 1.0 and float(good) < 0.1
+    bad, _ = utterance_infonce(paired[torch.randperm(8, generator=torch.Generator().manual_seed(0))], 0.1)
+    assert float(bad) > float(good) + 1
+    # the reference value: cross-entropy over cosine similarities / temperature, self excluded
+    z = torch.nn.functional.normalize(paired, dim=-1)
+    sim = (z @ z.T / 0.1).fill_diagonal_(-1e9)
+    ref = torch.nn.functional.cross_entropy(sim, torch.tensor([1, 0, 3, 2, 5, 4, 7, 6]))
+    assert float(good) == pytest.approx(float(ref), rel=1e-5)
     with pytest.raises(ValueError, match="iter_layers"):
         PretrainConfig(steps=(10, 10), iter_layers=())
 
@@ -76,6 +123,20 @@ def test_short_run_learns_resumes_and_loads(tiny_corpus, tmp_path: Path) -> None
     assert load_model(str(again)).weights_hash() == model.weights_hash()
 
 
+def test_contrastive_term_learns(tiny_corpus, tmp_path: Path) -> None:
+    """With the utterance InfoNCE term on, both terms are logged and the total loss falls; the
+    same seed reproduces the weights (the augmentation draws from the seeded generator)."""
+    torch.set_num_threads(1)
+    cfg = replace(quick_config(), steps=(150,), eval_every=75, lr=3e-3, contrastive_weight=0.5, contrastive_layer=1)
+    ckpt = pretrain_teacher(tiny_corpus, tmp_path / "c", cfg, seed=3)
+    recs = [json.loads(line) for line in (tmp_path / "c" / "pretrain_log.jsonl").read_text().splitlines()]
+    steps = [r for r in recs if "loss" in r]
+    assert all("infonce" in r and 0 <= r["infonce_acc"] <= 1 for r in steps)
+    assert np.mean([r["loss"] for r in steps[-3:]]) < np.mean([r["loss"] for r in steps[:3]])
+    again = pretrain_teacher(tiny_corpus, tmp_path / "d", cfg, seed=3)
+    assert load_model(str(again)).weights_hash() == load_model(str(ckpt)).weights_hash()
+
+
 def test_export_writes_the_runs_encoder(tiny_corpus, tmp_path: Path) -> None:
     from deepwide.models.pretrain import export_teacher
 
@@ -98,14 +159,15 @@ def test_export_writes_the_runs_encoder(tiny_corpus, tmp_path: Path) -> None:
 def test_bundled_teacher_is_the_finished_recipe_in_configs() -> None:
     """The shipped `tiny-teacher` records exactly the recipe of configs/tiny-teacher.toml, seed 0,
     run to its last planned step — so `deepwide teacher pretrain --config` reproduces it."""
-    from deepwide.config import config_from_dict, config_to_dict, load_toml
+    from deepwide.config import config_from_dict, load_toml
     from deepwide.models.zoo import assets_dir
 
     root = Path(__file__).resolve().parents[2]
     recipe = config_from_dict(PretrainConfig, load_toml(root / "configs" / "tiny-teacher.toml"))
     meta = json.loads((assets_dir() / "tiny-teacher" / "config.json").read_text())
     extra = meta["extra"]
-    assert extra["pretrain"]["config"] == config_to_dict(recipe)
+    # read with today's defaults (fields added since, like contrastive_weight, are off by default)
+    assert config_from_dict(PretrainConfig, extra["pretrain"]["config"]) == recipe
     assert extra["pretrain"]["seed"] == 0
     assert extra["total_steps_done"] == extra["total_steps_planned"] == sum(recipe.steps)
     assert meta["config"]["depth"] == 12 and meta["num_params"] == 10_130_816

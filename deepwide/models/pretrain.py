@@ -369,7 +369,7 @@ def pretrain_loss(
     halves, half_lengths = augmented_halves(wavs, lengths)
     pooled = _pooled_layer(model, halves, half_lengths, cfg.contrastive_layer)
     closs, cacc = utterance_infonce(model.contrastive_head(pooled), cfg.contrastive_temp)
-    return loss + cfg.contrastive_weight * closs, acc, {"infonce": float(closs), "infonce_acc": cacc}
+    return loss + cfg.contrastive_weight * closs, acc, {"infonce": closs.item(), "infonce_acc": cacc}
 
 
 def utterance_infonce(pooled: torch.Tensor, temperature: float) -> tuple[torch.Tensor, float]:

@@ -30,6 +30,9 @@ def corpus() -> None:
               help="Worker processes (the output does not depend on it) [default: CPUs, ≤ 8].")
 @click.option("--format", "audio_format", type=click.Choice(["flac", "wav"]), default="flac",
               show_default=True, help="Audio container (16-bit PCM, 16 kHz mono).")
+@click.option("--clean", is_flag=True,
+              help="Record every utterance cleanly (no channel filter or noise, one level): a "
+                   "pre-training corpus for `teacher pretrain` with augment_channel on.")
 @click.pass_context
 def synth_command(
     ctx: click.Context,
@@ -38,6 +41,7 @@ def synth_command(
     utts_per_speaker: int | None,
     workers: int | None,
     audio_format: str,
+    clean: bool,
 ) -> None:
     """Generate the multi-speaker synthetic corpus (espeak-ng, offline, deterministic).
 
@@ -61,6 +65,8 @@ def synth_command(
         cfg = replace(cfg, utts_per_speaker=utts_per_speaker)
     if audio_format != cfg.audio_format:
         cfg = replace(cfg, audio_format=audio_format)
+    if clean:
+        cfg = cfg.without_recording()
     n_workers = workers or default_workers()
     if out is None:
         manifest = ensure_synth_corpus(cfg, seed=seed, workers=n_workers)

@@ -349,6 +349,20 @@ class SynthConfig:
         if self.audio_format not in ("flac", "wav"):
             raise ValueError(f"audio_format must be 'flac' or 'wav', got {self.audio_format!r}")
 
+    def without_recording(self) -> SynthConfig:
+        """The same speakers and texts recorded cleanly: no channel filter or noise, one level.
+
+        For pre-training with online augmentation (``PretrainConfig.augment_channel``): when
+        every utterance carries its own channel, an utterance-level objective can match the
+        two halves of an utterance by their shared recording instead of their speaker. The
+        high- and low-pass become transparent (20 Hz, 7.9 kHz), the SNR 90 dB, the level
+        −23 dBFS; voices, texts and splits are those of ``self`` for the same seed.
+        """
+        from dataclasses import replace
+
+        return replace(self, channel_bands=0, highpass_hz=(20.0, 20.0), lowpass_hz=(7900.0, 7900.0),
+                       snr_db=(90.0, 90.0), level_dbfs=(-23.0, -23.0))
+
     def kind_counts(self) -> dict[str, int]:
         """Utterances per speaker of each kind (each ≥ 1, summing to ``utts_per_speaker``)."""
         m = self.utts_per_speaker

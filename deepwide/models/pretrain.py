@@ -16,7 +16,9 @@ layers above not run), projected, must find each other among the batch. The halv
 speaker but neither words nor recording conditions, so the term asks for the speaker, which
 k-means targets of per-utterance-normalised MFCCs (speaker NMI 0.04) never do. No labels are
 used (cf. Zhang et al. 2021, contrastive self-supervised speaker verification). Without the
-independent channels the halves are matched by their shared recording instead (docs/teacher.md).
+independent channels the halves are matched by their shared recording instead (docs/teacher.md);
+with ``augment_channel`` on a cleanly recorded corpus (``deepwide corpus synth --clean``) they
+share no recording at all, and the masked prediction sees random channels too.
 
 Cluster quality (phone purity, PNMI) is measured against the corpus alignments *before*
 training each iteration; it predicts the gain. Every step is seeded; checkpoints hold the
@@ -66,6 +68,11 @@ class PretrainConfig:
         contrastive_weight: weight of the utterance-level InfoNCE term (0: plain HuBERT).
         contrastive_layer: layer whose mean-pooled states the InfoNCE term compares.
         contrastive_temp: temperature of its cosine similarities.
+        augment_channel: put every masked-prediction crop through a random channel, noise and
+            gain (±``augment_gain_db``) of its own, targets from the unaugmented audio; the
+            InfoNCE halves get the gain too. Meant for a corpus recorded cleanly
+            (``deepwide corpus synth --clean``), so that no recording is shared by two halves.
+        augment_gain_db: largest |gain| of that augmentation, in dB.
         eval_every: steps between held-out masked-accuracy evaluations.
         heldout_speakers: fraction of speakers held out for evaluation (never trained on).
     """
@@ -93,6 +100,8 @@ class PretrainConfig:
     contrastive_weight: float = 0.0
     contrastive_layer: int = 4
     contrastive_temp: float = 0.1
+    augment_channel: bool = False
+    augment_gain_db: float = 6.0
     eval_every: int = 250
     heldout_speakers: float = 0.1
 
@@ -113,6 +122,8 @@ class PretrainConfig:
             raise ValueError(f"contrastive_layer must lie in 1..{self.depth}")
         if self.contrastive_weight and self.batch_size < 2:
             raise ValueError("the contrastive term needs batch_size ≥ 2 (other utterances are its negatives)")
+        if self.augment_gain_db < 0:
+            raise ValueError("augment_gain_db must be ≥ 0")
         if self.crop_seconds * 16000 < WIN:
             raise ValueError("crop_seconds too short for one frame")
 
@@ -363,10 +374,12 @@ def pretrain_loss(
         ``(loss, masked accuracy, extra)``: ``extra`` holds the InfoNCE loss and accuracy
         when the term is on, else nothing.
     """
-    loss, acc = masked_loss(model, wavs, lengths, labels)
+    gain_db = cfg.augment_gain_db if cfg.augment_channel else 0.0
+    inputs = augmented_batch(wavs, lengths, gain_db) if cfg.augment_channel else wavs
+    loss, acc = masked_loss(model, inputs, lengths, labels)
     if not cfg.contrastive_weight:
         return loss, acc, {}
-    halves, half_lengths = augmented_halves(wavs, lengths)
+    halves, half_lengths = augmented_halves(wavs, lengths, gain_db)
     pooled = _pooled_layer(model, halves, half_lengths, cfg.contrastive_layer)
     closs, cacc = utterance_infonce(model.contrastive_head(pooled), cfg.contrastive_temp)
     return loss + cfg.contrastive_weight * closs, acc, {"infonce": closs.item(), "infonce_acc": cacc}
@@ -389,12 +402,57 @@ def utterance_infonce(pooled: torch.Tensor, temperature: float) -> tuple[torch.T
     return torch.nn.functional.cross_entropy(sim, partner), float((sim.argmax(-1) == partner).float().mean())
 
 
-def augmented_halves(wavs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def random_channel(x: torch.Tensor, gain_db: float = 0.0) -> torch.Tensor:
+    """One random recording channel: filters, peaking bands, white noise and (optionally) gain.
+
+    High-pass 50–300 Hz, low-pass 3.5–7.5 kHz, three peaking bands of ±8 dB at 150 Hz–6 kHz,
+    white noise at 10–30 dB SNR, then a gain uniform in ±``gain_db`` dB (drawn only when
+    ``gain_db > 0``, so the draws without it are unchanged). Uses torch's global generator.
+
+    Args:
+        x: (S,) audio at 16 kHz.
+
+    Returns:
+        (S,) the same length.
+    """
+    import torchaudio.functional as AF
+
+    r = torch.rand(12)
+    y = AF.highpass_biquad(x[None], 16000, float(50 + 250 * r[0]))
+    y = AF.lowpass_biquad(y, 16000, float(3500 + 4000 * r[1]))
+    for k in range(3):
+        y = AF.equalizer_biquad(y, 16000, float(150 * 40 ** r[2 + k]), float(16 * r[5 + k] - 8),
+                                float(0.7 + 1.3 * r[8 + k]))
+    rms = y.pow(2).mean().sqrt().clamp(min=1e-4)
+    y = y + rms * 10 ** (-(10 + 20 * float(r[11])) / 20) * torch.randn_like(y)
+    if gain_db > 0:
+        y = y * 10 ** (float(torch.rand(1)) * 2 * gain_db / 20 - gain_db / 20)
+    return y[0]
+
+
+def augmented_batch(wavs: torch.Tensor, lengths: torch.Tensor, gain_db: float) -> torch.Tensor:
+    """Every row through a :func:`random_channel` of its own (valid samples only; padding stays 0).
+
+    Args:
+        wavs: (B, S); lengths: (B,).
+
+    Returns:
+        (B, S).
+    """
+    out = torch.zeros_like(wavs)
+    for b in range(len(wavs)):
+        n = int(lengths[b])
+        out[b, :n] = random_channel(wavs[b, :n], gain_db)
+    return out
+
+
+def augmented_halves(
+    wavs: torch.Tensor, lengths: torch.Tensor, gain_db: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Cut every row in two at a random frame of its middle third; give each half its own channel.
 
-    Each half goes through a random channel of its own (high-pass 50–300 Hz, low-pass
-    3.5–7.5 kHz, three peaking bands of ±8 dB at 150 Hz–6 kHz) and white noise at 10–30 dB SNR,
-    so the two halves of an utterance share the speaker but neither words nor recording
+    Each half goes through a :func:`random_channel` of its own (filters, peaking bands, noise,
+    and a gain of ±``gain_db`` dB when it is > 0), so the two halves of an utterance share the speaker but neither words nor recording
     conditions. Draws from torch's global generator (seeded and checkpointed by the run).
 
     Args:
@@ -404,8 +462,6 @@ def augmented_halves(wavs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.T
         ``(halves (2B, S'), lengths (2B,))``: rows ``2j``, ``2j + 1`` are the frames
         ``[0, cut)`` and ``[cut, n)`` of row ``j`` (a one-frame row gives that frame twice).
     """
-    import torchaudio.functional as AF
-
     parts = []
     for b in range(len(wavs)):
         w = wavs[b, : int(lengths[b])]
@@ -414,15 +470,7 @@ def augmented_halves(wavs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.T
         # frames [0, cut) need samples [0, (cut - 1) * HOP + WIN); frames [cut, n) start at cut * HOP
         for part in (w[: (cut - 1) * HOP + WIN], w[cut * HOP:]):
             part = part if len(part) >= WIN else w[:WIN]
-            r = torch.rand(12)
-            x = AF.highpass_biquad(part[None], 16000, float(50 + 250 * r[0]))
-            x = AF.lowpass_biquad(x, 16000, float(3500 + 4000 * r[1]))
-            for k in range(3):
-                x = AF.equalizer_biquad(x, 16000, float(150 * 40 ** r[2 + k]), float(16 * r[5 + k] - 8),
-                                        float(0.7 + 1.3 * r[8 + k]))
-            rms = x.pow(2).mean().sqrt().clamp(min=1e-4)
-            x = x + rms * 10 ** (-(10 + 20 * float(r[11])) / 20) * torch.randn_like(x)
-            parts.append(x[0])
+            parts.append(random_channel(part, gain_db))
     out_len = torch.tensor([len(x) for x in parts])
     out = torch.zeros(len(parts), int(out_len.max()))
     for i, x in enumerate(parts):

@@ -213,6 +213,20 @@ def test_speakers_are_stable_identities() -> None:
     assert len({s.formants for s in spk}) == len(spk)  # … but each has its own vocal tract
 
 
+def test_without_recording_keeps_voices_and_texts() -> None:
+    """`corpus synth --clean`: the same speakers and utterances, only the recording is clean."""
+    cfg = SynthConfig(n_speakers=6, utts_per_speaker=4)
+    clean = cfg.without_recording()
+    assert plan_speakers(clean, seed=2) == plan_speakers(cfg, seed=2)
+    plans = plan_utterances(cfg, plan_speakers(cfg, 2), seed=2)
+    clean_plans = plan_utterances(clean, plan_speakers(clean, 2), seed=2)
+    keep = ("utt_id", "speaker", "text", "keyword", "pitch", "rate", "formant", "formants")
+    for a, b in zip(plans, clean_plans, strict=True):
+        assert all(getattr(a, k) == getattr(b, k) for k in keep)
+        assert b.bands == () and b.snr_db == 90.0 and b.level_dbfs == -23.0
+    assert len({p.level_dbfs for p in plans}) > 1 and any(p.bands for p in plans)
+
+
 def _clean_plan(text: str, rate: float = 175.0, seed: int = 0):  # type: ignore[no-untyped-def]
     cfg = SynthConfig(n_speakers=4, utts_per_speaker=3)
     plan = plan_utterances(cfg, plan_speakers(cfg, seed), seed)[0]

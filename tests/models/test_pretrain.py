@@ -80,6 +80,25 @@ def test_augmented_halves_split_each_row_on_the_frame_grid() -> None:
     assert not torch.allclose(h[0, :400], h[2, :400], atol=1e-3)
 
 
+def test_random_channel_keeps_length_and_draws_gain_only_when_asked() -> None:
+    from deepwide.models.pretrain import augmented_batch, random_channel
+
+    x = 0.1 * torch.randn(8000, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    plain = random_channel(x)
+    torch.manual_seed(0)
+    loud = random_channel(x, gain_db=6.0)
+    assert plain.shape == loud.shape == x.shape and torch.isfinite(loud).all()
+    # the gain is drawn after the channel: same channel, the level scaled by ≤ ±6 dB
+    ratio = float(loud.norm() / plain.norm())
+    assert 10 ** (-6 / 20) - 1e-4 <= ratio <= 10 ** (6 / 20) + 1e-4
+    assert torch.allclose(loud / ratio, plain, atol=1e-5)
+    wavs = torch.zeros(2, 8000)
+    wavs[0], wavs[1, :3000] = x, x[:3000]
+    out = augmented_batch(wavs, torch.tensor([8000, 3000]), 6.0)
+    assert torch.all(out[1, 3000:] == 0) and not torch.allclose(out[0], wavs[0], atol=1e-3)
+
+
 def test_utterance_infonce_rewards_matching_halves() -> None:
     from deepwide.models.pretrain import utterance_infonce
 
@@ -135,6 +154,26 @@ def test_contrastive_term_learns(tiny_corpus, tmp_path: Path) -> None:
     assert np.mean([r["loss"] for r in steps[-3:]]) < np.mean([r["loss"] for r in steps[:3]])
     again = pretrain_teacher(tiny_corpus, tmp_path / "d", cfg, seed=3)
     assert load_model(str(again)).weights_hash() == load_model(str(ckpt)).weights_hash()
+
+
+def test_augmented_run_on_a_clean_corpus(tmp_path: Path) -> None:
+    """`augment_channel` on a cleanly recorded corpus: both terms logged, loss falls, seeded."""
+    from deepwide.corpora.synth import SynthConfig, generate_synth
+
+    torch.set_num_threads(1)
+    corpus = generate_synth(replace(SynthConfig(), n_speakers=4, utts_per_speaker=4).without_recording(),
+                            tmp_path / "clean", seed=0, workers=1)
+    cfg = replace(quick_config(), steps=(120,), eval_every=60, lr=3e-3, contrastive_weight=0.5,
+                  contrastive_layer=1, augment_channel=True)
+    ckpt = pretrain_teacher(corpus, tmp_path / "c", cfg, seed=3)
+    recs = [json.loads(line) for line in (tmp_path / "c" / "pretrain_log.jsonl").read_text().splitlines()]
+    steps = [r for r in recs if "loss" in r]
+    assert all("infonce" in r for r in steps)
+    assert np.mean([r["loss"] for r in steps[-3:]]) < np.mean([r["loss"] for r in steps[:3]])
+    again = pretrain_teacher(corpus, tmp_path / "d", cfg, seed=3)
+    assert load_model(str(again)).weights_hash() == load_model(str(ckpt)).weights_hash()
+    with pytest.raises(ValueError, match="augment_gain_db"):
+        PretrainConfig(augment_gain_db=-1.0)
 
 
 def test_export_writes_the_runs_encoder(tiny_corpus, tmp_path: Path) -> None:

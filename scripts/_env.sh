@@ -20,10 +20,18 @@ installed() {  # a test install also satisfies a plain one
 }
 if ! installed; then
   echo "[deepwide] installing deepwide and its pinned dependencies (first run: a few minutes)" >&2
-  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+  # torch's wheels take several GB: download and unpack them on the venv's own disk (not a
+  # possibly small /tmp) and keep no second copy in pip's cache.
+  tmp="$VENV/.pip-tmp"
+  mkdir -p "$tmp"
   spec="."
   [ -n "$EXTRAS" ] && spec=".[$EXTRAS]"
-  "$VENV/bin/python" -m pip install -q -c constraints.txt -e "$spec"
+  (
+    export TMPDIR="$tmp" PIP_NO_CACHE_DIR=1
+    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+    "$VENV/bin/python" -m pip install -q -c constraints.txt -e "$spec"
+  )
+  rm -rf "$tmp"
   echo "$hash ${EXTRAS:-base}" >> "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"

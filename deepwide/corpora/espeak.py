@@ -273,6 +273,7 @@ class _Zygote:
         return result
 
     def close(self) -> None:
+        """End the helper (closing its stdin ends its loop) and close both pipes."""
         if self.proc.poll() is None:
             with contextlib.suppress(OSError):
                 self.proc.stdin.close()  # type: ignore[union-attr]
@@ -281,6 +282,10 @@ class _Zygote:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
 
 
 class EspeakEngine:

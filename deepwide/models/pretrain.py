@@ -452,8 +452,8 @@ def augmented_halves(
     """Cut every row in two at a random frame of its middle third; give each half its own channel.
 
     Each half goes through a :func:`random_channel` of its own (filters, peaking bands, noise,
-    and a gain of ±``gain_db`` dB when it is > 0), so the two halves of an utterance share the speaker but neither words nor recording
-    conditions. Draws from torch's global generator (seeded and checkpointed by the run).
+    and a gain of ±``gain_db`` dB when it is > 0), so the two halves of an utterance share the
+    speaker but neither words nor recording conditions. Draws from torch's global generator (seeded and checkpointed by the run).
 
     Args:
         wavs: (B, S); lengths: (B,) valid samples, each ≥ 400.

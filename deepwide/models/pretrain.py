@@ -68,6 +68,9 @@ class PretrainConfig:
         contrastive_weight: weight of the utterance-level InfoNCE term (0: plain HuBERT).
         contrastive_layer: layer whose mean-pooled states the InfoNCE term compares.
         contrastive_temp: temperature of its cosine similarities.
+        contrastive_batch: utterances per step for the InfoNCE term, cropped separately from
+            the masked-prediction batch (more negatives; only layers up to
+            ``contrastive_layer`` run on them); 0: the masked-prediction crops themselves.
         augment_channel: put every masked-prediction crop through a random channel, noise and
             gain (±``augment_gain_db``) of its own, targets from the unaugmented audio; the
             InfoNCE halves get the gain too. Meant for a corpus recorded cleanly
@@ -100,6 +103,7 @@ class PretrainConfig:
     contrastive_weight: float = 0.0
     contrastive_layer: int = 4
     contrastive_temp: float = 0.1
+    contrastive_batch: int = 0
     augment_channel: bool = False
     augment_gain_db: float = 6.0
     eval_every: int = 250
@@ -122,6 +126,8 @@ class PretrainConfig:
             raise ValueError(f"contrastive_layer must lie in 1..{self.depth}")
         if self.contrastive_weight and self.batch_size < 2:
             raise ValueError("the contrastive term needs batch_size ≥ 2 (other utterances are its negatives)")
+        if self.contrastive_batch < 0 or self.contrastive_batch == 1:
+            raise ValueError("contrastive_batch must be 0 (the masked-prediction crops) or ≥ 2")
         if self.augment_gain_db < 0:
             raise ValueError("augment_gain_db must be ≥ 0")
         if self.crop_seconds * 16000 < WIN:
@@ -363,12 +369,15 @@ def masked_loss(model: torch.nn.Module, wavs: torch.Tensor, lengths: torch.Tenso
 
 
 def pretrain_loss(
-    model: torch.nn.Module, wavs: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, cfg: PretrainConfig
+    model: torch.nn.Module, wavs: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, cfg: PretrainConfig,
+    contrastive: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, float, dict[str, float]]:
     """Masked prediction, plus ``cfg.contrastive_weight`` × the utterance InfoNCE term.
 
     Args:
         wavs: (B, S); lengths: (B,); labels: (B, T) targets, −1 on padding.
+        contrastive: ``(wavs (B', S'), lengths (B',))`` crops for the InfoNCE term
+            (``cfg.contrastive_batch``); None: ``wavs`` and ``lengths`` themselves.
 
     Returns:
         ``(loss, masked accuracy, extra)``: ``extra`` holds the InfoNCE loss and accuracy
@@ -379,7 +388,8 @@ def pretrain_loss(
     loss, acc = masked_loss(model, inputs, lengths, labels)
     if not cfg.contrastive_weight:
         return loss, acc, {}
-    halves, half_lengths = augmented_halves(wavs, lengths, gain_db)
+    c_wavs, c_lengths = contrastive if contrastive is not None else (wavs, lengths)
+    halves, half_lengths = augmented_halves(c_wavs, c_lengths, gain_db)
     pooled = _pooled_layer(model, halves, half_lengths, cfg.contrastive_layer)
     closs, cacc = utterance_infonce(model.contrastive_head(pooled), cfg.contrastive_temp)
     return loss + cfg.contrastive_weight * closs, acc, {"infonce": closs.item(), "infonce_acc": cacc}
@@ -627,9 +637,12 @@ def pretrain_teacher(
         while step < total:
             model.train()
             wavs, lengths, lab = sample_batch(data, labels, data.train_idx, cfg.batch_size, crop, rng)
+            contrastive = None
+            if cfg.contrastive_weight and cfg.contrastive_batch:
+                contrastive = sample_batch(data, labels, data.train_idx, cfg.contrastive_batch, crop, rng)[:2]
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total, cfg)
-            loss, acc, extra = pretrain_loss(model, wavs, lengths, lab, cfg)
+            loss, acc, extra = pretrain_loss(model, wavs, lengths, lab, cfg, contrastive)
             if not torch.isfinite(loss):
                 raise ConfigError(f"pre-training loss became {loss.item()} at iteration {it + 1} step {step}; "
                                   f"lower --lr or resume from {state_path}")

@@ -157,14 +157,15 @@ def test_contrastive_term_learns(tiny_corpus, tmp_path: Path) -> None:
 
 
 def test_augmented_run_on_a_clean_corpus(tmp_path: Path) -> None:
-    """`augment_channel` on a cleanly recorded corpus: both terms logged, loss falls, seeded."""
+    """`augment_channel` on a cleanly recorded corpus, InfoNCE on its own larger batch of crops:
+    both terms logged, loss falls, seeded."""
     from deepwide.corpora.synth import SynthConfig, generate_synth
 
     torch.set_num_threads(1)
     corpus = generate_synth(replace(SynthConfig(), n_speakers=4, utts_per_speaker=4).without_recording(),
                             tmp_path / "clean", seed=0, workers=1)
     cfg = replace(quick_config(), steps=(120,), eval_every=60, lr=3e-3, contrastive_weight=0.5,
-                  contrastive_layer=1, augment_channel=True)
+                  contrastive_layer=1, augment_channel=True, contrastive_batch=6)
     ckpt = pretrain_teacher(corpus, tmp_path / "c", cfg, seed=3)
     recs = [json.loads(line) for line in (tmp_path / "c" / "pretrain_log.jsonl").read_text().splitlines()]
     steps = [r for r in recs if "loss" in r]
@@ -174,6 +175,8 @@ def test_augmented_run_on_a_clean_corpus(tmp_path: Path) -> None:
     assert load_model(str(again)).weights_hash() == load_model(str(ckpt)).weights_hash()
     with pytest.raises(ValueError, match="augment_gain_db"):
         PretrainConfig(augment_gain_db=-1.0)
+    with pytest.raises(ValueError, match="contrastive_batch"):
+        PretrainConfig(contrastive_batch=1)
 
 
 def test_export_writes_the_runs_encoder(tiny_corpus, tmp_path: Path) -> None:

@@ -218,7 +218,7 @@ def probe_classification(data: TaskData, ds: Any, config: ProbeConfig, seed: int
             xt, torch.from_numpy(y_tr), k, config.penalties,
             x_dev=xd, y_dev=torch.from_numpy(y_dv), tol=config.tol, max_iter=config.max_iter,
         )
-        if path.stats.chosen_max_iter_hits:
+        if path.chosen_max_iter.any():
             layers = ", ".join(str(n) for n in result.layers[sl][path.chosen_max_iter])
             log.warning("%s · %s: the chosen fit of layer(s) %s stopped at max_iter=%d before tol=%g "
                         "(%d (layer, penalty) fits in all); raise --max-iter to be sure of those layers",

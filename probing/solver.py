@@ -90,8 +90,8 @@ class SolverStats:
     evaluations: int = 0  # loss+gradient passes, counted per layer
     seconds_precondition: float = 0.0
     max_iter_hits: int = 0  # (layer, penalty) fits whose last run stopped at max_iter, not tol or a stall
-    # (max_iter bounds each run: the sweep and a refinement of the same fit each get it)
-    chosen_max_iter_hits: int = 0  # of them, fits at a layer's chosen penalty (those give its result)
+    # (max_iter bounds each run: the sweep and a refinement of the same fit each get it); which
+    # of them are chosen fits is SoftmaxPath.chosen_max_iter
 
 
 @dataclass
@@ -427,7 +427,6 @@ def _fit_softmax_path(
     best_theta = path_theta[best_index, torch.arange(nb, device=dev)]
     stats.max_iter_hits = int(hit_max_iter.sum())
     chosen_max_iter = hit_max_iter[np.arange(nb), best_index]
-    stats.chosen_max_iter_hits = int(chosen_max_iter.sum())
     return SoftmaxPath(
         penalties=lams,
         dev_accuracy=dev_acc,

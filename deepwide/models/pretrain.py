@@ -124,10 +124,12 @@ class PretrainConfig:
             raise ValueError("contrastive_weight must be ≥ 0 and contrastive_temp > 0")
         if self.contrastive_weight and not 1 <= self.contrastive_layer <= self.depth:
             raise ValueError(f"contrastive_layer must lie in 1..{self.depth}")
-        if self.contrastive_weight and self.batch_size < 2:
-            raise ValueError("the contrastive term needs batch_size ≥ 2 (other utterances are its negatives)")
         if self.contrastive_batch < 0 or self.contrastive_batch == 1:
             raise ValueError("contrastive_batch must be 0 (the masked-prediction crops) or ≥ 2")
+        if self.contrastive_batch and not self.contrastive_weight:
+            raise ValueError("contrastive_batch is used only by the contrastive term: set contrastive_weight > 0")
+        if self.contrastive_weight and (self.contrastive_batch or self.batch_size) < 2:
+            raise ValueError("the contrastive term needs batch_size ≥ 2 (other utterances are its negatives)")
         if self.augment_gain_db < 0:
             raise ValueError("augment_gain_db must be ≥ 0")
         if self.crop_seconds * 16000 < WIN:
@@ -463,7 +465,8 @@ def augmented_halves(
 
     Each half goes through a :func:`random_channel` of its own (filters, peaking bands, noise,
     and a gain of ±``gain_db`` dB when it is > 0), so the two halves of an utterance share the
-    speaker but neither words nor recording conditions. Draws from torch's global generator (seeded and checkpointed by the run).
+    speaker but neither words nor recording conditions. Draws from torch's global generator
+    (seeded and checkpointed by the run).
 
     Args:
         wavs: (B, S); lengths: (B,) valid samples, each ≥ 400.

@@ -176,7 +176,12 @@ def test_augmented_run_on_a_clean_corpus(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="augment_gain_db"):
         PretrainConfig(augment_gain_db=-1.0)
     with pytest.raises(ValueError, match="contrastive_batch"):
-        PretrainConfig(contrastive_batch=1)
+        PretrainConfig(contrastive_weight=0.5, contrastive_batch=1)
+    with pytest.raises(ValueError, match="set contrastive_weight"):
+        PretrainConfig(contrastive_batch=32)
+    with pytest.raises(ValueError, match="batch_size ≥ 2"):
+        PretrainConfig(contrastive_weight=0.5, batch_size=1)
+    PretrainConfig(contrastive_weight=0.5, batch_size=1, contrastive_batch=8)  # its own batch gives the negatives
 
 
 def test_export_writes_the_runs_encoder(tiny_corpus, tmp_path: Path) -> None:

@@ -672,10 +672,25 @@ def pretrain_teacher(
                 _save_state(state_path, key=key, iteration=it, step=step, encoder=encoder, model=model,
                             opt=opt, rng=rng, labels=labels, quality=quality)
         bar.close()
+        if it + 1 < len(cfg.steps):
+            # each iteration's model is kept (HuBERT practice), recorded as the recipe cut there
+            info_k, cfg_k = _recipe_cut(info, cfg, it + 1)
+            save_checkpoint(encoder, out / f"model-iter{it + 1}", extra=_run_extra(info_k, cfg_k, it + 1, 0))
         # the pre-training model shares the encoder's modules, so the encoder is trained in place
         _save_state(state_path, key=key, iteration=it + 1, step=0, encoder=encoder, model=None,
                     opt=None, rng=None, labels=None, quality=None)
     return save_checkpoint(encoder, out / "model", extra=_run_extra(info, cfg, len(cfg.steps), 0))
+
+
+def _recipe_cut(info: dict[str, Any], cfg: PretrainConfig, iterations: int) -> tuple[dict[str, Any], PretrainConfig]:
+    """The run's record as if its recipe had stopped after ``iterations`` iterations.
+
+    Iteration k depends only on the steps of iterations ≤ k (its learning-rate schedule spans
+    its own steps; data order, masks and k-means are seeded per iteration), so the model after
+    iteration k of a longer recipe *is* the final model of the recipe cut there — a test checks it.
+    """
+    cut = replace(cfg, steps=cfg.steps[:iterations], iter_layers=cfg.iter_layers[:iterations - 1])
+    return {**info, "config": config_to_dict(cut)}, cut
 
 
 def _run_extra(info: dict[str, Any], cfg: PretrainConfig, iteration: int, step: int) -> dict[str, Any]:
@@ -743,7 +758,8 @@ def quick_config(cfg: PretrainConfig | None = None) -> PretrainConfig:
                    lr=2e-3, final_dim=16, eval_every=10, contrastive_layer=min(base.contrastive_layer, 2))
 
 
-def export_teacher(run_dir: str | Path, out_dir: str | Path, *, half: bool = True) -> Path:
+def export_teacher(run_dir: str | Path, out_dir: str | Path, *, half: bool = True,
+                   iterations: int | None = None) -> Path:
     """Write the encoder of a (possibly unfinished) pre-training run as a deepwide checkpoint.
 
     The weights are those of the run's last saved state (``state.pt``); ``config.json`` records
@@ -753,6 +769,8 @@ def export_teacher(run_dir: str | Path, out_dir: str | Path, *, half: bool = Tru
         run_dir: the ``--out`` folder of ``deepwide teacher pretrain``.
         out_dir: checkpoint folder to write (e.g. ``deepwide/models/assets/tiny-teacher``).
         half: store the weights as float16 (the bundled teacher: ≈ 20 MB instead of 40 MB).
+        iterations: the state must be exactly the end of this iteration; the checkpoint then
+            records the recipe cut after it (``steps[:iterations]``), whose final model it is.
     """
     from deepwide.config import config_from_dict
     from deepwide.models import build_encoder, save_checkpoint
@@ -765,4 +783,13 @@ def export_teacher(run_dir: str | Path, out_dir: str | Path, *, half: bool = Tru
     state = torch.load(run / "state.pt", weights_only=False)
     encoder = build_encoder(cfg.encoder_config(), seed=info["seed"], model_id="tiny-teacher")
     encoder.load_state_dict(state["encoder"])  # shares its modules with the pre-training model
-    return save_checkpoint(encoder, out_dir, extra=_run_extra(info, cfg, state["iteration"], state["step"]), half=half)
+    done, step = state["iteration"], state["step"]
+    if iterations is not None:
+        if not 1 <= iterations <= len(cfg.steps):
+            raise ConfigError(f"--iterations {iterations}: the recipe in {run} has {len(cfg.steps)} iteration(s)")
+        if not ((done, step) == (iterations, 0) or (done, step) == (iterations - 1, cfg.steps[iterations - 1])):
+            raise ConfigError(f"{run}/state.pt is at iteration {done + 1}, step {step}, not at the end of iteration "
+                              f"{iterations}; export without --iterations, or from a copy saved then")
+        info, cfg = _recipe_cut(info, cfg, iterations)
+        done, step = iterations, 0
+    return save_checkpoint(encoder, out_dir, extra=_run_extra(info, cfg, done, step), half=half)

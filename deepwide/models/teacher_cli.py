@@ -47,8 +47,10 @@ def pretrain_cmd(ctx: click.Context, corpus_spec: str, out: Path, config_file: P
 @teacher.command("export")
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True, help="A `teacher pretrain --out` folder.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Checkpoint folder to write.")
-def export_cmd(run_dir: Path, out: Path) -> None:
+@click.option("--iterations", type=click.IntRange(min=1), default=None,
+              help="The state is the end of this iteration: record the recipe cut after it.")
+def export_cmd(run_dir: Path, out: Path, iterations: int | None) -> None:
     """Write the encoder of a (possibly unfinished) pre-training run as a deepwide checkpoint."""
     from deepwide.models.pretrain import export_teacher
 
-    click.echo(f"teacher checkpoint: {export_teacher(run_dir, out)}")
+    click.echo(f"teacher checkpoint: {export_teacher(run_dir, out, iterations=iterations)}")

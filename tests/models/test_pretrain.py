@@ -218,3 +218,28 @@ def test_bundled_teacher_is_the_finished_recipe_in_configs() -> None:
     assert extra["pretrain"]["seed"] == 0
     assert extra["total_steps_done"] == extra["total_steps_planned"] == sum(recipe.steps)
     assert meta["config"]["depth"] == 12 and meta["num_params"] == 10_130_816
+
+
+def test_each_iteration_is_kept_as_the_recipe_cut_there(tiny_corpus, tmp_path: Path) -> None:
+    """`model-iter1` of a two-iteration run is the final model of the one-iteration recipe
+    (weights and record), so an iteration-1 teacher is reproducible from its own config."""
+    from deepwide.errors import ConfigError
+    from deepwide.models.pretrain import export_teacher
+
+    torch.set_num_threads(1)
+    two = replace(quick_config(), steps=(6, 4), iter_layers=(1,), eval_every=3)
+    one = replace(two, steps=(6,), iter_layers=())
+    pretrain_teacher(tiny_corpus, tmp_path / "two", two, seed=2)
+    solo = pretrain_teacher(tiny_corpus, tmp_path / "one", one, seed=2)
+    kept = tmp_path / "two" / "model-iter1"
+    assert load_model(str(kept)).weights_hash() == load_model(str(solo)).weights_hash()
+    assert json.loads((kept / "config.json").read_text())["extra"] == json.loads((solo / "config.json").read_text())["extra"]
+    assert not (tmp_path / "two" / "model-iter2").exists()  # the last iteration is `model`
+    # export --iterations: the one-iteration run's final state is the end of iteration 1 ...
+    cut = export_teacher(tmp_path / "one", tmp_path / "exp", half=False, iterations=1)
+    assert load_model(str(cut)).weights_hash() == load_model(str(solo)).weights_hash()
+    # ... the two-iteration run's final state is not
+    with pytest.raises(ConfigError, match="not at the end of iteration 1"):
+        export_teacher(tmp_path / "two", tmp_path / "bad", iterations=1)
+    with pytest.raises(ConfigError, match="has 2 iteration"):
+        export_teacher(tmp_path / "two", tmp_path / "bad", iterations=3)

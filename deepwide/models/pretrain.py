@@ -641,7 +641,7 @@ def pretrain_teacher(
             model.train()
             wavs, lengths, lab = sample_batch(data, labels, data.train_idx, cfg.batch_size, crop, rng)
             contrastive = None
-            if cfg.contrastive_weight and cfg.contrastive_batch:
+            if cfg.contrastive_batch:  # validated: only with contrastive_weight > 0
                 contrastive = sample_batch(data, labels, data.train_idx, cfg.contrastive_batch, crop, rng)[:2]
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total, cfg)
@@ -780,13 +780,13 @@ def export_teacher(run_dir: str | Path, out_dir: str | Path, *, half: bool = Tru
         raise ConfigError(f"{run} holds no pre-training state; run `deepwide teacher pretrain --out {run}` first")
     info = json.loads((run / "pretrain_config.json").read_text())
     cfg = config_from_dict(PretrainConfig, info["config"], where=str(run / "pretrain_config.json"))
+    if iterations is not None and not 1 <= iterations <= len(cfg.steps):
+        raise ConfigError(f"--iterations {iterations}: the recipe in {run} has {len(cfg.steps)} iteration(s)")
     state = torch.load(run / "state.pt", weights_only=False)
     encoder = build_encoder(cfg.encoder_config(), seed=info["seed"], model_id="tiny-teacher")
     encoder.load_state_dict(state["encoder"])  # shares its modules with the pre-training model
     done, step = state["iteration"], state["step"]
     if iterations is not None:
-        if not 1 <= iterations <= len(cfg.steps):
-            raise ConfigError(f"--iterations {iterations}: the recipe in {run} has {len(cfg.steps)} iteration(s)")
         if not ((done, step) == (iterations, 0) or (done, step) == (iterations - 1, cfg.steps[iterations - 1])):
             raise ConfigError(f"{run}/state.pt is at iteration {done + 1}, step {step}, not at the end of iteration "
                               f"{iterations}; export without --iterations, or from a copy saved then")

@@ -238,6 +238,7 @@ def test_each_iteration_is_kept_as_the_recipe_cut_there(tiny_corpus, tmp_path: P
     # export --iterations: the one-iteration run's final state is the end of iteration 1 ...
     cut = export_teacher(tmp_path / "one", tmp_path / "exp", half=False, iterations=1)
     assert load_model(str(cut)).weights_hash() == load_model(str(solo)).weights_hash()
+    assert json.loads((cut / "config.json").read_text())["extra"] == json.loads((solo / "config.json").read_text())["extra"]
     # ... the two-iteration run's final state is not
     with pytest.raises(ConfigError, match="not at the end of iteration 1"):
         export_teacher(tmp_path / "two", tmp_path / "bad", iterations=1)

@@ -20,7 +20,13 @@ from typing import Any, TypeVar, get_type_hints
 
 import tomli_w
 
-from deepwide.errors import ConfigError
+from deepwide.errors import (
+    ConfigError,
+    DeepwideError,
+    DiskFullError,
+    disk_full_message,
+    is_disk_full,
+)
 
 C = TypeVar("C")
 
@@ -119,8 +125,13 @@ def atomic_target(path: str | Path) -> Iterator[str]:
     from deepwide.system import current_umask
 
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise DiskFullError(disk_full_message(p.parent)) from exc
+        raise
     os.close(fd)
     try:
         yield tmp
@@ -128,9 +139,26 @@ def atomic_target(path: str | Path) -> Iterator[str]:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, p)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, Exception) and not isinstance(exc, DeepwideError) and _write_failed_for_space(exc, p.parent):
+            raise DiskFullError(disk_full_message(p.parent)) from exc
         raise
+
+
+def _write_failed_for_space(exc: Exception, folder: Path) -> bool:
+    """Whether a failed write was a full disk: ENOSPC itself, or an error some writers
+    (netCDF4 raises ``PermissionError`` on its temp file) report instead while the disk is full."""
+    if is_disk_full(exc):
+        return True
+    if isinstance(exc, OSError):
+        import shutil
+
+        try:
+            return shutil.disk_usage(folder).free < 1_000_000
+        except OSError:
+            return False
+    return False
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

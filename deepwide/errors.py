@@ -40,3 +40,41 @@ class StoreError(DeepwideError):
 
 class TaskError(DeepwideError):
     """A probing/analysis task that the given store cannot serve (e.g. missing labels)."""
+
+
+class DiskFullError(DeepwideError):
+    """A write failed because the disk (or the user's quota) is full."""
+
+
+def disk_full_message(folder: str | object, needed_bytes: int | None = None) -> str:
+    """One line naming the full disk, its free space and (when known) the space a write needs.
+
+    Args:
+        folder: the folder that was being written to.
+        needed_bytes: bytes the failed write needed, when the caller knows.
+    """
+    import shutil
+    from pathlib import Path
+
+    p = Path(str(folder))
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        free = f"{shutil.disk_usage(p).free / 1e6:,.1f} MB free"
+    except OSError:
+        free = "free space unknown"
+    need = f", about {needed_bytes / 1e6:,.1f} MB needed" if needed_bytes else ""
+    return f"the disk holding {folder} is full ({free}{need}); free some space or choose another folder, then rerun"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (an OSError, possibly wrapped) reports a full disk or exceeded quota."""
+    import errno
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False

@@ -182,3 +182,31 @@ def test_user_errors_become_one_line_and_v_shows_traceback(tmp_path: Path) -> No
     proc = subprocess.run([sys.executable, "-m", "deepwide", "-v", "report", "--results", missing],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" in proc.stderr
+
+
+def test_a_full_disk_is_one_line_that_names_the_folder_and_keeps_the_old_file(tmp_path: Path) -> None:
+    """ENOSPC (or a writer's PermissionError while the disk is full) becomes DiskFullError."""
+    import errno
+
+    import xarray as xr
+
+    from deepwide.config import atomic_target
+    from deepwide.errors import DiskFullError
+
+    atomic_write_text(tmp_path / "r.csv", "old\n")
+
+    class Full(xr.Dataset):
+        __slots__ = ()
+
+        def to_netcdf(self, *args: object, **kwargs: object) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(DiskFullError) as info:
+        atomic_write_netcdf(tmp_path / "r.nc", Full({"score": ("layer", np.zeros(3))}))
+    message = str(info.value)
+    assert "\n" not in message and str(tmp_path) in message and "MB free" in message
+    with pytest.raises(DiskFullError), atomic_target(tmp_path / "r.csv") as tmp:
+        Path(tmp).write_text("partial")
+        raise OSError(errno.EDQUOT, "Disk quota exceeded")
+    assert (tmp_path / "r.csv").read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv"]

@@ -7,6 +7,7 @@ hashes them canonically (sorted JSON), never from ``str(args)``.
 
 from __future__ import annotations
 
+import collections.abc
 import contextlib
 import dataclasses
 import hashlib
@@ -14,9 +15,10 @@ import json
 import os
 import tempfile
 import tomllib
+import types
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar, get_type_hints
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import tomli_w
 
@@ -71,13 +73,82 @@ def config_from_dict(cls: type[C], data: Mapping[str, Any], *, where: str = "con
         hint = hints.get(name)
         if isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
             value = config_from_dict(hint, value, where=f"{where}.{name}")
-        elif isinstance(value, list):
-            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        else:
+            value = _typed(value, hint, f"{where}: {name}")
         kwargs[name] = value
     try:
         return cls(**kwargs)  # type: ignore[return-value]
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _describe(value: Any) -> str:
+    shown = repr(value)
+    return f"{type(value).__name__} {shown if len(shown) <= 40 else shown[:37] + '...'}"
+
+
+def _typed(value: Any, hint: Any, where: str) -> Any:
+    """``value`` checked against the field type ``hint`` (lists become tuples).
+
+    Understands ``bool``, ``int``, ``float`` (an int is accepted as is), ``str``, ``X | None``,
+    ``tuple[X, ...]``, ``tuple[X, Y]``, ``list[X]``, ``dict``/``Mapping[K, V]`` and
+    ``Literal``; any other hint is passed through unchecked. Raises a one-line
+    :class:`ConfigError` naming ``where``, the expected type and what was found.
+    """
+    origin, args = get_origin(hint), get_args(hint)
+    if hint is None or hint is Any or isinstance(hint, TypeVar):
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arm in (a for a in args if a is not type(None)):
+            try:
+                return _typed(value, arm, where)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0] if len(errors) == 1 else ConfigError(f"{where} must be {_hint_name(hint)}, got {_describe(value)}")
+    if origin is Literal:
+        if value in args:
+            return value
+        raise ConfigError(f"{where} must be one of {', '.join(map(repr, args))}, got {_describe(value)}")
+    if origin in (tuple, list) or hint in (tuple, list):
+        if isinstance(value, str) or not isinstance(value, list | tuple):
+            raise ConfigError(f"{where} must be a list ({_hint_name(hint)}), got {_describe(value)}")
+        if not args:
+            items = list(value)
+        elif origin is list or (len(args) == 2 and args[1] is Ellipsis):
+            items = [_typed(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+        else:
+            if len(value) != len(args):
+                raise ConfigError(f"{where} must have {len(args)} items ({_hint_name(hint)}), got {_describe(value)}")
+            items = [_typed(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))]
+        return items if origin is list else tuple(items)
+    if origin in (dict, Mapping, collections.abc.Mapping) or hint in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a table ({_hint_name(hint)}), got {_describe(value)}")
+        if len(args) == 2:
+            return {_typed(k, args[0], f"{where} key"): _typed(v, args[1], f"{where}.{k}") for k, v in value.items()}
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return value
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    else:
+        return value
+    raise ConfigError(f"{where} must be {_hint_name(hint)}, got {_describe(value)}")
+
+
+def _hint_name(hint: Any) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
 
 
 def config_hash(obj: Any, length: int = 16) -> str:

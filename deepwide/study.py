@@ -33,7 +33,7 @@ from deepwide.config import (
     dump_toml,
     load_toml,
 )
-from deepwide.errors import ConfigError
+from deepwide.errors import ConfigError, DeepwideError
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +100,25 @@ class StudyConfig:
     def __post_init__(self) -> None:
         if self.shallow_depth < 1 or any(d < 1 for d in self.deep_depths):
             raise ValueError("student depths must be ≥ 1")
-        if self.distill_steps < 1:
-            raise ValueError("distill_steps must be ≥ 1")
-        if not self.tasks:
-            raise ValueError("tasks must name at least one probe task")
+        positive = {"distill_steps": self.distill_steps, "head_dim": self.head_dim,
+                    "ffn_ratio": self.ffn_ratio, "distill_batch_seconds": self.distill_batch_seconds,
+                    "distill_max_crop_seconds": self.distill_max_crop_seconds, "distill_lr": self.distill_lr,
+                    "extract_batch_seconds": self.extract_batch_seconds,
+                    "max_train_frames": self.max_train_frames, "frames_per_utt": self.frames_per_utt}
+        for name, value in positive.items():
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value!r}")
+        for name in ("tasks", "objectives", "measures", "labels"):
+            values = getattr(self, name)
+            if not values:
+                raise ValueError(f"{name} must name at least one entry")
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name} repeats an entry: {list(values)}")
         if not (self.frames == "all" or self.frames.startswith("sample:")):
             raise ValueError(f"frames must be 'all' or 'sample:K' (probes need frames), got {self.frames!r}")
+        unknown = sorted(set(self.probe_corpora) - set(self.tasks))
+        if unknown:
+            raise ValueError(f"probe_corpora names task(s) not in tasks: {', '.join(unknown)}")
 
     def corpus_for(self, task: str) -> str:
         return self.probe_corpora.get(task, self.corpus)
@@ -202,6 +215,7 @@ def build_plan(cfg: StudyConfig, out: Path, *, seed: int = 0, check_only: bool =
     inputs that do not exist (real-corpus paths, checkpoint folders)."""
     from deepwide.models import resolve_config
 
+    check_stage_settings(cfg, seed)
     missing = _missing_inputs(cfg)
     steps: list[Step] = []
     corpora = sorted({cfg.corpus, *cfg.probe_corpora.values()})
@@ -355,6 +369,55 @@ def run_study(cfg: StudyConfig, out: str | Path, *, seed: int = 0, dry_run: bool
     atomic_write_json(out / "timings.json", {"total_seconds": round(time.time() - t_all, 2), "steps": timings})
     echo(f"report: {out / 'report' / 'report.html'}  (total {time.time() - t_all:.0f} s)")
     return steps
+
+
+def check_stage_settings(cfg: StudyConfig, seed: int = 0) -> None:
+    """Check every name and setting of ``cfg`` against the stage that will use it.
+
+    Builds each stage's own config (probe, extract, similarity, label-CCA, spectrum) and looks
+    up every task, objective, measure and baseline in its registry, so that a study config
+    error is reported before any step runs (``--dry-run`` included), in one line naming the
+    field.
+
+    Raises:
+        ConfigError: the first setting a stage would refuse.
+    """
+    from deepwide.analysis import LabelsConfig, SimilarityConfig, SpectrumConfig
+    from deepwide.analysis.grids import MEASURES
+    from deepwide.distill.objectives import OBJECTIVES
+    from deepwide.extract import ExtractConfig
+    from deepwide.models.features import FEATURE_MODELS
+    from deepwide.probing.tasks import TASKS
+    from deepwide.registry import Registry
+
+    def lookup(field: str, registry: Registry[Any], names: Sequence[str]) -> None:
+        for name in names:
+            if name not in registry:
+                raise ConfigError(f"study config: {field}: unknown {registry.kind} {name!r}; "
+                                  f"valid {registry.kind}s: {', '.join(registry.names())}")
+
+    lookup("tasks", TASKS, cfg.tasks)
+    lookup("objectives", OBJECTIVES, cfg.objectives)
+    lookup("measures", MEASURES, cfg.measures)
+    for b in cfg.baselines:
+        if b not in FEATURE_MODELS:
+            raise ConfigError(f"study config: baselines: unknown feature baseline {b!r}; "
+                              f"valid baselines: {', '.join(sorted(FEATURE_MODELS))}")
+    stage_configs: list[tuple[str, Callable[[], Any]]] = [
+        ("max_train_frames/n_boot/device", lambda: _probe_config(cfg)),
+        ("frames/store_dtype/extract_batch_seconds", lambda: ExtractConfig(
+            frames=cfg.frames, dtype=cfg.store_dtype, batch_seconds=cfg.extract_batch_seconds, seed=seed)),
+        ("labels/frames_per_utt", lambda: LabelsConfig(labels=tuple(cfg.labels), frames_per_utt=cfg.frames_per_utt,
+                                                       seed=seed)),
+        ("spectrum", lambda: SpectrumConfig(seed=seed)),
+        *[(f"measures ({m})", lambda m=m: SimilarityConfig(measure=m, frames_per_utt=cfg.frames_per_utt, seed=seed))
+          for m in cfg.measures],
+    ]
+    for fields, build in stage_configs:
+        try:
+            build()
+        except (TypeError, ValueError, DeepwideError) as exc:
+            raise ConfigError(f"study config: {fields}: {exc}") from exc
 
 
 # ------------------------------------------------------------------------------ step bodies
@@ -520,4 +583,4 @@ def _report(results: Path, out: Path) -> None:
     write_report(results, out)
 
 
-__all__ = ["Step", "Student", "StudyConfig", "build_plan", "load_study_config", "plan_students", "run_study"]
+__all__ = ["Step", "Student", "StudyConfig", "build_plan", "check_stage_settings", "load_study_config", "plan_students", "run_study"]

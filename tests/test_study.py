@@ -107,6 +107,35 @@ def test_config_errors_are_one_line(tmp_path: Path) -> None:
         load_study_config(bad)
 
 
+@pytest.mark.parametrize(("line", "says"), [
+    ('tasks = ["phone", "bogus"]', "tasks: unknown task 'bogus'; valid tasks: asv"),
+    ('tasks = "phone"', "tasks must be a list"),
+    ('measures = ["nope"]', "measures: unknown measure 'nope'"),
+    ('labels = ["x"]', "unknown label 'x'"),
+    ('baselines = ["mfccc"]', "unknown feature baseline 'mfccc'"),
+    ('objectives = ["l3l"]', "unknown objective 'l3l'"),
+    ('store_dtype = "int8"', "dtype 'int8'"),
+    ("n_boot = -5", "n_boot must be at least 10"),
+    ('device = "banana"', "device must be auto, cpu or cuda"),
+    ("head_dim = 0", "head_dim must be > 0"),
+    ("max_train_frames = 0", "max_train_frames must be > 0"),
+    ('probe_corpora = ["a"]', "probe_corpora must be a table"),
+    ('probe_corpora = { sidd = "synth" }', "probe_corpora names task(s) not in tasks: sidd"),
+    ('frames = "sample:x"', "study config: frames"),
+    ("distill_steps = 1.5", "distill_steps must be int"),
+    ('deep_depths = [12, "x"]', "deep_depths[1] must be int"),
+])
+def test_every_study_config_error_is_refused_by_dry_run_in_one_line(tmp_path: Path, line: str, says: str) -> None:
+    """Each setting a later stage would refuse is refused before any step runs (issue #18.12)."""
+    cfg_file = tmp_path / "bad.toml"
+    cfg_file.write_text(line + "\n")
+    res = CliRunner().invoke(cli, ["study", "--config", str(cfg_file), "--out", str(tmp_path / "o"), "--dry-run"])
+    assert res.exit_code == 2, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and says in lines[0], res.output
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("name", ["paper.toml", "embedded-long-distill.toml"])
 def test_shipped_study_configs_load(name: str) -> None:
     cfg = load_study_config(Path(__file__).resolve().parents[1] / "configs" / name)

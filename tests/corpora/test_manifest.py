@@ -116,3 +116,141 @@ def test_missing_and_malformed_manifest(tmp_path: Path) -> None:
     (tmp_path / "manifest.jsonl").write_text('{"corpus_id": "x"}\n{not json\n')
     with pytest.raises(CorpusError, match="malformed"):
         Manifest.load(tmp_path)
+
+
+# -- schema validation of loaded manifests (issue #18, item 13) ---------------------------------
+def _saved_lines(tmp_path: Path) -> list[dict]:
+    _manifest().save(tmp_path)
+    return [json.loads(line) for line in (tmp_path / "manifest.jsonl").read_text().splitlines()]
+
+
+def _write_lines(tmp_path: Path, lines: list[object]) -> Path:
+    f = tmp_path / "manifest.jsonl"
+    f.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return f
+
+
+# (what to change: line index 0 = header, key, new value or a callable on the line), words expected
+ROW_CASES = [
+    ((1, "speaker", 123), "field 'speaker' must be a non-empty string, got 123 (integer)"),
+    ((1, "utt_id", 42), "field 'utt_id' must be a non-empty string, got 42 (integer)"),
+    ((2, "text", ["a", "b"]), "field 'text' must be a string or null, got [\"a\", \"b\"] (list)"),
+    ((3, "path", 7), "field 'path' must be a non-empty string, got 7 (integer)"),
+    ((2, "duration_s", "long"), "field 'duration_s' must be a positive, finite number of seconds, got \"long\" (string)"),
+    ((2, "duration_s", -1.0), "field 'duration_s' must be a positive, finite number"),
+    ((2, "duration_s", float("nan")), "field 'duration_s' must be a positive, finite number"),
+    ((2, "duration_s", True), "got true (boolean)"),
+    ((4, "split", "valid"), "field 'split' must be one of train, dev, test, got \"valid\" (string)"),
+    ((4, "sid_split", 3), "field 'sid_split' must be one of train, dev, test, or null, got 3"),
+    ((4, "keyword", False), "field 'keyword' must be a string or null, got false (boolean)"),
+    ((4, "intent", {"a": 1}), "field 'intent' must be a string or null"),
+    ((4, "emotion", 1.5), "field 'emotion' must be a string or null"),
+    ((4, "kind", ""), "field 'kind' must be a non-empty string"),
+    ((1, "phones", "sil hh ah"), "field 'phones' must be a list of [phone, start_s, end_s]"),
+    ((1, "phones", [["sil", 0.0]]), "field 'phones[0]' must be [phone, start_s, end_s]"),
+    ((1, "phones", [["sil", "0", 0.1]]), "field 'phones[0]' must be [phone, start_s, end_s]"),
+    ((1, "phones", [[3, 0.0, 0.1]]), "field 'phones[0]' must be [phone, start_s, end_s]"),
+    ((1, "phones", [["sil", 0.2, 0.1]]), "field 'phones[0]' must be a segment with finite times 0 <= start_s <= end_s"),
+    ((1, "phones", [["sil", -0.1, 0.1]]), "0 <= start_s <= end_s"),
+    ((1, "phones", [["sil", 0.0, 0.5], ["ah", 0.4, 0.9]]), "field 'phones[1]' must be a segment starting at or after"),
+    ((1, "phones", [["sil", 0.0, 9.0]]), "ending by the utterance's duration_s (1.5 s)"),
+    ((1, "words", [["hello", 0.1]]), "field 'words[0]' must be [word, start_s, end_s]"),
+    ((1, "colour", "red"), "unknown field 'colour'; valid fields: utt_id, path"),
+    ((1, "speaker", None), "field 'speaker' must be a non-empty string, got null"),
+]
+
+
+@pytest.mark.parametrize(("change", "words"), ROW_CASES, ids=[f"{c[1]}={c[2]!r}"[:40] for c, _ in ROW_CASES])
+def test_wrong_field_types_are_one_line_errors_with_file_line_and_field(
+    tmp_path: Path, change: tuple[int, str, object], words: str
+) -> None:
+    lines = _saved_lines(tmp_path)
+    i, key, value = change
+    lines[i][key] = value
+    f = _write_lines(tmp_path, lines)
+    with pytest.raises(CorpusError) as err:
+        Manifest.load(tmp_path)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"{f}:{i + 1}: "), msg
+    assert words in msg, msg
+    assert "regenerate the manifest" in msg or "fix" in msg
+
+
+def test_missing_required_field_names_it(tmp_path: Path) -> None:
+    lines = _saved_lines(tmp_path)
+    del lines[3]["duration_s"]
+    f = _write_lines(tmp_path, lines)
+    with pytest.raises(CorpusError, match=rf"^{f}:4: field 'duration_s' \(a positive, finite number of seconds\) is missing"):
+        Manifest.load(tmp_path)
+
+
+HEADER_CASES = [
+    (lambda h: {k: v for k, v in h.items() if k != "corpus_id"}, "the header has no 'corpus_id'"),
+    (lambda h: ["unit", [], []], "the header must be a JSON object"),
+    (lambda h: {**h, "corpus_id": 5}, "field 'corpus_id' must be a non-empty string, got 5 (integer)"),
+    (lambda h: {**h, "trials": [["b1", "b2"]]}, "field 'trials[0]' must be [utt_a, utt_b, target]"),
+    (lambda h: {**h, "trials": [["b1", "b2", 2]]}, "field 'trials[0]' must be [utt_a, utt_b, target]"),
+    (lambda h: {**h, "trials": "b1 b2 1"}, "field 'trials' must be a list"),
+    (lambda h: {**h, "trials": [["b1", "zz", 1]]}, "trials[0] names utterance 'zz', which has no line"),
+    (lambda h: {**h, "phone_set": "ah hh"}, "field 'phone_set' must be a list of non-empty strings"),
+    (lambda h: {**h, "phone_set": ["ah", "ah", "hh", "sil"]}, "a list of distinct phones"),
+    (lambda h: {**h, "phone_set": ["ah", "sil"]}, "phones[1] has phone 'hh', which is not in the header's phone_set"),
+    (lambda h: {**h, "meta": [1]}, "field 'meta' must be a JSON object"),
+    (lambda h: {**h, "format": "x"}, "field 'format' must be 'deepwide-manifest/1', got \"x\""),
+    (lambda h: {**h, "format": "deepwide-manifest/7"}, "newer than this deepwide reads"),
+]
+
+
+@pytest.mark.parametrize(("edit", "words"), HEADER_CASES, ids=[w[:30] for _, w in HEADER_CASES])
+def test_bad_headers_are_one_line_errors(tmp_path: Path, edit, words: str) -> None:  # type: ignore[no-untyped-def]
+    lines = _saved_lines(tmp_path)
+    lines[0] = edit(lines[0])
+    f = _write_lines(tmp_path, lines)
+    with pytest.raises(CorpusError) as err:
+        Manifest.load(tmp_path)
+    msg = str(err.value)
+    assert "\n" not in msg and words in msg, msg
+    # header problems are on line 1, except a phone missing from the set (found on its row)
+    assert msg.startswith(f"{f}:1: ") or msg.startswith(f"{f}:2: "), msg
+
+
+def test_duplicate_ids_name_both_lines_and_bad_json_names_its_line(tmp_path: Path) -> None:
+    lines = _saved_lines(tmp_path)
+    lines.append(dict(lines[2]))
+    f = _write_lines(tmp_path, lines)
+    with pytest.raises(CorpusError, match=rf"^{f}:7: utt_id 'a2' repeats line 3"):
+        Manifest.load(tmp_path)
+    text = f.read_text().splitlines()
+    f.write_text("\n".join(text[:6] + ["", '{"utt_id": "x",']) + "\n")  # a blank line 7 still counts
+    with pytest.raises(CorpusError, match=rf"^{f}:8: not valid JSON"):
+        Manifest.load(tmp_path)
+    f.write_text("")
+    with pytest.raises(CorpusError, match="header line is missing"):
+        Manifest.load(tmp_path)
+
+
+def test_pauses_and_touching_segments_are_valid(tmp_path: Path) -> None:
+    lines = _saved_lines(tmp_path)
+    lines[1]["phones"] = [["sil", 0, 0.1], ["", 0.1, 0.1], ["ah", 0.1, 1.5]]  # int times, empty pause
+    lines[1]["words"] = [["hello", 0.1, 0.9], ["there", 0.8, 1.5]]  # words may overlap (TIMIT does)
+    _write_lines(tmp_path, lines)
+    back = Manifest.load(tmp_path)
+    assert back.by_id()["a1"].phones[0] == ("sil", 0.0, 0.1)
+
+
+def test_corpus_info_cli_gives_one_line_for_a_bad_manifest(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    lines = _saved_lines(tmp_path)
+    lines[2]["duration_s"] = "long"
+    f = _write_lines(tmp_path, lines)
+    proc = subprocess.run(
+        [sys.executable, "-m", "deepwide", "corpus", "info", str(tmp_path), "--no-baselines"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    err = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(err) == 1 and f"{f}:3: field 'duration_s'" in err[0], proc.stderr

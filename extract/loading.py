@@ -25,12 +25,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BatchRequest:
-    """The audio of one batch: files and their planned 16 kHz lengths."""
+    """The audio of one batch: files, their planned 16 kHz lengths and their manifest durations
+    (empty: not checked)."""
 
     index: int
     paths: tuple[str, ...]
     n_samples: tuple[int, ...]
     utt_ids: tuple[str, ...]
+    durations_s: tuple[float, ...] = ()
 
 
 def load_batch(req: BatchRequest) -> tuple[int, np.ndarray, np.ndarray]:
@@ -40,11 +42,13 @@ def load_batch(req: BatchRequest) -> tuple[int, np.ndarray, np.ndarray]:
         ``(index, wavs (B, S_max) float32, lengths (B,) int64)``.
 
     Raises:
-        AudioError: a file is unreadable/non-finite, or its length differs from the plan.
+        AudioError: a file is unreadable/non-finite, its decoded duration is not its manifest's
+            (:func:`deepwide.audio.check_duration`), or its length differs from the plan.
     """
     wavs = []
-    for path, expected, utt_id in zip(req.paths, req.n_samples, req.utt_ids, strict=True):
-        wav = load_audio(path)
+    durations: tuple[float | None, ...] = req.durations_s or (None,) * len(req.paths)
+    for path, expected, utt_id, dur in zip(req.paths, req.n_samples, req.utt_ids, durations, strict=True):
+        wav = load_audio(path, expected_s=dur)
         if len(wav) != expected:
             raise AudioError(
                 f"audio of utterance {utt_id} ({path}) has {len(wav)} samples at 16 kHz but the store "
@@ -100,13 +104,15 @@ def prefetch_batches(
 
 def batch_requests(
     batches: Sequence[int], batch_utts: Sequence[range], paths: Sequence[str],
-    n_samples: np.ndarray, utt_ids: Sequence[str],
+    n_samples: np.ndarray, utt_ids: Sequence[str], durations_s: Sequence[float] | None = None,
 ) -> Iterator[BatchRequest]:
-    """One :class:`BatchRequest` per batch index in ``batches``."""
+    """One :class:`BatchRequest` per batch index in ``batches`` (``durations_s``: manifest
+    durations per utterance, checked against the decoded audio; ``None``: not checked)."""
     for b, utts in zip(batches, batch_utts, strict=True):
         yield BatchRequest(
             index=b,
             paths=tuple(paths[u] for u in utts),
             n_samples=tuple(int(n_samples[u]) for u in utts),
             utt_ids=tuple(utt_ids[u] for u in utts),
+            durations_s=tuple(float(durations_s[u]) for u in utts) if durations_s is not None else (),
         )

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from deepwide.audio import duration_mismatch
 from deepwide.corpora.manifest import Manifest, Utterance
 from deepwide.errors import AudioError, CorpusError
 from deepwide.extract.config import ExtractConfig
@@ -116,25 +117,35 @@ def sample_positions(n_frames: int, k: int | None, seed: int, utt_id: str) -> np
 
 def header_length(path: str) -> tuple[int | None, str | None]:
     """16 kHz length of an audio file from its header: ``(samples, None)`` or ``(None, reason)``."""
+    length, _, _, reason = header_facts(path)
+    return length, reason
+
+
+def header_facts(path: str) -> tuple[int | None, int, int, str | None]:
+    """What an audio file's header says: ``(16 kHz samples, file samples, file rate, None)``,
+    or ``(None, 0, 0, reason)`` when the file is missing, unreadable or empty."""
     import soundfile as sf
 
     if not os.path.isfile(path):
-        return None, "file does not exist"
+        return None, 0, 0, "file does not exist"
     try:
         info = sf.info(path)
     except Exception as exc:  # libsndfile raises several types for corrupt files
-        return None, f"unreadable ({str(exc).splitlines()[0][:120]})"
-    if info.frames <= 0:
-        return None, "empty (0 samples)"
-    return resampled_length(info.frames, info.samplerate), None
+        return None, 0, 0, f"unreadable ({str(exc).splitlines()[0][:120]})"
+    if info.frames <= 0 or info.samplerate <= 0:
+        return None, 0, 0, "empty (0 samples)"
+    return resampled_length(info.frames, info.samplerate), int(info.frames), int(info.samplerate), None
 
 
-def decode_problem(path: str) -> str | None:
-    """Decode a whole file and return why it is bad (``None`` if fine). Runs in workers."""
+def decode_problem(path: str, expected_s: float | None = None) -> str | None:
+    """Decode a whole file and return why it is bad (``None`` if fine). Runs in workers.
+
+    ``expected_s``: the manifest's duration, which the decoded length must match.
+    """
     from deepwide.audio import read_audio
 
     try:
-        read_audio(path)
+        wav, sr = read_audio(path)
     except AudioError as exc:
         msg = str(exc)
         if "NaN or Inf" in msg:
@@ -142,7 +153,8 @@ def decode_problem(path: str) -> str | None:
         if "empty" in msg:
             return "empty (0 samples)"
         return f"unreadable ({msg.split(';')[0][:120]})"
-    return None
+    mismatch = duration_mismatch(len(wav), sr, expected_s) if expected_s is not None else None
+    return f"decoded audio is {mismatch}" if mismatch else None
 
 
 def plan_batches(n_samples: np.ndarray, batch_seconds: float) -> np.ndarray:
@@ -277,7 +289,9 @@ def build_plan(
 
     Reads every audio header; with ``on_bad_audio="skip"`` also decodes every file once
     (in ``executor``'s workers when given) so that bad files are left out before the layout
-    is fixed.
+    is fixed. A file whose header (or, when decoded, its audio) is not as long as the
+    manifest's ``duration_s`` says (within ``max(0.05 s, 1 %)``) is bad audio: a truncated or
+    replaced file.
 
     Args:
         manifest: the corpus (already restricted to the wanted splits).
@@ -299,9 +313,11 @@ def build_plan(
     candidates: list[tuple[int, Utterance, str, int]] = []
     for pos, utt in enumerate(manifest.utterances):
         path = str(manifest.audio_path(utt))
-        length, reason = header_length(path)
+        length, file_samples, file_sr, reason = header_facts(path)
         if reason is None and frames_fn(int(length)) < 1:  # type: ignore[arg-type]
             reason = f"shorter than one frame ({length} samples at 16 kHz < {FRAME_WINDOW})"
+        if reason is None:
+            reason = duration_mismatch(file_samples, file_sr, utt.duration_s)
         if reason is not None:
             if not skip:
                 raise AudioError(
@@ -313,7 +329,12 @@ def build_plan(
         candidates.append((pos, utt, path, int(length)))  # type: ignore[arg-type]
     if skip and candidates:
         paths = [c[2] for c in candidates]
-        mapper = executor.map(decode_problem, paths, chunksize=16) if executor else map(decode_problem, paths)
+        durations = [c[1].duration_s for c in candidates]
+        mapper = (
+            executor.map(decode_problem, paths, durations, chunksize=16)
+            if executor
+            else map(decode_problem, paths, durations)
+        )
         for cand, reason in zip(candidates, mapper, strict=True):
             if reason is None:
                 kept.append(cand)

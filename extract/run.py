@@ -468,7 +468,10 @@ def _shard_start(plan: ExtractPlan, k: int, state: dict[str, Any]) -> int | None
 
 def _batch_tasks(plan: ExtractPlan, batches: range, store_frames: bool) -> Iterator[BatchTask]:
     utt_ids = [u.utt_id for u in plan.utts]
-    requests = batch_requests(batches, [plan.batch_utts(b) for b in batches], plan.paths, plan.n_samples, utt_ids)
+    durations = [u.duration_s for u in plan.utts]
+    requests = batch_requests(
+        batches, [plan.batch_utts(b) for b in batches], plan.paths, plan.n_samples, utt_ids, durations
+    )
     for b, req in zip(batches, requests, strict=True):
         utts = plan.batch_utts(b)
         yield BatchTask(

@@ -210,3 +210,28 @@ def test_a_full_disk_is_one_line_that_names_the_folder_and_keeps_the_old_file(tm
         raise OSError(errno.EDQUOT, "Disk quota exceeded")
     assert (tmp_path / "r.csv").read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv"]
+
+
+def test_decoded_duration_is_checked_against_the_expected_one(tmp_path: Path) -> None:
+    """A 16-bit WAV cut to half its bytes decodes to half its duration: with the manifest's
+    duration given, that is an AudioError naming the file and both durations (tolerance
+    max(0.05 s, 1 %))."""
+    from deepwide.audio import duration_tolerance_s
+
+    sr = 16000
+    n = int(3.14 * sr)
+    path = tmp_path / "a.wav"
+    sf.write(path, (0.1 * np.sin(np.arange(n) / 7)).astype(np.float32), sr, subtype="PCM_16")
+    assert read_audio(path, expected_s=3.14)[0].shape == (n,)
+    assert read_audio(path, expected_s=3.14 + 0.049)[0].shape == (n,)  # within 0.05 s
+    with pytest.raises(AudioError, match="manifest says 3.200 s"):
+        read_audio(path, expected_s=3.2)
+    assert duration_tolerance_s(1.0) == 0.05 and duration_tolerance_s(20.0) == pytest.approx(0.2)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    assert read_audio(path)[0].shape[0] < n // 2 + 1  # unchecked, it is silently shorter
+    with pytest.raises(AudioError) as err:
+        load_audio(path, expected_s=3.14)
+    msg = str(err.value)
+    assert "\n" not in msg and str(path) in msg
+    assert "1.569 s long but the manifest says 3.140 s" in msg

@@ -88,3 +88,29 @@ def assert_same_store(a: Path, b: Path) -> None:
     ignore = {"completion", "deepwide_version"}
     aa, ab = read_attrs(a), read_attrs(b)
     assert {k: v for k, v in aa.items() if k not in ignore} == {k: v for k, v in ab.items() if k not in ignore}
+
+
+@pytest.fixture()
+def extract_cli(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """``extract_cli(*args) -> click Result``: ``deepwide extract`` in this process with the
+    model spec resolving to :class:`FakeEncoder` (``--jobs 0 --workers 0 --no-progress`` added)."""
+    from click.testing import CliRunner
+
+    import deepwide.models
+    from deepwide.cli import cli
+
+    monkeypatch.setattr(deepwide.models, "load_model", lambda spec, seed=0, device="cpu": FakeEncoder())
+
+    def invoke(*args: str):  # type: ignore[no-untyped-def]
+        argv = ["extract", "--model", "fake", *args, "--jobs", "0", "--workers", "0", "--no-progress"]
+        return CliRunner().invoke(cli, argv)
+
+    return invoke
+
+
+def one_error_line(output: str) -> str:
+    """The single non-empty line of a CLI error output (asserts there is exactly one)."""
+    lines = [ln for ln in output.splitlines() if ln.strip()]
+    assert len(lines) == 1, output
+    assert "Traceback" not in output
+    return lines[0]

@@ -20,6 +20,9 @@ import click
 from deepwide import __version__
 from deepwide.errors import DeepwideError
 from deepwide.logging_setup import configure_logging
+from deepwide.system import prefer_sleeping_openmp_threads
+
+prefer_sleeping_openmp_threads()  # before any stage imports torch (see its docstring)
 
 log = logging.getLogger(__name__)
 

@@ -44,3 +44,34 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+#: set to 1 to leave OpenMP's wait policy as torch ships it (for benchmarks against that baseline)
+KEEP_OPENMP_ENV = "DEEPWIDE_OPENMP_DEFAULTS"
+
+
+def prefer_sleeping_openmp_threads() -> bool:
+    """Make OpenMP worker threads sleep, not spin, while they wait for work.
+
+    torch's CPU kernels (ATen, MKL, oneDNN) run on libgomp, whose idle workers spin for a
+    while at every barrier. On cores shared with another job a spinning worker burns the time
+    slice the thread it waits for needs, and small per-op parallel regions (a 128-wide
+    transformer step has thousands) slow down ten-fold instead of two-fold
+    (``benchmarks/cpu_contention.py``). ``OMP_WAIT_POLICY=PASSIVE`` makes them yield at once.
+
+    Must run before torch is imported (libgomp reads the variable once, when it starts); the
+    ``deepwide`` command calls it first thing. A value the user set is kept, and
+    ``DEEPWIDE_OPENMP_DEFAULTS=1`` leaves the environment alone.
+
+    Returns:
+        Whether the policy was set here.
+    """
+    import sys
+
+    if os.environ.get(KEEP_OPENMP_ENV) == "1" or "OMP_WAIT_POLICY" in os.environ:
+        return False
+    if "torch" in sys.modules:  # too late for this process; still set it for child processes
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        return False
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return True

@@ -1,0 +1,31 @@
+"""What deepwide sets up about the machine before a stage starts (threads, OpenMP)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+CHECK = (
+    "import os, sys\n"
+    "import deepwide.cli\n"
+    "assert 'torch' not in sys.modules, 'deepwide.cli imported torch'\n"
+    "import torch\n"
+    "print(os.environ.get('OMP_WAIT_POLICY'))\n"
+)
+
+
+def _policy(**env: str) -> str:
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "DEEPWIDE_OPENMP_DEFAULTS")}
+    clean.update(env)
+    out = subprocess.run([sys.executable, "-c", CHECK], env=clean, capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def test_the_command_makes_openmp_workers_sleep_before_torch_starts() -> None:
+    """Issue #18.5: spinning OpenMP workers slow a shared machine ten-fold; the deepwide
+    command sets OMP_WAIT_POLICY=PASSIVE before torch is imported, keeps a user's own value,
+    and leaves it alone with DEEPWIDE_OPENMP_DEFAULTS=1."""
+    assert _policy() == "PASSIVE"
+    assert _policy(OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"
+    assert _policy(DEEPWIDE_OPENMP_DEFAULTS="1") == "None"

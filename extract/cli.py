@@ -34,16 +34,17 @@ from deepwide.extract.config import (
 @click.option("--shard", default=None, help="k/n: write only shard k of n (one process per shard; under torchrun each rank takes its own).")
 @click.option("--on-bad-audio", type=click.Choice(BAD_AUDIO_POLICIES), default="error", show_default=True, help="Stop at bad audio, or skip and record it.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar in audio seconds.")
+@click.option("--no-space-check", is_flag=True, help="Start even when the disk has less free space than the store's estimated size.")
 @click.pass_context
 def extract(
     ctx: click.Context, model: str, corpus: str, out: str, splits: str | None, layers: str,
     frames: str, dtype: str, batch_seconds: float, device: str, workers: int | None, jobs: int | None, shard: str | None,
-    on_bad_audio: str, progress: bool,
+    on_bad_audio: str, progress: bool, no_space_check: bool,
 ) -> None:
     """Cache every chosen layer of MODEL over CORPUS in the feature store OUT.
 
-    Rerun the same command to resume after an interruption; run one process per --shard k/n
-    to split the work (the store is complete when every shard is).
+    Rerun the same command to resume after an interruption (a kill, a full disk); run one
+    process per --shard k/n to split the work (the store is complete when every shard is).
     """
     from deepwide.config import config_from_dict
     from deepwide.extract.run import run_extract
@@ -60,7 +61,7 @@ def extract(
     )
     report = run_extract(
         model, corpus, out, config, shard=parse_shard(shard), device=device, workers=workers,
-        jobs=jobs, seed=seed, progress=progress,
+        jobs=jobs, seed=seed, progress=progress, check_space=not no_space_check,
     )
     click.echo(report.summary())
 

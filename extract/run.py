@@ -18,6 +18,7 @@ import functools
 import json
 import logging
 import os
+import shutil
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -31,7 +32,7 @@ from tqdm.auto import tqdm
 
 from deepwide import __version__
 from deepwide.corpora.manifest import Manifest
-from deepwide.errors import ConfigError, ModelError
+from deepwide.errors import ConfigError, DiskFullError, ModelError, disk_full_message, is_disk_full
 from deepwide.extract.compute import BatchTask, ForkedJobs, default_jobs, run_batch_task
 from deepwide.extract.config import ExtractConfig
 from deepwide.extract.faults import fault_point
@@ -59,8 +60,16 @@ from deepwide.store import (
     read_shard_state,
     write_shard_state,
 )
+from deepwide.system import torch_threads
 
 log = logging.getLogger(__name__)
+
+#: Stored features compress to about this fraction of their raw size (zstd level 1 on noisy
+#: floats, see ``deepwide.store._compressors``); used to estimate the disk a store needs.
+COMPRESSED_FRACTION = 0.9
+
+#: Bytes per stored frame of the frame coords (utt_index, frame_index int32; phone int16).
+FRAME_COORD_BYTES = 10
 
 
 @dataclass(frozen=True)
@@ -337,6 +346,7 @@ def extract_features(
     progress: bool = True,
     frame_chunk: int | None = None,
     utt_chunk: int | None = None,
+    check_space: bool = True,
 ) -> ExtractReport:
     """Extract every chosen layer of ``encoder`` over ``manifest`` into the store ``out``.
 
@@ -357,10 +367,13 @@ def extract_features(
             None: 0 on CPU, up to 4 on an accelerator, see
             :func:`deepwide.extract.loading.default_workers`).
         jobs: CPU only: forked single-threaded replicas of the model that decode and run
-            batches in parallel (0: run the model here; None: one per core, at most 4; see
+            batches in parallel (0: run the model here, also on one thread, so that the
+            stored numbers do not depend on ``jobs``; None: one per core, at most 4; see
             :mod:`deepwide.extract.compute`). Ignored (0) on an accelerator.
         progress: show a progress bar (audio seconds per second).
         frame_chunk, utt_chunk: chunk sizes of a new store (default ≈ 4 MiB / 1 MiB chunks).
+        check_space: refuse to start when the disk has less free space than the store still
+            needs (:func:`store_bytes_left`).
 
     Returns:
         An :class:`ExtractReport`.
@@ -370,6 +383,8 @@ def extract_features(
             the shard count differs.
         AudioError: bad audio under ``on_bad_audio="error"``.
         ConfigError: bad layers/device.
+        DiskFullError: the disk is (or, checked before starting, would be) full; the message
+            names the disk and the space needed, and rerunning resumes.
     """
     config = config or ExtractConfig()
     out = Path(out).expanduser()
@@ -385,7 +400,11 @@ def extract_features(
     if jobs and dev.type != "cpu":
         log.warning("--jobs is for CPU extraction; running the model in this process on %s", dev)
         jobs = 0
+    item = np.dtype(config.dtype).itemsize
+    store_frames = config.frames_per_utt != 0
+    geometry = dict(n_layers=len(layers), dim=int(encoder.dim), itemsize=item, store_frames=store_frames)
     created = False
+    plan: ExtractPlan | None = None
     with make_executor(workers) as executor:
         if not is_store(out):
             plan = build_plan(
@@ -395,7 +414,13 @@ def extract_features(
                 plan, manifest, selected, encoder, config, identity,
                 frame_chunk=frame_chunk, utt_chunk=utt_chunk,
             )
-            created = create_store(out, skeleton, before_rename=lambda: fault_point("create"))
+            todo = [shard[0]] if shard else list(range(plan.n_shards))
+            need = store_bytes_left(plan, todo, {}, skeleton=True, **geometry)
+            if check_space:
+                check_free_space(out, need)
+            new_plan = plan
+            with _disk_full_resumes(out, lambda: store_bytes_left(new_plan, todo, {}, skeleton=True, **geometry)):
+                created = create_store(out, skeleton, before_rename=lambda: fault_point("create"))
         check_identity(out, identity)
         if shard is not None:
             check_shards(out, n_shards)
@@ -403,14 +428,21 @@ def extract_features(
         completion = read_completion(out, attrs)
         skipped = tuple((str(u), str(r)) for u, r in json.loads(attrs["skipped"]))
         complete = completion.complete
-        todo: list[int] = []
+        todo = []
         stats = np.zeros(4)  # batches, utterances, audio seconds, elapsed
         if completion.complete:
             log.info("store %s is already complete", out)
         else:
-            with WriterLock(out, shard[0] if shard else None):
-                plan = plan_from_store(read_plan(out), _read_utt_coords(out), selected, config)
-                todo = [shard[0]] if shard else list(completion.missing)
+            plan = plan_from_store(read_plan(out), _read_utt_coords(out), selected, config)
+            todo = [shard[0]] if shard else list(completion.missing)
+            old_plan = plan
+
+            def left() -> int:
+                return store_bytes_left(old_plan, todo, _shard_states(out, todo), **geometry) + _record_bytes(out)
+
+            if check_space and not created:
+                check_free_space(out, left())
+            with _disk_full_resumes(out, left), WriterLock(out, shard[0] if shard else None):
                 torch_dtype = torch.float16 if config.dtype == "float16" else torch.float32
 
                 def compute(
@@ -419,6 +451,10 @@ def extract_features(
                     return compute_batch(encoder, wavs, lengths, layers, expected, positions, torch_dtype, dev)
 
                 with contextlib.ExitStack() as stack:
+                    if dev.type == "cpu":
+                        # the model runs on one thread here as in every forked job, so the stored
+                        # numbers do not depend on --jobs (more threads change summation orders)
+                        stack.enter_context(torch_threads(1))
                     pool = (
                         stack.enter_context(ForkedJobs(functools.partial(run_batch_task, compute=compute), jobs))
                         if jobs > 0 and _has_work(out, plan, todo)
@@ -440,6 +476,103 @@ def extract_features(
     )
     log.info("%s", report.summary())
     return report
+
+
+def store_bytes_left(
+    plan: ExtractPlan,
+    shards: list[int],
+    states: dict[int, dict[str, Any]],
+    *,
+    n_layers: int,
+    dim: int,
+    itemsize: int,
+    store_frames: bool,
+    skeleton: bool = False,
+) -> int:
+    """Estimated disk bytes that writing ``shards`` of a store still needs.
+
+    The rows of ``hidden`` (``itemsize`` bytes per value) and ``pooled`` (float32) from each
+    shard's resume point (its saved ``states``; none: its first batch) to its end, times
+    :data:`COMPRESSED_FRACTION`; with ``skeleton``, also the frame coords of a new store.
+
+    Returns:
+        Bytes (>= 0).
+    """
+    frames = utts = 0
+    for k in shards:
+        start = _shard_start(plan, k, states.get(k, {}))
+        if start is None:
+            continue
+        u0, u1 = int(plan.batch_starts[start]), int(plan.batch_starts[int(plan.shard_starts[k + 1])])
+        utts += u1 - u0
+        if store_frames:
+            frames += int(plan.n_stored[u0:u1].sum())
+    raw = n_layers * dim * (frames * itemsize + utts * 4)
+    if skeleton and store_frames:
+        raw += FRAME_COORD_BYTES * plan.total_frames_stored
+    return int(raw * COMPRESSED_FRACTION)
+
+
+def _record_bytes(out: Path) -> int:
+    """Bytes that rewriting the store's attrs (the completion record) takes: a new copy of its
+    ``zarr.json``, which holds every attr (the trial list, too)."""
+    try:
+        return (out / "zarr.json").stat().st_size
+    except OSError:
+        return 0
+
+
+def _shard_states(out: Path, shards: list[int]) -> dict[int, dict[str, Any]]:
+    states = {}
+    for k in shards:
+        with contextlib.suppress(OSError, ValueError):
+            states[k] = read_shard_state(out, k)
+    return states
+
+
+def free_bytes(path: Path) -> int:
+    """Free bytes on the disk that holds ``path`` (or its nearest existing parent)."""
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return int(shutil.disk_usage(p).free)
+
+
+def check_free_space(out: Path, needed: int) -> None:
+    """Refuse to start when the disk of ``out`` clearly cannot hold the ``needed`` bytes.
+
+    Raises:
+        DiskFullError: one line with the free and the needed space and what to do.
+    """
+    try:
+        free = free_bytes(out)
+    except OSError:
+        return  # unknown: let the writes decide
+    if free < needed:
+        raise DiskFullError(
+            f"the disk holding {out} has {free / 1e6:,.1f} MB free but the store needs about "
+            f"{needed / 1e6:,.1f} MB more; free some space or choose another --out "
+            f"(or pass --no-space-check to try anyway)"
+        )
+
+
+@contextlib.contextmanager
+def _disk_full_resumes(out: Path, bytes_left: Callable[[], int]) -> Iterator[None]:
+    """Turn a full disk (ENOSPC/EDQUOT, or an atomic writer's DiskFullError) met while writing
+    ``out`` into one :class:`DiskFullError` line naming the disk, the space still needed and
+    that rerunning resumes."""
+    try:
+        yield
+    except Exception as exc:
+        if not (isinstance(exc, DiskFullError) or is_disk_full(exc)):
+            raise
+        try:
+            needed: int | None = bytes_left()
+        except Exception:  # an estimate only; never hide the disk-full error behind another
+            needed = None
+        raise DiskFullError(
+            f"{disk_full_message(out, needed)}: the same command resumes the store where it stopped"
+        ) from exc
 
 
 def _device(device: str) -> torch.device:
@@ -580,6 +713,7 @@ def run_extract(
     jobs: int | None = None,
     seed: int = 0,
     progress: bool = True,
+    check_space: bool = True,
 ) -> ExtractReport:
     """Resolve ``model`` and ``corpus`` specs, then :func:`extract_features`.
 
@@ -587,7 +721,8 @@ def run_extract(
         model: a model spec for :func:`deepwide.models.load_model` (``tiny-teacher``,
             ``random:tiny-teacher``, a checkpoint path …).
         corpus: a corpus spec for :func:`deepwide.corpora.resolve_corpus`.
-        out, config, shard, device, workers, jobs, progress: as in :func:`extract_features`.
+        out, config, shard, device, workers, jobs, progress, check_space: as in
+            :func:`extract_features`.
         seed: seed of randomly initialised models (``random:`` twins).
 
     Under ``torchrun`` without ``shard``, each rank writes its own shard (:func:`torchrun_shard`).
@@ -602,5 +737,5 @@ def run_extract(
     encoder = load_model(model, seed=seed, device=device)
     return extract_features(
         encoder, manifest, out, config, shard=shard, device=device, workers=workers, jobs=jobs,
-        progress=progress,
+        progress=progress, check_space=check_space,
     )

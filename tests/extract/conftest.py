@@ -109,8 +109,10 @@ def extract_cli(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def
 
 
 def one_error_line(output: str) -> str:
-    """The single non-empty line of a CLI error output (asserts there is exactly one)."""
-    lines = [ln for ln in output.splitlines() if ln.strip()]
+    """The single non-empty line of a CLI error output, log lines (``INFO …``) aside; asserts
+    there is exactly one and no traceback."""
+    levels = ("DEBUG ", "INFO ", "WARNING ")
+    lines = [ln for ln in output.splitlines() if ln.strip() and not ln.startswith(levels)]
     assert len(lines) == 1, output
     assert "Traceback" not in output
     return lines[0]

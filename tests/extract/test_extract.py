@@ -287,3 +287,31 @@ def test_batched_and_per_utterance_gathering_agree(sample: int | None) -> None:
     o = len(positions[0])
     np.testing.assert_array_equal(h0[1, o : o + len(positions[1])].float().numpy(),
                                   states[2][1, positions[1]].half().float().numpy())
+
+
+class ThreadCountEncoder(FakeEncoder):
+    """A FakeEncoder whose output depends on torch's intra-op thread count, as real models'
+    float sums do (in a last bit); picklable-free, inherited by forked jobs."""
+
+    def hidden_states(self, wavs, lengths=None):  # type: ignore[no-untyped-def]
+        states, flens = super().hidden_states(wavs, lengths)
+        return [s + 0.25 * torch.get_num_threads() for s in states], flens
+
+
+def test_result_does_not_depend_on_jobs_whatever_the_thread_count(tmp_path: Path, corpus: Manifest) -> None:
+    """--jobs 0 runs the model here on one thread, as each forked job does, so a store (and a
+    resume with another --jobs) holds the same numbers whatever --jobs and torch's threads."""
+    torch.set_num_threads(2)  # the fixture's 1 thread would hide the difference
+    stores = {}
+    for jobs in (0, 2):
+        out = tmp_path / f"j{jobs}"
+        extract_features(ThreadCountEncoder(), corpus, out, ExtractConfig(**CONFIG), workers=0, jobs=jobs, progress=False, **CHUNKS)  # type: ignore[arg-type]
+        stores[jobs] = out
+    assert torch.get_num_threads() == 2  # restored after the run
+    assert_same_store(stores[0], stores[2])
+    # mixing: half the shards with --jobs 0, the rest with --jobs 2
+    mixed = tmp_path / "mixed"
+    cfg = ExtractConfig(**CONFIG)  # type: ignore[arg-type]
+    extract_features(ThreadCountEncoder(), corpus, mixed, cfg, shard=(0, 2), workers=0, jobs=0, progress=False, **CHUNKS)
+    extract_features(ThreadCountEncoder(), corpus, mixed, cfg, shard=(1, 2), workers=0, jobs=2, progress=False)
+    assert_same_store(mixed, stores[0])

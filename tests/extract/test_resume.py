@@ -274,3 +274,75 @@ def test_partial_chunk_writes_keep_neighbours(tmp_path: Path, corpus: Manifest, 
     assert any(s % 64 for s in starts), "test corpus should put a shard boundary inside a chunk"
     assert np.isfinite(ds.hidden.values.astype(np.float32)).all()
     assert_same_store(out, reference_store)
+
+
+def _store_files(store: Path) -> dict[str, bytes]:
+    """Every file of a store but its writer bookkeeping (progress, plan, locks), by path."""
+    return {
+        str(f.relative_to(store)): f.read_bytes()
+        for f in sorted(store.rglob("*"))
+        if f.is_file() and bookkeeping_dir(store) not in f.parents
+    }
+
+
+class _Killed(BaseException):
+    """Stands in for SIGKILL inside this process (nothing after the fault point runs)."""
+
+
+def test_kill_in_the_middle_of_large_shards_resumes_to_a_byte_identical_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shards spanning several pooled and many hidden chunks, killed mid-shard (SIGKILL after
+    a recorded batch; a stop between writing chunks and recording them), resume byte for byte."""
+    import deepwide.extract.writer as writer_mod
+    from tests.extract.helpers import make_corpus
+
+    corpus = make_corpus(tmp_path / "c", n_utts=24, seed=5, min_s=0.3, max_s=0.8)
+    config = ExtractConfig(batch_seconds=1.0)
+    chunks = {"frame_chunk": 16, "utt_chunk": 2}
+    ref = tmp_path / "ref"
+    for k in (0, 1):
+        extract_features(FakeEncoder(), corpus, ref, config, shard=(k, 2), workers=0, jobs=0, progress=False, **chunks)
+    plan = json.loads((bookkeeping_dir(ref) / "plan.json").read_text())
+    bs, ss = plan["batch_starts"], plan["shard_starts"]
+    ds = open_store(ref)
+    for k in (0, 1):
+        u0, u1 = bs[ss[k]], bs[ss[k + 1]]
+        f0 = int(ds.frame_offset.values[u0])
+        f1 = int(ds.frame_offset.values[u1 - 1] + ds.n_stored.values[u1 - 1])
+        assert (u1 - u0) // 2 >= 4 and (f1 - f0) // 16 >= 8, "each shard should span many chunks"
+        assert ss[k + 1] - ss[k] >= 5, "each shard should hold several batches"
+
+    out = tmp_path / "s"
+    args = {"corpus": str(corpus.root), "out": str(out), "config": {"batch_seconds": 1.0}, **chunks, "shard": [0, 2]}
+    killed = run_sub(args, kill="journal:3")
+    assert killed.returncode == -9, killed.stderr.read()[-2000:]
+    state = read_shard_state(out, 0)
+    assert ss[0] < state["next_batch"] < ss[1] and not state["done"]  # in the middle of shard 0
+    assert len(list((out / "pooled" / "c").rglob("*"))) > 1  # pooled chunks were on disk
+    r0 = extract_features(FakeEncoder(), corpus, out, config, shard=(0, 2), workers=0, jobs=0, progress=False)
+    assert r0.batches == ss[1] - state["next_batch"]  # resumed, not restarted
+
+    calls = [0]
+
+    def stop_at_third_flush(name: str) -> None:
+        if name == "flush":
+            calls[0] += 1
+            if calls[0] == 3:
+                raise _Killed
+
+    monkeypatch.setattr(writer_mod, "fault_point", stop_at_third_flush)
+    with pytest.raises(_Killed):
+        extract_features(FakeEncoder(), corpus, out, config, shard=(1, 2), workers=0, jobs=0, progress=False)
+    monkeypatch.undo()
+    state1 = read_shard_state(out, 1)
+    assert ss[1] < state1["next_batch"] < ss[2]  # chunks beyond the recorded batch are on disk
+    report = extract_features(FakeEncoder(), corpus, out, config, workers=0, jobs=2, progress=False)
+    assert report.complete and report.shards_written == (1,)
+    assert report.batches == ss[2] - state1["next_batch"]
+    assert validate_store(out) == []
+    assert_same_store(out, ref)
+    got, want = _store_files(out), _store_files(ref)
+    assert sorted(got) == sorted(want)
+    for name in want:
+        assert got[name] == want[name], f"{name} differs"

@@ -9,7 +9,10 @@ pickled), as PyTorch's DataLoader workers do, and each job sets ``torch.set_num_
 before touching a tensor. Every job runs a batch the same way, so which job ran it does not
 change a bit of the result.
 
-On an accelerator the model runs in this process (``jobs = 0``) and audio is decoded ahead by
+With ``jobs = 0`` on a CPU the model runs in this process, also on one thread, so a store's
+numbers never depend on ``--jobs`` (more threads split sums differently and move float16
+values by a step), and a resume with another ``--jobs`` writes the same values. On an
+accelerator the model runs in this process (``jobs = 0``) and audio is decoded ahead by
 ``--workers`` processes.
 """
 

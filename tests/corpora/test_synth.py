@@ -109,7 +109,7 @@ def test_phone_set_and_mapping() -> None:
 
 
 def test_every_generator_word_maps_onto_the_phone_set() -> None:
-    from deepwide.corpora import synth as s
+    from deepwide.corpora.synth import texts as s
 
     words: set[str] = set(UNKNOWN_WORDS) | set(s.KEYWORDS)
     for group in (s._NAMES, s._NOUNS, s._ADJS, s._PAST, s._BASE, s._PLACES, s._ADVS, s._NUMS):
@@ -329,7 +329,7 @@ def test_out_dir_must_be_empty(tmp_path: Path) -> None:
 
 # -- default corpus, lock, adapter --------------------------------------------------------------
 def test_default_corpus_generated_once_under_a_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from deepwide.corpora import synth as s
+    from deepwide.corpora.synth import cache as s  # where ensure_synth_corpus looks its names up
 
     monkeypatch.setenv("DEEPWIDE_CACHE", str(tmp_path / "cache"))
     calls: list[int] = []

@@ -335,11 +335,17 @@ def read_rows(ds: xr.Dataset, var: str, layer: int, rows: np.ndarray) -> np.ndar
 
     Returns:
         ``(m, feat)`` array in the order of ``rows``, in the store's dtype.
+
+    Raises:
+        StoreError: the rows hold NaN/Inf (a missing chunk reads as NaN): a damaged store.
     """
+    from deepwide.store import check_finite
+
     dim = "frame" if var == "hidden" else "utt"
     rows = np.asarray(rows, dtype=np.int64)
     order = np.argsort(rows, kind="stable")
     data = ds[var].isel({"layer": _layer_pos(ds, layer), dim: rows[order]}).values
+    check_finite(data, ds, var, layer)
     out = np.empty_like(data)
     out[order] = data
     return out
@@ -379,22 +385,13 @@ def _sample_per_group(groups: np.ndarray, k: int, rng: np.random.Generator) -> n
 
 
 def check_same_corpus(stores: Sequence[xr.Dataset]) -> None:
-    """Refuse stores made on different corpora or frame rates (one-line :class:`StoreError`)."""
-    first = stores[0]
-    for other in stores[1:]:
-        for key in ("corpus_id", "manifest_hash"):
-            va, vb = first.attrs.get(key), other.attrs.get(key)
-            if va is not None and vb is not None and str(va) != str(vb):
-                raise StoreError(
-                    f"stores {_store_name(first)} and {_store_name(other)} were made on different "
-                    f"corpora ({key} {va!r} vs {vb!r}); extract both from the same manifest"
-                )
-        ra, rb = first.attrs.get("frame_rate_hz", 50.0), other.attrs.get("frame_rate_hz", 50.0)
-        if not math.isclose(float(ra), float(rb)):
-            raise StoreError(
-                f"stores {_store_name(first)} and {_store_name(other)} have different frame rates "
-                f"({ra} vs {rb} Hz); frames cannot be matched"
-            )
+    """Refuse stores made on different corpora or frame rates (one-line :class:`StoreError`).
+
+    The check itself is :func:`deepwide.store.check_same_corpus`, shared with ``probe --null``.
+    """
+    from deepwide.store import check_same_corpus as check
+
+    check(stores)
 
 
 @dataclass(frozen=True)
@@ -684,6 +681,8 @@ def _label_rows(
     ds: xr.Dataset, label: str, level: str, config: LabelsConfig
 ) -> tuple[str, np.ndarray, np.ndarray, np.ndarray | None]:
     """(variable, rows, labels, groups) for one label kind at one level."""
+    from deepwide.store import phone_set_of
+
     name = _store_name(ds)
     if label == "speaker" and "speaker" not in ds.coords:
         raise TaskError(f"store {name} has no speaker labels; use a corpus with speakers")
@@ -694,6 +693,7 @@ def _label_rows(
     if label == "phone":
         if "phone" not in ds.coords:
             raise TaskError(f"store {name} has no phone labels; use a corpus with alignments")
+        phone_set_of(ds)  # labels must index the store's phone_set (one-line StoreError)
         labels = np.asarray(ds["phone"].values, dtype=np.int64)
         valid = real & (labels >= 0)
         if not valid.any():
@@ -745,15 +745,9 @@ def label_cca_table(stores: Sequence[xr.Dataset], config: LabelsConfig) -> xr.Da
             )
             with _warnings_to_log(f"{facts[s].model_id} / {label}"):
                 for layer in _progress(layers, desc=f"{facts[s].model_id} {label}"):
-                    x = as_float64(read_rows(ds, var, layer, rows))
-                    finite = np.isfinite(x).all(axis=1)
+                    x = as_float64(read_rows(ds, var, layer, rows))  # refuses NaN/Inf
                     scores[s, k, layer] = label_cca(
-                        x[finite],
-                        labels[finite],
-                        folds=config.folds,
-                        seed=config.seed,
-                        groups=None if groups is None else groups[finite],
-                        reg=config.reg,
+                        x, labels, folds=config.folds, seed=config.seed, groups=groups, reg=config.reg
                     )
     return xr.Dataset(
         {

@@ -526,6 +526,128 @@ def corpus_ids(stores: Sequence[xr.Dataset]) -> str:
     return ", ".join(sorted({str(ds.attrs.get("corpus_id", "")) for ds in stores} - {""}))
 
 
+def store_source(ds: xr.Dataset) -> str:
+    """Where an opened store lives (its path), else its model id (for messages)."""
+    src = ds.encoding.get("source") if hasattr(ds, "encoding") else None
+    return str(src) if src else str(ds.attrs.get("model_id", "<in memory>"))
+
+
+def _fix_hint(ds: xr.Dataset) -> str:
+    src = ds.encoding.get("source") if hasattr(ds, "encoding") else None
+    target = str(src) if src else "PATH"
+    return f"check it with `deepwide store validate --data {target}` and re-extract it"
+
+
+def check_finite(values: np.ndarray, ds: xr.Dataset, array: str, layer: int) -> None:
+    """Refuse features that hold NaN/Inf (one-line :class:`StoreError`).
+
+    A chunk that was never written (or was deleted) reads as the fill value, NaN, so this is
+    how a damaged store, or one marked complete before it was, shows up in a reader.
+
+    Args:
+        values: ``(n, D)`` (or any shape) features just read from ``ds[array]``.
+        ds: the store they came from.
+        array: ``"hidden"`` or ``"pooled"``.
+        layer: the model layer number they belong to.
+
+    Raises:
+        StoreError: naming the store, the array, the layer and the fix.
+    """
+    finite = np.isfinite(values)
+    if finite.all():
+        return
+    bad = int(finite.size - np.count_nonzero(finite))
+    raise StoreError(
+        f"store {store_source(ds)}: `{array}` layer {int(layer)} holds {bad:,} non-finite "
+        f"value(s) (NaN/Inf; an unwritten or deleted chunk reads as NaN); {_fix_hint(ds)}"
+    )
+
+
+def phone_set_of(ds: xr.Dataset) -> list[str]:
+    """The store's ``phone_set``, after checking the frame ``phone`` labels index into it.
+
+    Returns:
+        Phone names; frame label ``i`` (``0 ≤ i < len``) is ``phone_set[i]``, ``-1`` is none.
+
+    Raises:
+        StoreError: labels outside ``-1 .. len(phone_set) - 1``, a repeated phone name, or a
+            ``phone_set`` that is not a JSON list (one line, naming the store and the fix).
+    """
+    raw = ds.attrs.get("phone_set", "[]")
+    try:
+        phones = json.loads(raw) if isinstance(raw, str) else list(raw)
+    except (TypeError, ValueError):
+        phones = None
+    if not isinstance(phones, list):
+        raise StoreError(f"store {store_source(ds)}: attr phone_set is not a JSON list; {_fix_hint(ds)}")
+    phones = [str(p) for p in phones]
+    if len(set(phones)) != len(phones):
+        dup = sorted({p for p in phones if phones.count(p) > 1})
+        raise StoreError(
+            f"store {store_source(ds)}: phone_set names {', '.join(map(repr, dup))} more than once, "
+            f"so its labels are ambiguous; {_fix_hint(ds)}"
+        )
+    if "phone" in ds.coords and ds["phone"].size:
+        labels = np.asarray(ds["phone"].values)
+        lo, hi = int(labels.min()), int(labels.max())
+        if lo < -1 or hi >= len(phones):
+            raise StoreError(
+                f"store {store_source(ds)}: frame phone labels run {lo}..{hi} but phone_set has "
+                f"{len(phones)} phone(s) (valid labels -1..{len(phones) - 1}), so labels and "
+                f"phone_set disagree; {_fix_hint(ds)}"
+            )
+    return phones
+
+
+def _corpus_name(ds: xr.Dataset) -> str:
+    return str(ds.attrs.get("model_id", "store"))
+
+
+def check_same_corpus(stores: Sequence[xr.Dataset], *, same_utterances: bool = False) -> None:
+    """Refuse stores that were not extracted from the same corpus (one-line :class:`StoreError`).
+
+    The one reader-side check of "these stores describe the same audio": equal ``corpus_id``
+    and ``manifest_hash`` and frame rate; with ``same_utterances`` also the same set of
+    ``utt_id`` (a random-init twin must be scored on exactly the utterances of its model).
+
+    Args:
+        stores: opened stores; the first is compared with each other one.
+        same_utterances: also require identical ``utt_id`` sets.
+
+    Raises:
+        StoreError: naming both stores and what differs.
+    """
+    import math
+
+    first = stores[0]
+    for other in stores[1:]:
+        for key in ("corpus_id", "manifest_hash"):
+            va, vb = first.attrs.get(key), other.attrs.get(key)
+            if (va is None) != (vb is None) and same_utterances:
+                va, vb = va or "<none>", vb or "<none>"
+            if va is not None and vb is not None and str(va) != str(vb):
+                raise StoreError(
+                    f"stores {_corpus_name(first)} and {_corpus_name(other)} were made on different "
+                    f"corpora ({key} {va!r} vs {vb!r}); extract both from the same manifest"
+                )
+        ra, rb = first.attrs.get("frame_rate_hz", 50.0), other.attrs.get("frame_rate_hz", 50.0)
+        if not math.isclose(float(ra), float(rb)):
+            raise StoreError(
+                f"stores {_corpus_name(first)} and {_corpus_name(other)} have different frame rates "
+                f"({ra} vs {rb} Hz); frames cannot be matched"
+            )
+        if same_utterances:
+            ua = {str(u) for u in np.asarray(first["utt_id"].values)}
+            ub = {str(u) for u in np.asarray(other["utt_id"].values)}
+            if ua != ub:
+                raise StoreError(
+                    f"stores {_corpus_name(first)} ({store_source(first)}) and {_corpus_name(other)} "
+                    f"({store_source(other)}) hold different utterances ({len(ua - ub)} only in the "
+                    f"first, {len(ub - ua)} only in the second), so they cannot be scored on the same "
+                    f"test utterances; extract both with the same corpus manifest and --splits"
+                )
+
+
 def _open_dataset(path: str | Path) -> xr.Dataset:
     p = _local(path)
     if p is not None and not p.exists():

@@ -43,7 +43,8 @@ def _parse_penalties(_ctx: click.Context, _param: click.Parameter, value: str | 
 @click.option("--null", "nulls", multiple=True, type=click.Path(path_type=Path),
               help="Store of a random-init twin, probed as its own null model entry (repeatable).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Write probe.nc and probe.csv here.")
+              help="Write probe.nc and probe.csv here; earlier results there of the same models, seed "
+                   "and settings are merged (this run's tasks replace same-named ones), others refused.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--max-train-frames", type=click.IntRange(min=1), default=50_000, show_default=True,
               help="Cap on training frames of frame-level tasks (random frames, seeded).")
@@ -84,9 +85,17 @@ def probe(
     """Layerwise linear probes (and the weighted-sum probe) on one or more feature stores.
 
     Prints a per-layer table per model and task with the best layer marked `*`; with --out
-    writes probe.nc and probe.csv (docs/results-schema.md).
+    writes probe.nc and probe.csv (docs/results-schema.md), merged into earlier results there.
     """
-    from deepwide.probing.run import ProbeConfig, format_table, probe_stores, write_results
+    import time
+
+    from deepwide.probing.run import (
+        ProbeConfig,
+        check_output_folder,
+        format_table,
+        probe_stores,
+        save_results,
+    )
 
     seed = getattr(ctx.obj, "seed", 0)
     use_all = "all" in tasks
@@ -96,8 +105,10 @@ def probe(
         max_train_frames=max_train_frames, max_eval_frames=max_eval_frames, include_silence=include_silence,
         segment_frames=segment_frames, tol=tol, max_iter=max_iter, n_boot=n_boot, weighted_sum=weighted_sum, device=device, **kwargs,
     )
+    if out_dir is not None:  # refuse an --out this run cannot be merged into before probing
+        check_output_folder(out_dir, list(stores), config, nulls=list(nulls), seed=seed)
+    started = time.monotonic()
     results = probe_stores(list(stores), names, config, nulls=list(nulls), seed=seed, skip_unservable=use_all)
     click.echo(format_table(results), nl=False)
     if out_dir is not None:
-        nc, csv = write_results(results, out_dir)
-        click.echo(f"wrote {nc} and {csv}")
+        click.echo(save_results(results, out_dir, started=started).describe())

@@ -10,16 +10,24 @@
 * the SUPERB weighted-sum probe over all layers (:mod:`deepwide.probing.weighted`);
 * for ``asv``: cosine scoring of pooled features (centred on the LDA training mean) and cosine
   scoring after an LDA fitted on training speakers outside the trial list; ``score`` is the EER
-  after LDA, ``eer_cosine`` the EER without it;
+  after LDA, ``eer_cosine`` the EER without it (when an LDA cannot be fitted, ``score`` is
+  the cosine EER and ``backend`` says ``"cosine"``);
 
 and returns a Dataset with the layout of ``docs/results-schema.md`` (Probing), written by
-:func:`write_results` as ``probe.nc`` + ``probe.csv``.
+:func:`write_results` as the pair ``probe.nc`` + ``probe.csv`` (the ``.nc`` records the CSV's
+SHA-256, :func:`check_results_pair` compares them), merged into an earlier pair by
+:func:`save_results`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
+import shutil
+import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,8 +40,8 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from deepwide import __version__
-from deepwide.config import atomic_write_netcdf, atomic_write_text, config_to_dict
-from deepwide.errors import ConfigError, TaskError
+from deepwide.config import atomic_target, config_to_dict
+from deepwide.errors import ConfigError, DiskFullError, TaskError, is_disk_full
 from deepwide.probing.solver import DEFAULT_PENALTIES, fit_softmax_path, standardise
 from deepwide.probing.stats import (
     DEFAULT_BOOT,
@@ -119,6 +127,7 @@ class TaskResult:
     layer_norm: np.ndarray | None = None
     ws_score: float = float("nan")
     ws_ci: tuple[float, float] = (float("nan"), float("nan"))
+    backend: str = ""  # asv: "lda" or "cosine" (what scored ``score``); "" for classification
 
 
 @dataclass
@@ -234,6 +243,14 @@ def probe_classification(data: TaskData, ds: Any, config: ProbeConfig, seed: int
         for j, layer in enumerate(range(sl.start, sl.stop)):
             result.f1[layer] = macro_f1(y_te, pred[j])
         del xt, xd, xe
+    if len(y_dv) == 0:
+        used = ", ".join(f"{p:g}" for p in np.unique(result.penalty[np.isfinite(result.penalty)])[::-1])
+        log.warning(
+            "%s · %s: no dev samples, so no penalty was chosen on dev: every layer was fitted with "
+            "penalty %s of the grid%s; give the corpus a dev split (or more utterances per speaker) "
+            "for a chosen penalty", ds.attrs.get("model_id", "?"), data.task.name, used or "?",
+            " and the weighted-sum probe kept its last step" if config.weighted_sum else "",
+        )
     result.score = correct_all.mean(axis=0) if len(y_te) else result.score
     lo, hi = bootstrap_mean_ci(correct_all, data.test.groups, n_boot=config.n_boot, seed=seed)
     result.ci_low, result.ci_high = np.asarray(lo), np.asarray(hi)
@@ -252,10 +269,14 @@ def probe_asv(data: TrialData, ds: Any, config: ProbeConfig, seed: int = 0) -> T
     The LDA (scikit-learn, eigen solver with Ledoit–Wolf shrinkage, on features standardised
     with the LDA training statistics) is fitted on ``data.lda_utts``: utterances of training
     speakers that appear in no trial. Plain cosine scoring centres on the same training mean.
+    With ``data.backend == "cosine"`` (fewer than 2 such speakers, or no more utterances than
+    speakers) there is no LDA: features are standardised with the statistics of
+    ``data.centre_utts`` and ``score`` is the cosine EER.
 
     Returns:
-        A :class:`TaskResult` whose ``score`` is the EER after LDA and ``eer_cosine`` the EER
-        of plain cosine scoring; CIs resample utterances of the trial list.
+        A :class:`TaskResult` whose ``score`` is the EER of ``backend`` (``"lda"``: after LDA,
+        ``"cosine"``: plain cosine) and ``eer_cosine`` the EER of plain cosine scoring; CIs
+        resample utterances of the trial list.
     """
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
@@ -265,16 +286,22 @@ def probe_asv(data: TrialData, ds: Any, config: ProbeConfig, seed: int = 0) -> T
         task=data.task, layers=_layer_numbers(ds), score=nan.copy(), ci_low=nan.copy(), ci_high=nan.copy(), f1=nan.copy(),
         penalty=nan.copy(), n_train=np.full(n_layers, data.lda_utts.size, np.int64),
         n_test=np.full(n_layers, data.target.size, np.int64), majority=0.5, eer_cosine=nan.copy(),
+        backend=data.backend,
     )
+    centre = data.lda_utts if data.centre_utts is None else data.centre_utts
     for layer in tqdm(range(n_layers), desc="asv", unit="layer", leave=False, disable=None):
         x = data.load_layer(ds, layer).astype(np.float64)
-        train = x[data.lda_utts]
+        train = x[centre]
         mu, sd = train.mean(axis=0), train.std(axis=0) + 1e-8
         z = (x - mu) / sd
-        result.eer_cosine[layer] = equal_error_rate(_cosine(z[data.utt_a], z[data.utt_b]), data.target)  # type: ignore[index]
-        lda = LinearDiscriminantAnalysis(solver="eigen", shrinkage="auto").fit(z[data.lda_utts], data.lda_speakers)
-        p = lda.transform(z)
-        scores = _cosine(p[data.utt_a], p[data.utt_b])
+        cosine = _cosine(z[data.utt_a], z[data.utt_b])
+        result.eer_cosine[layer] = equal_error_rate(cosine, data.target)  # type: ignore[index]
+        if data.backend == "cosine":
+            scores = cosine
+        else:
+            lda = LinearDiscriminantAnalysis(solver="eigen", shrinkage="auto").fit(z[data.lda_utts], data.lda_speakers)
+            p = lda.transform(z)
+            scores = _cosine(p[data.utt_a], p[data.utt_b])
         result.score[layer] = equal_error_rate(scores, data.target)
         result.ci_low[layer], result.ci_high[layer] = bootstrap_eer_ci(
             scores, data.target, data.utt_a, data.utt_b, n_boot=config.n_boot, seed=seed
@@ -319,7 +346,27 @@ def _entries(stores: Sequence[Any], nulls: Sequence[Any]) -> list[ModelEntry]:
                 f"stores {seen[e.model_id]} and {e.path} both hold model {e.model_id!r}; probe one of them per run"
             )
         seen[e.model_id] = e.path
+    check_twins(entries)
     return entries
+
+
+def check_twins(entries: Sequence[ModelEntry]) -> None:
+    """Refuse a null store that was not extracted from its model's corpus and utterances.
+
+    A null is compared with the model it is the twin of, so both must be scored on the same
+    test utterances: same ``corpus_id``, ``manifest_hash`` and ``utt_id`` set
+    (:func:`deepwide.store.check_same_corpus`, the check ``analyze similarity`` uses too).
+
+    Raises:
+        StoreError: one line naming both stores and what differs.
+    """
+    from deepwide.store import check_same_corpus
+
+    by_id = {e.model_id: e for e in entries if not e.is_null}
+    for e in entries:
+        twin = by_id.get(e.null_of) if e.is_null else None
+        if twin is not None:
+            check_same_corpus([twin.ds, e.ds], same_utterances=True)
 
 
 def probe_stores(
@@ -387,6 +434,7 @@ def results_dataset(entries: Sequence[ModelEntry], tasks: Sequence[Task], config
     v = {name: full() for name in ("score", "ci_low", "ci_high", "f1", "penalty", "eer_cosine", "ws_weight", "layer_norm")}
     n_train, n_test = full(0, np.int64), full(0, np.int64)
     scal = {name: full(s=(n_models, n_tasks)) for name in ("majority", "ws_score", "ws_ci_low", "ws_ci_high")}
+    backend = np.full((n_models, n_tasks), "", dtype=object)
     for m, e in enumerate(entries):
         for t, task in enumerate(tasks):
             r = e.results.get(task.name)
@@ -405,10 +453,12 @@ def results_dataset(entries: Sequence[ModelEntry], tasks: Sequence[Task], config
             scal["majority"][m, t] = r.majority
             scal["ws_score"][m, t] = r.ws_score
             scal["ws_ci_low"][m, t], scal["ws_ci_high"][m, t] = r.ws_ci
+            backend[m, t] = r.backend
     dims3, dims2 = ("model", "task", "layer"), ("model", "task")
     data_vars: dict[str, Any] = {name: (dims3, arr) for name, arr in v.items()}
     data_vars.update({"n_train": (dims3, n_train), "n_test": (dims3, n_test)})
     data_vars.update({name: (dims2, arr) for name, arr in scal.items()})
+    data_vars["backend"] = (dims2, backend)
     data_vars.update(
         num_layers=("model", np.array([_num_layers(e.ds) for e in entries], np.int64)),
         dim=("model", np.array([int(e.ds.attrs.get("dim", e.ds.sizes.get("feat", 0))) for e in entries], np.int64)),
@@ -436,24 +486,369 @@ def results_dataset(entries: Sequence[ModelEntry], tasks: Sequence[Task], config
             "stores": json.dumps({e.model_id: e.path for e in entries}, sort_keys=True),
         },
     )
-    ds["score"].attrs["description"] = "test metric (fraction); asv: EER after LDA (lower is better)"
+    ds["score"].attrs["description"] = "test metric (fraction); asv: EER of `backend` (lower is better)"
     ds["eer_cosine"].attrs["description"] = "asv only: EER of plain cosine scoring (centred); NaN elsewhere"
+    ds["backend"].attrs["description"] = (
+        "asv only: what scored `score`, 'lda' (cosine after LDA) or 'cosine' (plain cosine: fewer than "
+        "2 training speakers outside the trial list); '' elsewhere"
+    )
     return ds
 
 
 # ----------------------------------------------------------------- output
+#: attr of ``probe.nc`` holding the SHA-256 of the ``probe.csv`` written with it
+CSV_HASH_ATTR = "csv_sha256"
+#: attr of ``probe.nc``: JSON ``{task: created}``, when each task's rows were computed
+TASKS_CREATED_ATTR = "tasks_created"
+
+
+def _csv_text(results: xr.Dataset) -> str:
+    return results.to_dataframe().to_csv()
+
+
+def _mkdir(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise DiskFullError(disk_line(out) + "; free some space or choose another --out") from exc
+        raise
+
+
 def write_results(results: xr.Dataset, out_dir: str | Path, name: str = "probe") -> tuple[Path, Path]:
-    """Write ``<name>.nc`` (NetCDF4) and ``<name>.csv`` atomically under ``out_dir``.
+    """Write ``<name>.nc`` (NetCDF4) and ``<name>.csv`` under ``out_dir`` as one result.
+
+    Both files are written in full to temporary names first; only then is the CSV renamed
+    into place and, last, the ``.nc`` (the file readers use, so its rename is the commit
+    point). A failed write (e.g. a full disk) leaves the old pair untouched; a kill between the
+    two renames leaves the old ``.nc`` beside the new CSV, which :func:`check_results_pair`
+    detects: the ``.nc`` records the SHA-256 of its CSV in the ``csv_sha256`` attr.
 
     Returns:
         The two paths.
+
+    Raises:
+        DiskFullError: the disk holding ``out_dir`` is full (nothing was replaced).
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    _mkdir(out)
     nc_path, csv_path = out / f"{name}.nc", out / f"{name}.csv"
-    atomic_write_netcdf(nc_path, results)
-    atomic_write_text(csv_path, results.to_dataframe().to_csv())
+    text = _csv_text(results).encode("utf-8")
+    ds = results.assign_attrs({CSV_HASH_ATTR: hashlib.sha256(text).hexdigest()})
+    with atomic_target(nc_path) as tmp_nc:
+        ds.to_netcdf(tmp_nc, engine="netcdf4")
+        with atomic_target(csv_path) as tmp_csv, open(tmp_csv, "wb") as fh:
+            fh.write(text)
     return nc_path, csv_path
+
+
+def check_results_pair(out_dir: str | Path, name: str = "probe") -> str | None:
+    """Whether ``<name>.nc`` and ``<name>.csv`` under ``out_dir`` are one result.
+
+    Readers that use both files (or the CSV alone) call this; readers of the ``.nc`` alone need
+    not, as the ``.nc`` is always whole and is replaced last.
+
+    Returns:
+        ``None`` when the pair matches (or the ``.nc`` predates the recorded hash), else one
+        line saying what is wrong and what to do.
+    """
+    out = Path(out_dir)
+    nc_path, csv_path = out / f"{name}.nc", out / f"{name}.csv"
+    if not nc_path.is_file():
+        return f"{nc_path} does not exist; run `deepwide probe --out {out}`"
+    try:
+        with xr.open_dataset(nc_path) as ds:
+            want = ds.attrs.get(CSV_HASH_ATTR)
+    except Exception as exc:  # netCDF/HDF errors come in many types
+        return f"{nc_path} cannot be read as NetCDF ({type(exc).__name__}); rerun `deepwide probe --out {out}`"
+    if want is None:
+        return None
+    if not csv_path.is_file():
+        return f"{csv_path} is missing beside {nc_path.name}; rerun `deepwide probe --out {out}` to rewrite the pair"
+    if hashlib.sha256(csv_path.read_bytes()).hexdigest() != str(want):
+        return (
+            f"{csv_path} is not the CSV of {nc_path.name} (a probe run was stopped between writing the two); "
+            f"{nc_path.name} is the result: rerun `deepwide probe --out {out}` or regenerate the CSV from it"
+        )
+    return None
+
+
+def _facts(ds: xr.Dataset) -> dict[str, tuple[Any, ...]]:
+    """``{model: (num_layers, dim, params, is_null, null_of)}`` of a results Dataset."""
+    out = {}
+    for i, m in enumerate(ds["model"].values):
+        null_of = ds["null_of"].values[i]
+        null_of = "" if null_of is None or (isinstance(null_of, float) and np.isnan(null_of)) else str(null_of)
+        out[str(m)] = (int(ds["num_layers"].values[i]), int(ds["dim"].values[i]), int(ds["params"].values[i]),
+                       bool(ds["is_null"].values[i]), null_of)
+    return out
+
+
+def _entry_facts(entries: Sequence[ModelEntry]) -> dict[str, tuple[Any, ...]]:
+    """The same facts as :func:`_facts`, from the opened stores (before probing)."""
+    return {e.model_id: (_num_layers(e.ds), int(e.ds.attrs.get("dim", e.ds.sizes.get("feat", 0))),
+                         int(e.ds.attrs.get("model_params", 0)), e.is_null, e.null_of) for e in entries}
+
+
+def _merge_conflict(old: xr.Dataset, facts: dict[str, tuple[Any, ...]], config: str, seed: int) -> str | None:
+    """Why results of ``facts``/``config``/``seed`` cannot join ``old`` in one table, or None."""
+    old_facts = _facts(old)
+    if set(old_facts) != set(facts):
+        return (f"it holds models {', '.join(sorted(old_facts))} but this run probes "
+                f"{', '.join(sorted(facts))}")
+    for m, f in facts.items():
+        if old_facts[m] != f:
+            return f"its model {m} has (layers, dim, params, is_null, null_of) {old_facts[m]}, this run's {f}"
+    if int(old.attrs.get("seed", -1)) != int(seed):
+        return f"it was probed with --seed {old.attrs.get('seed')}, this run with {seed}"
+    have, want = json.loads(str(old.attrs.get("config", "{}"))), json.loads(config)
+    diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+    if diff:
+        k = diff[0]
+        return f"it was probed with {k}={have.get(k)!r}, this run with {k}={want.get(k)!r}"
+    return None
+
+
+def _refusal(out: Path, why: str) -> ConfigError:
+    return ConfigError(
+        f"{out / 'probe.nc'} holds earlier results that cannot share a table with this run ({why}); "
+        f"use another --out, or delete {out / 'probe.nc'} and probe.csv to replace them"
+    )
+
+
+def _read_earlier(out: Path) -> xr.Dataset | None:
+    path = out / "probe.nc"
+    if not path.is_file():
+        return None
+    try:
+        return xr.load_dataset(path)
+    except Exception as exc:  # netCDF/HDF errors come in many types
+        raise ConfigError(
+            f"{path} exists but cannot be read as NetCDF ({type(exc).__name__}), so this run cannot be "
+            f"merged into it; delete it (and probe.csv) or use another --out"
+        ) from exc
+
+
+def check_output_folder(
+    out_dir: str | Path,
+    stores: Sequence[str | Path | xr.Dataset],
+    config: ProbeConfig,
+    *,
+    nulls: Sequence[str | Path | xr.Dataset] = (),
+    seed: int = 0,
+) -> None:
+    """Before any probing: refuse an ``--out`` whose earlier ``probe.nc`` this run cannot join.
+
+    Results merge (see :func:`merge_results`) when they cover the same models (same facts),
+    seed and probe config; otherwise the run is refused here, before minutes of work, rather
+    than silently replacing the earlier results. Also opens the stores, so a missing store or a
+    mismatched ``--null`` twin is refused before probing.
+
+    Raises:
+        ConfigError: the earlier results cannot be merged (one line, with the fix).
+        StoreError: a store cannot be opened, or a null is not its model's twin.
+    """
+    entries = _entries(stores, nulls)
+    old = _read_earlier(Path(out_dir))
+    if old is None:
+        return
+    why = _merge_conflict(old, _entry_facts(entries), json.dumps(config_to_dict(config), sort_keys=True), seed)
+    if why:
+        raise _refusal(Path(out_dir), why)
+
+
+def _blank_like(template: xr.DataArray, sizes: dict[str, int], coords: dict[str, Any]) -> xr.DataArray:
+    kind = template.dtype.kind
+    fill: Any = "" if kind in "OUS" else (False if kind == "b" else (0 if kind in "iu" else np.nan))
+    shape = tuple(sizes[d] for d in template.dims)
+    arr = np.full(shape, fill, dtype=object if kind in "OUS" else template.dtype)
+    return xr.DataArray(arr, dims=template.dims, coords={d: coords[d] for d in template.dims if d in coords})
+
+
+def merge_results(old: xr.Dataset, new: xr.Dataset) -> tuple[xr.Dataset, list[str], list[str]]:
+    """Merge ``new`` results into earlier ones of the same models, seed and config.
+
+    Tasks of ``new`` replace same-named tasks of ``old`` (in place); other old tasks are kept,
+    new ones appended. ``corpus_id`` becomes the union, ``stores`` maps each model to its store
+    (a list when tasks were probed from different stores), ``tasks_created`` records when each
+    task's rows were computed.
+
+    Returns:
+        ``(merged, replaced task names, kept task names)``.
+
+    Raises:
+        ConfigError: other models, facts, seed or probe config (one line).
+    """
+    why = _merge_conflict(old, _facts(new), str(new.attrs.get("config", "{}")), int(new.attrs.get("seed", 0)))
+    if why:
+        raise ConfigError(f"earlier results cannot share a table with these ({why})")
+    new_tasks = [str(t) for t in new["task"].values]
+    old_tasks = [str(t) for t in old["task"].values]
+    kept = [t for t in old_tasks if t not in new_tasks]
+    replaced = [t for t in old_tasks if t in new_tasks]
+    created_old = json.loads(str(old.attrs.get(TASKS_CREATED_ATTR, "{}")))
+    created = {t: created_old.get(t, str(old.attrs.get("created", ""))) for t in kept}
+    created.update({t: str(new.attrs.get("created", "")) for t in new_tasks})
+    if kept:
+        part = old.sel(task=kept).drop_vars([v for v in old.data_vars if v not in new.data_vars])
+        part = part.assign_coords(model=part["model"].values.astype(object), task=np.array(kept, dtype=object))
+        for v in new.data_vars:
+            if v not in part.data_vars:
+                part[v] = _blank_like(new[v], dict(part.sizes), dict(part.coords))
+        aligned = new.sel(model=[m for m in part["model"].values])
+        # strings read back from NetCDF are fixed-width (<U3): concat would cut "lda" to the
+        # width of the other side's strings, so both sides hold Python strings
+        part, aligned = (x.assign({v: x[v].astype(object) for v in x.data_vars if x[v].dtype.kind in "US"})
+                         for x in (part, aligned))
+        merged = xr.concat([part, aligned], dim="task", data_vars="minimal", coords="minimal", compat="override",
+                           combine_attrs="override")
+        order = [t for t in old_tasks if t in kept or t in new_tasks] + [t for t in new_tasks if t not in old_tasks]
+        merged = merged.sel(task=order)
+    else:
+        merged = new.copy()
+    corpora = {c.strip() for ds in (old, new) for c in str(ds.attrs.get("corpus_id", "")).split(",")} - {""}
+    stores: dict[str, Any] = {}
+    for ds in (old, new):
+        for m, p in json.loads(str(ds.attrs.get("stores", "{}"))).items():
+            paths = stores.setdefault(m, [])
+            for q in p if isinstance(p, list) else [p]:
+                if q not in paths:
+                    paths.append(q)
+    attrs = {k: v for k, v in new.attrs.items() if k != CSV_HASH_ATTR}
+    attrs.update(
+        corpus_id=", ".join(sorted(corpora)),
+        stores=json.dumps({m: p[0] if len(p) == 1 else p for m, p in stores.items()}, sort_keys=True),
+    )
+    attrs[TASKS_CREATED_ATTR] = json.dumps(created, sort_keys=True)
+    merged.attrs = attrs
+    return merged, replaced, kept
+
+
+def disk_line(folder: Path, needed_bytes: int | None = None) -> str:
+    """``the disk holding FOLDER is full (X MB free, about Y MB needed)`` (no advice)."""
+    p = folder
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        free = f"{_size(shutil.disk_usage(p).free)} free"
+    except OSError:
+        free = "free space unknown"
+    need = f", about {_size(needed_bytes)} needed" if needed_bytes else ""
+    return f"the disk holding {folder} is full ({free}{need})"
+
+
+def _size(n: float) -> str:
+    return f"{n / 1e3:,.1f} kB" if n < 1e6 else f"{n / 1e6:,.1f} MB"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def _device(path: Path) -> int | None:
+    p = path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return os.stat(p).st_dev
+    except OSError:
+        return None
+
+
+def fallback_folder(out: Path) -> Path | None:
+    """A fresh folder under ``tempfile.gettempdir()`` when that lies on another disk than ``out``."""
+    tmp = Path(tempfile.gettempdir())
+    dev_out, dev_tmp = _device(out), _device(tmp)
+    if dev_out is None or dev_tmp is None or dev_out == dev_tmp:
+        return None
+    try:
+        return Path(tempfile.mkdtemp(prefix="deepwide-probe-", dir=tmp))
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True)
+class SavedResults:
+    """What :func:`save_results` wrote: the pair, and which earlier tasks it kept or replaced."""
+
+    nc: Path
+    csv: Path
+    replaced: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """One line for the command's output."""
+        line = f"wrote {self.nc} and {self.csv}"
+        if self.kept or self.replaced:
+            parts = []
+            if self.kept:
+                parts.append(f"kept earlier task(s) {', '.join(self.kept)}")
+            if self.replaced:
+                parts.append(f"replaced task(s) {', '.join(self.replaced)} with this run's")
+            line += f" (merged with the results there: {'; '.join(parts)})"
+        return line
+
+
+def save_results(results: xr.Dataset, out_dir: str | Path, *, started: float | None = None) -> SavedResults:
+    """Merge ``results`` into ``out_dir``'s earlier ``probe.nc`` (if any) and write the pair.
+
+    Args:
+        results: this run's results.
+        out_dir: the ``--out`` folder.
+        started: ``time.monotonic()`` when probing began (for the disk-full message).
+
+    Returns:
+        Where the pair went and which earlier tasks were kept or replaced (also logged).
+
+    Raises:
+        ConfigError: earlier results there cannot be merged (see :func:`check_output_folder`).
+        DiskFullError: the disk is full; the line says where the results were saved instead
+            (a folder under the temp dir, when that is another disk) or that they were not.
+    """
+    out = Path(out_dir)
+    old = _read_earlier(out)
+    replaced: list[str] = []
+    kept: list[str] = []
+    merged = results
+    if old is not None:
+        why = _merge_conflict(old, _facts(results), str(results.attrs.get("config", "{}")),
+                              int(results.attrs.get("seed", 0)))
+        if why:
+            raise _refusal(out, why)
+        merged, replaced, kept = merge_results(old, results)
+        for t in replaced:
+            log.info("%s: task %s replaced by this run's rows (earlier: %s)", out / "probe.nc", t,
+                     json.loads(str(old.attrs.get(TASKS_CREATED_ATTR, "{}"))).get(t, old.attrs.get("created", "?")))
+        if kept:
+            log.info("%s: keeping earlier task(s) %s", out / "probe.nc", ", ".join(kept))
+    try:
+        nc, csv = write_results(merged, out)
+    except DiskFullError as exc:
+        raise _disk_full(merged, out, started) from exc
+    return SavedResults(nc, csv, tuple(replaced), tuple(kept))
+
+
+def _disk_full(results: xr.Dataset, out: Path, started: float | None) -> DiskFullError:
+    """The one-line error of a full disk, after saving ``results`` elsewhere when possible."""
+    need = int(results.nbytes) + len(_csv_text(results))
+    took = f" of {_duration(time.monotonic() - started)} of probing" if started is not None else ""
+    head = disk_line(out, need)
+    fallback = fallback_folder(out)
+    if fallback is not None:
+        try:
+            nc, _ = write_results(results, fallback)
+        except (DiskFullError, OSError) as exc:
+            log.debug("saving to %s failed too: %s", fallback, exc)
+        else:
+            return DiskFullError(
+                f"{head}; the results{took} were saved to {nc.parent} instead (probe.nc, probe.csv): "
+                f"move them into {out} once there is space"
+            )
+    where = "" if fallback is not None else f", and {tempfile.gettempdir()} is on the same disk"
+    return DiskFullError(
+        f"{head}; the results{took} were NOT saved{where} (the table above shows them): "
+        f"free some space or choose another --out, then rerun"
+    )
 
 
 def format_table(results: xr.Dataset) -> str:
@@ -471,8 +866,10 @@ def format_table(results: xr.Dataset) -> str:
             hib = bool(r["higher_is_better"])
             best = int(np.nanargmax(score) if hib else np.nanargmin(score))
             metric = str(r["metric"].item())
+            backend = str(r["backend"].item()) if "backend" in r else ""
+            backend = f"; backend {backend}" if backend not in ("", "nan") else ""
             shown = [i for i in range(n_layers + 1) if np.isfinite(score[i])]
-            lines.append(f"{model}{null} · {task} ({metric}, {r['level'].item()}; "
+            lines.append(f"{model}{null} · {task} ({metric}, {r['level'].item()}{backend}; "
                          f"n_train {int(r['n_train'][shown[0]])}, n_test {int(r['n_test'][shown[0]])}; "
                          f"{'chance' if metric == 'eer' else 'majority'} {float(r['majority']):.3f})")
             extra = "eer_cos" if metric == "eer" else "f1"

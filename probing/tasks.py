@@ -22,7 +22,12 @@ Split policies:
   dropped. The corpus decides which utterances are in the speaker-ID set (``sid_split``).
 * ``asv`` scores the trial list (``attrs["trials"]``, held-out speakers); its LDA back-end is
   fitted on the ``sid_split == "train"`` utterances of speakers that appear in no trial
-  (falling back to ``split == "train"`` utterances of those speakers).
+  (falling back to ``split == "train"`` utterances of those speakers). With fewer than 2 such
+  speakers (or no more utterances than speakers) there is no LDA: trials are scored by plain
+  cosine (``backend == "cosine"``, a warning says so).
+* without dev utterances, dev is carved from train: ~20 % of the training speakers (content
+  tasks) or ~20 % of each speaker's training utterances, at least one of every speaker with 2
+  or more (speaker ID); the warning says how many.
 * ``er`` uses ``split`` as the corpus defines it (no speaker guard). It counts as a
   ``"speaker"``-kind (paralinguistic) task, as the paper groups it with speaker ID.
 
@@ -129,11 +134,17 @@ class TaskData:
 
         Returns:
             ``{"train": (n_train, D), "dev": (n_dev, D), "test": (n_test, D)}`` float32.
+
+        Raises:
+            StoreError: the features read hold NaN/Inf (a missing chunk reads as NaN).
         """
         splits = {"train": self.train, "dev": self.dev, "test": self.test}
         dim = "frame" if self.source == "hidden" else "utt"
         flat = np.unique(np.concatenate([s.rows.ravel() for s in splits.values()]))
+        from deepwide.store import check_finite  # lazy: keeps xarray/zarr off `deepwide --help`
+
         block = np.asarray(ds[self.source].isel({"layer": layer, dim: flat}).values, np.float32)
+        check_finite(block, ds, self.source, int(ds["layer"].values[layer]))
         out = {}
         for name, s in splits.items():
             pos = np.searchsorted(flat, s.rows)  # (n, K)
@@ -150,6 +161,10 @@ class TrialData:
         target: ``(n_trials,)`` bool, same speaker.
         lda_utts: ``(m,)`` utterance indices used to fit the LDA back-end.
         lda_speakers: ``(m,)`` int64 speaker index of each of them.
+        backend: ``"lda"`` (cosine after an LDA fitted on ``lda_utts``) or ``"cosine"`` (fewer
+            than 2 training speakers outside the trial list: plain cosine scoring only).
+        centre_utts: ``(c,)`` utterance indices whose mean and spread standardise the features
+            before scoring (``lda_utts`` when there are any).
     """
 
     task: Task
@@ -159,10 +174,20 @@ class TrialData:
     lda_utts: np.ndarray
     lda_speakers: np.ndarray
     source: str = "pooled"
+    backend: str = "lda"
+    centre_utts: np.ndarray | None = None
 
     def load_layer(self, ds: Any, layer: int) -> np.ndarray:
-        """``(n_utt, D)`` float32 pooled features of ``layer`` (all utterances)."""
-        return np.asarray(ds["pooled"].isel(layer=layer).values, np.float32)
+        """``(n_utt, D)`` float32 pooled features of ``layer`` (all utterances).
+
+        Raises:
+            StoreError: they hold NaN/Inf (a missing chunk reads as NaN).
+        """
+        from deepwide.store import check_finite
+
+        x = np.asarray(ds["pooled"].isel(layer=layer).values, np.float32)
+        check_finite(x, ds, "pooled", int(ds["layer"].values[layer]))
+        return x
 
 
 @dataclass(frozen=True)
@@ -279,25 +304,45 @@ def _split_codes(ds: Any, task: Task) -> np.ndarray:
 
 
 def _carve_dev(code: np.ndarray, speakers: np.ndarray, by_speaker: bool, seed: int, task: Task) -> np.ndarray:
-    """When a store has no dev utterances for a task, move ~20 % of train to dev (seeded)."""
+    """When a store has no dev utterances for a task, move some training utterances to dev (seeded).
+
+    ``by_speaker`` (speaker-disjoint content tasks): ~20 % of the training speakers (at least
+    one, and only when at least 2 train). Otherwise (closed-set speaker ID): ~20 % of each
+    speaker's training utterances, at least one of every speaker that has 2 or more — small
+    corpora have 3–4 per speaker, where a plain 20 % would move none. The warning says what was
+    moved; when nothing could be, it says so (the probe then warns that no penalty was chosen).
+    """
     rng = np.random.default_rng(seed)
     train = np.flatnonzero(code == 0)
+    spk = np.unique(speakers[train])
     if by_speaker:
-        spk = np.unique(speakers[train])
         if spk.size < 2:
+            log.warning(
+                "task %s: the store has no dev utterances and only %d training speaker(s), too few to "
+                "hold one out as dev (splits are speaker-disjoint); training without dev", task.name, spk.size,
+            )
             return code
         pick = rng.choice(spk, size=max(1, round(0.2 * spk.size)), replace=False)
         move = train[np.isin(speakers[train], pick)]
+        what = f"{move.size} training utterances of {pick.size} of {spk.size} speakers"
     else:
-        move = np.concatenate([
-            rng.choice(idx, size=len(idx) // 5, replace=False)
-            for s in np.unique(speakers[train])
+        parts = [
+            rng.choice(idx, size=max(1, len(idx) // 5), replace=False)
+            for s in spk
             for idx in [train[speakers[train] == s]]
             if len(idx) >= 2
-        ] or [np.zeros(0, np.int64)])
+        ]
+        move = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        if move.size == 0:
+            log.warning(
+                "task %s: the store has no dev utterances and no speaker has 2 or more training "
+                "utterances to spare one for dev; training without dev", task.name,
+            )
+            return code
+        what = f"{move.size} training utterances ({len(parts)} of {spk.size} speakers: at least one each)"
     out = code.copy()
     out[move] = 1
-    log.warning("task %s: the store has no dev utterances; using %d training utterances as dev", task.name, move.size)
+    log.warning("task %s: the store has no dev utterances; using %s as dev", task.name, what)
     return out
 
 
@@ -339,8 +384,14 @@ def _utterance_selection(task: Task, ds: Any, labels: np.ndarray, options: Prepa
     return code
 
 
-def _encode(labels: np.ndarray, train_mask: np.ndarray) -> tuple[list[str], np.ndarray]:
+def _encode(labels: np.ndarray, train_mask: np.ndarray, task: Task, ds: Any) -> tuple[list[str], np.ndarray]:
     classes = sorted(set(labels[train_mask].tolist()))
+    if len(classes) < 2:
+        log.warning(
+            "task %s: store %r has only %d class (%s) among its training samples, so every probe scores "
+            "100 %%; check the store's labels and the corpus splits",
+            task.name, store_name(ds), len(classes), ", ".join(map(repr, classes)) or "none",
+        )
     lookup = {c: i for i, c in enumerate(classes)}
     return classes, np.array([lookup.get(v, -1) for v in labels], np.int64)
 
@@ -351,7 +402,7 @@ def _prepare_utterance(task: Task, ds: Any, options: PrepareOptions) -> TaskData
     if labels is None or not (labels != "").any():
         raise _missing(task, ds, f"utterance label {task.label!r}")
     code = _utterance_selection(task, ds, labels, options)
-    classes, y = _encode(labels, code == 0)
+    classes, y = _encode(labels, code == 0, task, ds)
     splits = []
     for i in range(3):
         idx = np.flatnonzero(code == i)
@@ -402,7 +453,9 @@ def _prepare_frames(task: Task, ds: Any, options: PrepareOptions) -> TaskData:
         phone = _coord(ds, "phone")
         if phone is None or not (phone >= 0).any():
             raise _missing(task, ds, "frame label 'phone'")
-        phone_set = [str(p) for p in json.loads(ds.attrs.get("phone_set", "[]"))]
+        from deepwide.store import phone_set_of
+
+        phone_set = phone_set_of(ds)  # refuses labels outside the phone set (one-line StoreError)
         n_ph = len(phone_set)
         valid = (phone >= 0) & (phone < n_ph)
         if not options.include_silence:
@@ -421,7 +474,7 @@ def _prepare_frames(task: Task, ds: Any, options: PrepareOptions) -> TaskData:
     train = _sample_train_frames(np.flatnonzero(frame_code == 0), options.max_train_frames, rng)
     if train.size == 0:
         raise TaskError(f"task {task.name!r}: store {store_name(ds)!r} has no labelled training frames")
-    classes, y_all = _encode(frame_labels, np.isin(np.arange(frame_labels.size), train))
+    classes, y_all = _encode(frame_labels, np.isin(np.arange(frame_labels.size), train), task, ds)
     splits = []
     for i, frames in enumerate(
         [train]
@@ -460,12 +513,27 @@ def _prepare_trials(task: Task, ds: Any, options: PrepareOptions) -> TrialData:
     lda = np.flatnonzero(other & (sid == "train")) if sid is not None else np.zeros(0, np.int64)
     if np.unique(speakers[lda]).size < 2 and split is not None:
         lda = np.flatnonzero(other & (split == "train"))
-    if np.unique(speakers[lda]).size < 2:
-        raise TaskError(
-            f"task 'asv': store {store_name(ds)!r} has fewer than 2 training speakers outside the trial list to fit the LDA"
-        )
+    a, b, t = a.astype(np.int64), b.astype(np.int64), t.astype(bool)
+    n_spk = int(np.unique(speakers[lda]).size)
+    if n_spk < 2 or lda.size <= n_spk:  # an LDA needs 2 classes and more samples than classes
+        # cosine scoring needs no back-end: centre on the training utterances outside the trial
+        # list when there are any, else on every utterance outside it, else on all of them
+        # (label-free statistics only)
+        centre = lda if lda.size else np.flatnonzero(other)
+        where = "training utterances outside the trial list"
+        if not lda.size:
+            where = "utterances outside the trial list"
+        if not centre.size:
+            centre, where = np.arange(speakers.size), "all utterances (none lie outside the trial list)"
+        why = (f"{n_spk} training speaker(s) outside the trial list, fewer than the 2 an LDA needs" if n_spk < 2
+               else f"{lda.size} training utterances of {n_spk} speakers outside the trial list, too few for an "
+                    f"LDA (it needs more utterances than speakers)")
+        log.warning("task asv: store %r has %s; scoring with plain cosine (backend 'cosine', centred on %d %s)",
+                    store_name(ds), why, centre.size, where)
+        empty = np.zeros(0, np.int64)
+        return TrialData(task, a, b, t, empty, empty, backend="cosine", centre_utts=centre.astype(np.int64))
     _, spk_idx = np.unique(speakers[lda], return_inverse=True)
-    return TrialData(task, a.astype(np.int64), b.astype(np.int64), t.astype(bool), lda, spk_idx.astype(np.int64))
+    return TrialData(task, a, b, t, lda, spk_idx.astype(np.int64), backend="lda", centre_utts=lda)
 
 
 def _register(task: Task) -> None:

@@ -123,3 +123,43 @@ def test_store_info_lines(fake: Path) -> None:
     text = "\n".join(info.lines())
     assert info.n_utt == 12 and info.n_stored_total == 72 and info.layers == [0, 1, 2]
     assert "fake-model" in text and "complete (1 shard)" in text and "hidden" in text
+
+
+# ---------------------------------------------------------------- reader-side checks (issue 18)
+def test_check_finite_names_store_array_layer_and_fix(fake: Path) -> None:
+    from deepwide.store import check_finite
+
+    ds = open_store(fake)
+    check_finite(ds["pooled"].isel(layer=1).values, ds, "pooled", 1)
+    bad = ds["pooled"].isel(layer=1).values.copy()
+    bad[0, 0], bad[3, 1] = np.nan, np.inf
+    with pytest.raises(StoreError) as err:
+        check_finite(bad, ds, "pooled", 1)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"store {fake}: `pooled` layer 1 holds 2 non-finite value(s)")
+    assert f"`deepwide store validate --data {fake}`" in msg and "re-extract" in msg
+
+
+def test_phone_set_must_cover_the_labels(fake: Path) -> None:
+    from deepwide.store import phone_set_of
+
+    assert phone_set_of(open_store(fake))[-1] == "sil"
+    _set_attr(fake, "phone_set", json.dumps(["p0", "p1"]))
+    with pytest.raises(StoreError, match=r"labels run 0\.\.8 but phone_set has 2 phone\(s\) \(valid labels -1\.\.1\)"):
+        phone_set_of(open_store(fake))
+    assert any("phone labels outside" in p for p in validate_store(fake))  # the same store fails validation
+
+
+def test_check_same_corpus_with_and_without_utterances() -> None:
+    from deepwide.store import check_same_corpus
+    from tests.fakes import fake_feature_dataset
+
+    a = fake_feature_dataset(n_speakers=3, utts_per_speaker=2, num_layers=1, dim=4, frames_per_utt=5)
+    b = fake_feature_dataset(n_speakers=3, utts_per_speaker=2, num_layers=1, dim=4, frames_per_utt=5, seed=1)
+    check_same_corpus([a, b], same_utterances=True)
+    with pytest.raises(StoreError, match="different corpora \\(manifest_hash 'fake' vs 'x'\\)"):
+        check_same_corpus([a, b.assign_attrs(manifest_hash="x")])
+    subset = b.isel(utt=slice(0, 4))
+    check_same_corpus([a, subset])  # shared utterances are enough for similarity …
+    with pytest.raises(StoreError, match="hold different utterances \\(2 only in the first, 0 only in the second\\)"):
+        check_same_corpus([a, subset], same_utterances=True)  # … not for a null twin

@@ -156,3 +156,18 @@ def test_cli_module_imports_no_torch_or_xarray() -> None:
     code = "import sys, deepwide.analysis.cli; print(any(m in sys.modules for m in ('torch', 'xarray')))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "False"
+
+
+def test_damaged_store_is_refused_in_one_line(tmp_path: Path) -> None:
+    from tests.probing.damaged import delete_chunk, write_chunked_store
+
+    bad = write_chunked_store(tmp_path / "bad.zarr", n_speakers=4, utts_per_speaker=4, num_layers=2, dim=8,
+                              frames_per_utt=10)
+    delete_chunk(bad, "hidden", 1)
+    for args in (["spectrum", "--store", str(bad)], ["labels", "--store", str(bad), "--label", "phone"]):
+        code, out, err = _invoke("analyze", *args, "--out", str(tmp_path / "out"))
+        assert code == 2, out + err
+        lines = [line for line in err.strip().splitlines() if line.startswith("Error")]  # (log lines aside)
+        assert len(lines) == 1 and "Traceback" not in err
+        assert f"store {bad}: `hidden` layer 1 holds" in lines[0] and f"deepwide store validate --data {bad}" in lines[0]
+        assert not (tmp_path / "out" / "spectrum.nc").exists()

@@ -287,3 +287,44 @@ def test_warns_when_stores_share_few_frames(
         )
     assert sample.rows[0].size == 15 * stores["a"].sizes["utt"]
     assert "only 15.0 frames per utterance" in caplog.text
+
+
+# ---------------------------------------------------------------- damaged stores (issue 18)
+@pytest.fixture()
+def damaged(tmp_path: Path) -> dict[str, xr.Dataset]:
+    """A good store and its copy with layer 3 of `hidden` and `pooled` lost (deleted chunks)."""
+    from tests.probing.damaged import delete_chunk, write_chunked_store
+
+    kw = dict(n_speakers=6, utts_per_speaker=4, num_layers=4, dim=8, frames_per_utt=10)
+    good = write_chunked_store(tmp_path / "good.zarr", model_id="good", **kw)
+    bad = write_chunked_store(tmp_path / "bad.zarr", model_id="bad", seed=1, **kw)
+    delete_chunk(bad, "hidden", 3)
+    delete_chunk(bad, "pooled", 3)
+    return {"good": open_feature_store(good), "bad": open_feature_store(bad)}
+
+
+@pytest.mark.parametrize(
+    ("run", "array"),
+    [
+        (lambda s: similarity_grid(s["good"], s["bad"], SimilarityConfig(measure="cka")), "hidden"),
+        (lambda s: similarity_grid(s["good"], s["bad"], SimilarityConfig(measure="svcca")), "hidden"),
+        (lambda s: label_cca_table([s["bad"]], LabelsConfig(labels=("phone",))), "hidden"),
+        (lambda s: label_cca_table([s["bad"]], LabelsConfig(labels=("speaker",))), "pooled"),
+        (lambda s: spectrum_table([s["bad"]], SpectrumConfig()), "hidden"),
+        (lambda s: spectrum_table([s["bad"]], SpectrumConfig(level="utt")), "pooled"),
+    ],
+)
+def test_analyses_refuse_non_finite_layers(damaged: dict[str, xr.Dataset], run, array: str) -> None:
+    with pytest.raises(StoreError) as exc:
+        run(damaged)
+    msg = str(exc.value)
+    src = damaged["bad"].encoding["source"]
+    assert "\n" not in msg and msg.startswith(f"store {src}: `{array}` layer 3 holds")
+    assert f"deepwide store validate --data {src}" in msg
+    spectrum_table([damaged["good"]], SpectrumConfig())  # the undamaged store is fine
+
+
+def test_label_cca_refuses_phone_labels_outside_the_phone_set(stores: dict[str, xr.Dataset]) -> None:
+    short = stores["a"].assign_attrs(phone_set='["p0", "p1", "p2"]')
+    with pytest.raises(StoreError, match=r"phone labels run 0\.\.8 but phone_set has 3 phone\(s\)"):
+        label_cca_table([short], LabelsConfig(labels=("phone",)))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -121,3 +124,120 @@ def test_er_runs_when_the_store_has_emotions(fake_ds) -> None:
     score = res["score"].sel(model="fake-model", task="er").values
     assert np.isfinite(score).all()
     assert (res["n_test"].sel(model="fake-model", task="er").values > 0).all()
+
+
+# ---------------------------------------------------------------- issue 18
+def test_probe_without_dev_says_which_penalty_it_used(caplog) -> None:
+    from tests.fakes import fake_feature_dataset
+
+    ds = fake_feature_dataset(n_speakers=6, utts_per_speaker=2, num_layers=2, dim=8, frames_per_utt=10)
+    sid = ds["sid_split"].values.copy()
+    sid[sid == "dev"] = "train"  # one training utterance per speaker: no dev can be carved
+    ds = ds.assign_coords(sid_split=("utt", sid))
+    res = probe_stores([ds], ["sid"], ProbeConfig(n_boot=20, weighted_sum=False, penalties=(1.0, 0.01)))
+    used = np.unique(res["penalty"].sel(task="sid").values)
+    lines = [r.getMessage() for r in caplog.records if "no penalty was chosen" in r.getMessage()]
+    assert len(lines) == 1 and f"fitted with penalty {used[0]:g} of the grid" in lines[0] and used.size == 1
+
+
+def test_asv_cosine_backend_is_recorded_and_matches_sklearn(fake_ds) -> None:
+    from sklearn.metrics import roc_curve
+    from sklearn.metrics.pairwise import cosine_similarity
+    from sklearn.preprocessing import StandardScaler
+
+    from deepwide.probing.tasks import TASKS
+
+    spk = fake_ds["speaker"].values.copy()
+    trials = TASKS.get("asv").prepare(fake_ds)
+    spk[~np.isin(spk, list(set(spk[trials.utt_a]) | set(spk[trials.utt_b])))] = "other"
+    ds = fake_ds.assign_coords(speaker=("utt", spk))
+    res = probe_stores([ds, fake_ds.assign_attrs(model_id="with-lda")], ["asv"], ProbeConfig(n_boot=50))
+    assert res["backend"].dims == ("model", "task")
+    assert list(res["backend"].sel(task="asv").values) == ["cosine", "lda"]
+    r = res.sel(model="fake-model", task="asv")
+    np.testing.assert_allclose(r["score"].values, r["eer_cosine"].values)
+    other = np.flatnonzero(spk == "other")
+    target = trials.target
+    for layer in range(5):
+        x = ds["pooled"].values[layer].astype(np.float64)
+        z = StandardScaler().fit(x[other]).transform(x)
+        cos = cosine_similarity(z[trials.utt_a], z[trials.utt_b]).diagonal()
+        fpr, tpr, _ = roc_curve(target, cos)
+        fnr = 1 - tpr
+        i = int(np.flatnonzero(fnr <= fpr)[0])  # first threshold where the curves have crossed
+        eer = np.interp(0, [fnr[i - 1] - fpr[i - 1], fnr[i] - fpr[i]][::-1], [fpr[i], fpr[i - 1]])
+        tol = 1.0 / min(target.sum(), (~target).sum())
+        assert abs(float(r["score"][layer]) - eer) <= tol, layer
+    assert np.isfinite(r["ci_low"].values).all() and int(r["n_train"][0]) == 0
+
+
+def test_null_from_another_corpus_or_other_utterances_is_refused(fake_ds, null_ds) -> None:
+    from deepwide.errors import StoreError
+
+    cfg = ProbeConfig(n_boot=20, weighted_sum=False)
+    other = null_ds.assign_attrs(corpus_id="librispeech", manifest_hash="abc")
+    with pytest.raises(StoreError, match="different corpora") as exc:
+        probe_stores([fake_ds], ["sid"], cfg, nulls=[other])
+    assert "\n" not in str(exc.value)
+    fewer = null_ds.isel(utt=slice(0, 90))  # same corpus, 6 utterances fewer
+    with pytest.raises(StoreError, match=r"hold different utterances \(6 only in the first, 0 only in the second\)"):
+        probe_stores([fake_ds], ["sid"], cfg, nulls=[fewer])
+    renamed = null_ds.assign_attrs(model_id="random:else")  # a null of a model not probed: no twin to check
+    assert probe_stores([fake_ds], ["sid"], cfg, nulls=[renamed]).sizes["model"] == 2
+
+
+def test_result_pair_is_one_result(results: xr.Dataset, tmp_path, monkeypatch) -> None:
+    import os
+
+    import deepwide.config
+    from deepwide.probing.run import check_results_pair
+
+    out = tmp_path / "pair"
+    write_results(results.sel(task=["phone"]), out)
+    assert check_results_pair(out) is None
+    old_nc = (out / "probe.nc").read_bytes()
+    calls = []
+    real_replace = os.replace
+
+    def killed_between_renames(src, dst):  # the CSV is renamed, then the run dies
+        calls.append(dst)
+        if str(dst).endswith(".nc"):
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(deepwide.config.os, "replace", killed_between_renames)
+    with pytest.raises(KeyboardInterrupt):
+        write_results(results, out)
+    monkeypatch.undo()
+    assert [Path(c).suffix for c in calls] == [".csv", ".nc"]  # the .nc, which readers use, goes last
+    assert (out / "probe.nc").read_bytes() == old_nc  # readers still see the whole earlier result
+    problem = check_results_pair(out)
+    assert problem is not None and "is not the CSV of probe.nc" in problem and "\n" not in problem
+    assert not list(out.glob(".*tmp"))
+    write_results(results, out)
+    assert check_results_pair(out) is None
+
+
+def test_merge_replaces_same_tasks_and_keeps_others(results: xr.Dataset, tmp_path) -> None:
+    from deepwide.probing.run import merge_results, save_results
+
+    out = tmp_path / "merge"
+    first = save_results(results.sel(task=["phone", "sid"]), out)
+    assert first.kept == first.replaced == ()
+    again = results.sel(task=["sid", "asv"]).copy(deep=True)
+    again["score"].loc[{"task": "sid"}] = 0.5
+    saved = save_results(again, out)
+    assert saved.kept == ("phone",) and saved.replaced == ("sid",)
+    assert "kept earlier task(s) phone; replaced task(s) sid" in saved.describe()
+    back = xr.load_dataset(out / "probe.nc")
+    assert list(back["task"].values) == ["phone", "sid", "asv"]
+    assert (back["score"].sel(task="sid").values == 0.5).all()
+    xr.testing.assert_allclose(back["score"].sel(task="phone"), results["score"].sel(task="phone"))
+    assert str(back["backend"].sel(model="fake-model", task="asv").item()) == "lda"
+    assert set(json.loads(back.attrs["tasks_created"])) == {"phone", "sid", "asv"}
+    # an older probe.nc without `backend` merges too
+    old = results.sel(task=["phone"]).drop_vars("backend")
+    merged, _, kept = merge_results(old, results.sel(task=["asv"]))
+    assert kept == ["phone"] and str(merged["backend"].sel(model="fake-model", task="phone").item()) == ""
+    with pytest.raises(ConfigError, match="seed"):
+        merge_results(old.assign_attrs(seed=9), results.sel(task=["asv"]))

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from deepwide.errors import TaskError, UnknownNameError
+from deepwide.errors import StoreError, TaskError, UnknownNameError
 from deepwide.probing.tasks import TASKS, PrepareOptions, TaskData, TrialData, store_labels
 from tests.fakes import fake_feature_dataset
 
@@ -159,3 +159,84 @@ def test_missing_dev_is_carved_from_train(fake_ds, caplog) -> None:
     sid_split[sid_split == "dev"] = "train"
     sid = TASKS.get("sid").prepare(fake_ds.assign_coords(sid_split=("utt", sid_split)))
     assert len(sid.dev) > 0 and set(spk[sid.dev.groups]) <= set(spk[sid.train.groups])
+
+
+# ---------------------------------------------------------------- issue 18: small corpora, damaged stores
+def _no_sid_dev(utts_per_speaker: int):
+    """A store whose speakers have ``utts_per_speaker - 1`` sid training utterances and no sid dev."""
+    ds = fake_feature_dataset(n_speakers=6, utts_per_speaker=utts_per_speaker, num_layers=2, dim=8, frames_per_utt=10)
+    sid = ds["sid_split"].values.copy()
+    sid[sid == "dev"] = "train"
+    return ds.assign_coords(sid_split=("utt", sid))
+
+
+@pytest.mark.parametrize("per_speaker", [4, 5])  # 3 or 4 sid training utterances: 20 % of them is 0
+def test_sid_dev_carves_one_utterance_per_speaker_of_a_small_corpus(per_speaker: int, caplog) -> None:
+    ds = _no_sid_dev(per_speaker)
+    n_train = per_speaker - 1  # every utterance but the test one
+    data = TASKS.get("sid").prepare(ds)
+    spk = ds["speaker"].values
+    dev_spk, dev_n = np.unique(spk[data.dev.groups], return_counts=True)
+    assert len(dev_spk) == 6 and (dev_n == 1).all()  # one dev utterance of every speaker
+    assert (np.unique(spk[data.train.groups], return_counts=True)[1] == n_train - 1).all()
+    assert not set(data.dev.groups) & set(data.train.groups)
+    assert "using 6 training utterances (6 of 6 speakers: at least one each) as dev" in caplog.text
+    frames = TASKS.get("sid-frame").prepare(ds)
+    assert set(frames.dev.groups) == set(data.dev.groups)  # the same carve for the frame task
+
+
+def test_no_dev_to_carve_says_so(caplog) -> None:
+    ds = _no_sid_dev(2)  # one sid training utterance per speaker: nothing to spare
+    data = TASKS.get("sid").prepare(ds)
+    assert len(data.dev) == 0 and "training without dev" in caplog.text
+
+
+def test_asv_without_lda_speakers_falls_back_to_cosine(fake_ds, caplog) -> None:
+    spk = fake_ds["speaker"].values.copy()
+    trials = TASKS.get("asv").prepare(fake_ds)
+    trial_spk = set(spk[trials.utt_a]) | set(spk[trials.utt_b])
+    spk[~np.isin(spk, list(trial_spk))] = "the-only-other"  # 1 training speaker outside the trials
+    ds = fake_ds.assign_coords(speaker=("utt", spk))
+    data = TASKS.get("asv").prepare(ds)
+    assert data.backend == "cosine" and data.lda_utts.size == 0
+    assert set(spk[data.centre_utts]) == {"the-only-other"}
+    warning = [r.getMessage() for r in caplog.records if "asv" in r.getMessage()]
+    assert len(warning) == 1 and "fewer than the 2 an LDA needs; scoring with plain cosine" in warning[0]
+    assert trials.backend == "lda"
+
+
+def test_phone_labels_outside_the_phone_set_are_refused(fake_ds) -> None:
+    short = fake_ds.assign_attrs(phone_set=json.dumps(["p0"]))
+    with pytest.raises(StoreError) as exc:
+        TASKS.get("phone").prepare(short)
+    msg = str(exc.value)
+    assert "\n" not in msg and "phone labels run 0..8 but phone_set has 1 phone(s)" in msg
+    assert "deepwide store validate --data" in msg
+    dup = fake_ds.assign_attrs(phone_set=json.dumps(["p0"] * 9))
+    with pytest.raises(StoreError, match="more than once"):
+        TASKS.get("phone").prepare(dup)
+
+
+@pytest.mark.parametrize(("task", "array"), [("sid", "pooled"), ("phone", "hidden"), ("asv", "pooled")])
+def test_load_layer_refuses_non_finite_features(fake_ds, task: str, array: str) -> None:
+    values = fake_ds[array].values.copy()
+    values[2] = np.nan  # layer 2 as a deleted chunk reads
+    ds = fake_ds.assign({array: (fake_ds[array].dims, values)})
+    data = TASKS.get(task).prepare(ds)
+    data.load_layer(ds, 1)
+    with pytest.raises(StoreError) as exc:
+        data.load_layer(ds, 2)
+    msg = str(exc.value)
+    assert "\n" not in msg and f"`{array}` layer 2 holds" in msg and "non-finite" in msg
+
+
+def test_asv_with_one_utterance_per_lda_speaker_falls_back_to_cosine(fake_ds, caplog) -> None:
+    trials = TASKS.get("asv").prepare(fake_ds)
+    keep = np.zeros(fake_ds.sizes["utt"], bool)
+    for s in np.unique(fake_ds["speaker"].values[trials.lda_utts]):  # one training utterance per speaker
+        keep[trials.lda_utts[fake_ds["speaker"].values[trials.lda_utts] == s][0]] = True
+    sid = np.where(np.isin(np.arange(keep.size), trials.lda_utts) & ~keep, "test", fake_ds["sid_split"].values)
+    split = np.where(np.isin(np.arange(keep.size), trials.lda_utts) & ~keep, "test", fake_ds["split"].values)
+    ds = fake_ds.assign_coords(sid_split=("utt", sid.astype(object)), split=("utt", split.astype(object)))
+    data = TASKS.get("asv").prepare(ds)  # sklearn's LDA would raise: samples must outnumber classes
+    assert data.backend == "cosine" and "too few for an LDA" in caplog.text

@@ -49,7 +49,8 @@ from deepwide.corpora import Manifest, resolve_corpus
 from deepwide.distill.config import DistillConfig
 from deepwide.distill.data import CropBatches, CropSpec, StreamSampler, TeacherTargets, make_loader
 from deepwide.distill.objectives import Objective, build_objective, distill_loss
-from deepwide.errors import ConfigError, DeepwideError, StoreError
+from deepwide.errors import ConfigError, DeepwideError, ModelError, StoreError
+from deepwide.models.torchfile import CorruptFileError, UnsafeFileError, load_torch_file
 
 log = logging.getLogger(__name__)
 
@@ -340,6 +341,75 @@ def latest_checkpoint(out: Path) -> Path | None:
     return candidates[0] if candidates else None
 
 
+#: What every training checkpoint holds (``_save_training_state``).
+_STATE_KEYS = ("step", "model", "optimizer", "scheduler", "scaler", "rng", "data", "window")
+
+
+def load_training_state(path: str | Path, *, hint: str = "") -> dict[str, Any]:
+    """Read a training checkpoint weights-only (no code in it can run) and check its layout.
+
+    Args:
+        path: a ``checkpoints/step-XXXXXXXX.pt``.
+        hint: what to do if it cannot be used, appended to the one-line error.
+
+    Raises:
+        UnsafeFileError: the file holds pickled code or objects other than plain data.
+        CorruptFileError: truncated, unreadable, or not a deepwide training checkpoint.
+    """
+    p = Path(path)
+    hint = hint or f"delete {p} to resume from the checkpoint before it"
+    state = load_torch_file(p, hint=hint, unsafe_hint=f"do not trust this run folder; delete {p} to resume "
+                                                      f"from the checkpoint before it, or start over in another --out")
+    if not isinstance(state, dict):
+        raise CorruptFileError(f"{p} is not a deepwide training checkpoint (it holds a {type(state).__name__}); {hint}")
+    missing = [k for k in _STATE_KEYS if k not in state]
+    step, data = state.get("step"), state.get("data")
+    if missing or type(step) is not int or not isinstance(data, dict) or type(data.get("next_batch")) is not int \
+            or not isinstance(state["rng"], list) or not state["rng"]:
+        what = f"missing {', '.join(missing)}" if missing else "its step, data position or RNG states are malformed"
+        raise CorruptFileError(f"{p} is not a deepwide training checkpoint ({what}); {hint}")
+    return state
+
+
+def load_resumable_state(out: Path, *, set_aside: bool = False) -> tuple[Path, dict[str, Any]] | None:
+    """The newest training checkpoint of run folder ``out`` that loads, and its state.
+
+    ``latest.json``'s file is tried first, then every ``step-*.pt`` from the newest down: a
+    truncated or corrupt one is skipped with a one-line warning (and, with ``set_aside``,
+    renamed to ``<name>.corrupt`` so it is never tried or kept again).
+
+    Returns:
+        ``(path, state)``, or ``None`` when the run has no checkpoint at all.
+
+    Raises:
+        UnsafeFileError: a checkpoint holds pickled code or other objects (never skipped:
+            someone put it there).
+        ModelError: there are checkpoints but none of them loads.
+    """
+    folder = out / CHECKPOINT_DIR
+    first = latest_checkpoint(out)
+    candidates = ([first] if first is not None else []) + [
+        p for p in sorted(folder.glob("step-*.pt"), reverse=True) if p != first
+    ]
+    skipped = []
+    for path in candidates:
+        try:
+            return path, load_training_state(path, hint="trying the checkpoint before it")
+        except UnsafeFileError:
+            raise
+        except CorruptFileError as exc:
+            log.warning("%s", exc)
+            skipped.append(path.name)
+            if set_aside and path.is_file():
+                path.replace(path.with_name(path.name + ".corrupt"))
+    if skipped:
+        raise ModelError(
+            f"no checkpoint in {folder} can be read ({', '.join(skipped)}: truncated or corrupt); "
+            f"delete {folder} and rerun with --resume to start the run over, or choose another --out"
+        )
+    return None
+
+
 def _prune_checkpoints(folder: Path, keep: int) -> None:
     for old in sorted(folder.glob("step-*.pt"))[:-keep]:
         old.unlink(missing_ok=True)
@@ -385,17 +455,47 @@ def read_result(out: str | Path) -> DistillResult | None:
     p = Path(out) / SUMMARY
     if not p.is_file():
         return None
-    d = json.loads(p.read_text())["result"]
-    d["out"] = Path(out)
-    return DistillResult(**d)
+    try:
+        d = json.loads(p.read_text())["result"]
+        d["out"] = Path(out)
+        return DistillResult(**d)
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"{p} is broken ({type(exc).__name__}: {exc}); delete it and rerun with --resume to finish the run again"
+        ) from None
 
 
 def read_metrics(out: str | Path) -> list[dict[str, Any]]:
-    """The metrics lines of a run folder, in order."""
+    """The metrics lines of a run folder, in order (a torn last line is dropped with a warning).
+
+    Raises:
+        ConfigError: a line other than the last is not a metrics record.
+    """
     p = Path(out) / METRICS
     if not p.is_file():
         return []
-    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    return [record for _, record in _metrics_lines(p)]
+
+
+def _metrics_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """``(line, record)`` for every metrics line; a torn last line (a kill mid-append) is dropped."""
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    filled = [i for i, line in enumerate(lines) if line.strip()]
+    out = []
+    for i in filled:
+        try:
+            record = json.loads(lines[i])
+            if not isinstance(record, dict) or type(record.get("step")) is not int:
+                raise ValueError("not a metrics record")
+        except ValueError:
+            if i == filled[-1]:
+                log.warning("dropping the torn last line of %s (a write cut short): %.60s", path, lines[i])
+                continue
+            raise ConfigError(
+                f"line {i + 1} of {path} is not a metrics record; fix or delete that line, then rerun"
+            ) from None
+        out.append((lines[i], record))
+    return out
 
 
 def save_heads(model: DistillModel, path: Path) -> None:
@@ -466,7 +566,15 @@ def _check_run_folder(config: DistillConfig, out: Path, resume: bool) -> None:
     if not resume and (summary.exists() or ckpt is not None):
         raise ConfigError(f"{out} already holds a distillation run; pass --resume to continue it or choose another --out")
     if out.exists() and (out / "run.json").is_file():
-        saved = json.loads((out / "run.json").read_text())["config"]
+        try:
+            saved = json.loads((out / "run.json").read_text())["config"]
+            if not isinstance(saved, dict):
+                raise TypeError("its config is not a JSON object")
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"{out / 'run.json'} is broken ({type(exc).__name__}: {exc}); delete it to resume without "
+                f"checking the settings, or choose another --out"
+            ) from None
         now = config_to_dict(config)
         changed = sorted(k for k in set(saved) | set(now) if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k))
         if changed and resume:
@@ -551,12 +659,13 @@ def _train(
     # -- state -------------------------------------------------------------------------------------
     start_step, next_batch = 0, 0
     window = _Window(objective.mapping.teacher_layers)
-    ckpt_path = latest_checkpoint(out) if resume and out.exists() else None
+    resumed = load_resumable_state(out, set_aside=env.is_main) if resume and out.exists() else None
+    ckpt_path = resumed[0] if resumed is not None else None
     if env.is_main and (out / CHECKPOINT_DIR).is_dir():
         for stale in (out / CHECKPOINT_DIR).glob(".*.tmp"):  # a write cut short by a kill
             stale.unlink(missing_ok=True)
-    if ckpt_path is not None:
-        start_step, next_batch = _restore(ckpt_path, env, config, model, optimizer, scheduler, scaler, window)
+    if resumed is not None:
+        start_step, next_batch = _restore(resumed, env, config, model, optimizer, scheduler, scaler, window)
         if env.is_main:
             _truncate_metrics(out / METRICS, start_step)
         log.info("resuming %s from %s (step %d)", out, ckpt_path.name, start_step)
@@ -710,7 +819,7 @@ def predict_and_target(
 
 
 def _restore(
-    path: Path,
+    resumed: tuple[Path, dict[str, Any]],
     env: DistEnv,
     config: DistillConfig,
     model: DistillModel,
@@ -719,18 +828,32 @@ def _restore(
     scaler: Any,
     window: _Window,
 ) -> tuple[int, int]:
-    """Load a training checkpoint into everything; returns ``(step, next global batch)``."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    scaler.load_state_dict(state["scaler"])
-    window.load_state_dict(state["window"])
+    """Load a training checkpoint (from :func:`load_resumable_state`) into everything.
+
+    Returns:
+        ``(step, next global batch)``.
+
+    Raises:
+        ModelError: the checkpoint does not fit this run's model or optimiser (one line).
+    """
+    path, state = resumed
     step, next_batch = int(state["step"]), int(state["data"]["next_batch"])
     rngs = state["rng"]
-    if len(rngs) == env.world_size:
-        set_rng_state(rngs[env.rank])
-    else:
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        window.load_state_dict(state["window"])
+        if len(rngs) == env.world_size:
+            set_rng_state(rngs[env.rank])
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        reason = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise ModelError(
+            f"{path} does not fit this run ({type(exc).__name__}: {reason}); delete it to resume from the "
+            f"checkpoint before it, or choose another --out"
+        ) from None
+    if len(rngs) != env.world_size:
         log.warning("resuming on %d processes a run saved on %d: RNG streams restart", env.world_size, len(rngs))
         _seed_everything(config.seed + 7919 * step + env.rank)
     return step, next_batch
@@ -870,7 +993,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
     """Drop metrics lines past ``step`` (a killed run may have logged beyond its checkpoint)."""
     if not path.is_file():
         return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    keep = [line for line, record in _metrics_lines(path) if record["step"] <= step]
     atomic_write_text(path, "".join(line + "\n" for line in keep))
 
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from deepwide.errors import ConfigError, ModelError
 from deepwide.models.config import EncoderConfig, FrontendConfig
-from deepwide.models.presets import student_config
 
 _MAX_WIDTH = 16384
 
@@ -98,6 +97,9 @@ def solve_budget(
     Raises:
         ModelError: a non-positive budget, depth, ratio or head size.
     """
+    # imported here: presets build configs, whose validation counts their parameters here
+    from deepwide.models.presets import student_config
+
     if params <= 0:
         raise ModelError(f"the parameter budget must be positive, got {params}")
     if head_dim < 1 or ffn_ratio <= 0:

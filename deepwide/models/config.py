@@ -30,6 +30,40 @@ SPECTRAL_WINDOW = 400
 SPECTRAL_HOP = 320
 SAMPLE_RATE = 16_000
 
+#: The largest size of each kind that a config (a checkpoint's config.json, a fairseq ``cfg``,
+#: a Hugging Face config.json, a student shape) may ask for: far above every published
+#: HuBERT-family model (the largest, 2 B parameters, is 48 × 1920 with FFN 7680), far below
+#: what would exhaust memory when the model is built. Beyond them a config is refused before
+#: anything is allocated.
+LIMITS: dict[str, int] = {
+    "depth": 256,
+    "width": 16_384,
+    "ffn": 131_072,
+    "heads": 1_024,
+    "pos_conv_kernel": 4_096,
+    "pos_conv_groups": 16_384,
+    "num_buckets": 65_536,
+    "max_distance": 1_000_000,
+    "conv_layers": 64,
+    "conv_channels": 16_384,
+    "conv_kernel": 16_000,
+    "conv_stride": 16_000,
+    "n_mels": 1_024,
+    "channels": 16_384,
+    "kernel": 1_025,
+}
+#: The most parameters an encoder config may have (20 GB of float32 weights).
+MAX_PARAMS = 5_000_000_000
+
+
+def _bounded_int(value: Any, name: str) -> int:
+    """``value`` as an int in ``1..LIMITS[name]`` (an integral float is accepted), else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value or value in (math.inf, -math.inf):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if int(value) != value or not 1 <= value <= LIMITS[name]:
+        raise ValueError(f"{name} must be an integer in 1..{LIMITS[name]:,}, got {value!r}")
+    return int(value)
+
 
 @dataclass(frozen=True)
 class FrontendConfig:
@@ -64,19 +98,20 @@ class FrontendConfig:
             raise ValueError(f"frontend kind {self.kind!r} is not one of {', '.join(FRONTEND_KINDS)}")
         if self.norm not in CNN_NORMS:
             raise ValueError(f"frontend norm {self.norm!r} is not one of {', '.join(CNN_NORMS)}")
-        layers = tuple(tuple(int(v) for v in layer) for layer in self.conv_layers)
-        object.__setattr__(self, "conv_layers", layers)
-        if self.kind == "cnn":
-            if not layers:
-                raise ValueError("a cnn front-end needs at least one conv layer")
-            for layer in layers:
-                if len(layer) != 3 or min(layer) < 1:
-                    raise ValueError(
-                        f"conv layer {layer} must be (channels, kernel, stride) with positive ints"
-                    )
-        if self.n_mels < 1 or self.channels < 1:
-            raise ValueError("n_mels and channels must be positive")
-        if self.kernel < 1 or self.kernel % 2 == 0:
+        if not isinstance(self.conv_layers, list | tuple) or len(self.conv_layers) > LIMITS["conv_layers"]:
+            what = f"{len(self.conv_layers)} layers" if isinstance(self.conv_layers, list | tuple) else repr(self.conv_layers)
+            raise ValueError(f"conv_layers must list at most {LIMITS['conv_layers']} layers, got {what}")
+        layers = []
+        for layer in self.conv_layers:
+            if not isinstance(layer, list | tuple) or len(layer) != 3:
+                raise ValueError(f"conv layer {layer!r} must be (channels, kernel, stride) with positive ints")
+            layers.append(tuple(_bounded_int(v, f"conv_{part}") for v, part in zip(layer, ("channels", "kernel", "stride"), strict=True)))
+        object.__setattr__(self, "conv_layers", tuple(layers))
+        if self.kind == "cnn" and not layers:
+            raise ValueError("a cnn front-end needs at least one conv layer")
+        for name in ("n_mels", "channels", "kernel"):
+            object.__setattr__(self, name, _bounded_int(getattr(self, name), name))
+        if self.kernel % 2 == 0:
             raise ValueError(f"spectral kernel must be a positive odd number, got {self.kernel}")
 
     @property
@@ -163,6 +198,8 @@ class EncoderConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            if value > LIMITS[name]:
+                raise ValueError(f"{name} {value:,} is beyond the largest accepted ({LIMITS[name]:,})")
         if self.arch not in ARCHS:
             raise ValueError(f"arch {self.arch!r} is not one of {', '.join(ARCHS)}")
         if self.width % self.heads:
@@ -180,10 +217,21 @@ class EncoderConfig:
                 raise ValueError(f"{name} must be in [0, 1), got {value}")
         if self.arch == "wavlm" and (self.num_buckets < 2 or self.max_distance < 2):
             raise ValueError("wavlm needs num_buckets >= 2 and max_distance >= 2")
+        for name in ("num_buckets", "max_distance"):
+            if getattr(self, name) > LIMITS[name]:
+                raise ValueError(f"{name} {getattr(self, name):,} is beyond the largest accepted ({LIMITS[name]:,})")
         if isinstance(self.frontend, dict):  # tolerate a plain dict from JSON
             object.__setattr__(self, "frontend", config_from_dict(FrontendConfig, self.frontend))
         if not isinstance(self.frontend, FrontendConfig):
             raise ValueError("frontend must be a FrontendConfig")
+        from deepwide.models.budget import count_params  # budget imports this module
+
+        n = count_params(self)
+        if n > MAX_PARAMS:
+            raise ValueError(
+                f"{self.describe()} would have {n / 1e9:.1f} B parameters, more than the "
+                f"{MAX_PARAMS / 1e9:.0f} B deepwide builds; check depth, width and ffn"
+            )
 
     @property
     def head_dim(self) -> int:

@@ -53,59 +53,86 @@ def read_checkpoint_file(path: str | Path) -> dict[str, Any]:
     """``torch.load`` a fairseq checkpoint with ``weights_only=True`` and :data:`SAFE_GLOBALS`.
 
     Raises:
-        ModelError: unreadable, not a dict with ``"model"``, or holding other objects.
+        ModelError: unreadable, not a dict with ``"model"``, or holding other objects (one line;
+            nothing in the file is run).
     """
-    import pickle
-
-    import torch
+    from deepwide.models.torchfile import load_torch_file
 
     p = Path(path)
-    try:
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
-            ckpt = torch.load(str(p), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
-        what = found.group(1) if found else str(exc).splitlines()[0]
-        raise ModelError(
-            f"{p} holds objects outside the weights-only allow-list ({what}); refusing to unpickle "
-            f"code — re-save it as {{'cfg': plain dict, 'model': state_dict}} or convert it to a "
-            f"Hugging Face folder"
-        ) from exc
-    except Exception as exc:
-        raise ModelError(f"cannot read {p} as a torch checkpoint: {exc}") from exc
+    ckpt = load_torch_file(
+        p, allow=SAFE_GLOBALS,
+        hint="re-save it as {'cfg': plain dict, 'model': state_dict} or convert it to a Hugging Face folder",
+    )
     if not isinstance(ckpt, Mapping) or not isinstance(ckpt.get("model"), Mapping):
         raise ModelError(f"{p} is not a fairseq checkpoint (no 'model' state dict)")
     return dict(ckpt)
 
 
+#: Longest ``conv_feature_layers`` expression and most layers it may describe (HuBERT has 7).
+MAX_CONV_TEXT = 2_000
+MAX_CONV_LAYERS = 64
+#: Most items any list/tuple built while evaluating it may hold (checked before building).
+_MAX_ITEMS = 4 * MAX_CONV_LAYERS
+
+
 def parse_conv_layers(text: str | list | tuple) -> tuple[tuple[int, int, int], ...]:
-    """Evaluate fairseq's ``conv_feature_layers`` (lists/tuples of ints, ``+`` and ``*`` only)."""
+    """Evaluate fairseq's ``conv_feature_layers`` (lists/tuples of ints, ``+`` and ``*`` only).
+
+    Every list a ``*`` or ``+`` would build is sized first: more than :data:`MAX_CONV_LAYERS`
+    layers is refused before anything is allocated (``"[(512,10,5)]*1000000000"`` is a 60-byte
+    string).
+
+    Raises:
+        ModelError: not such an expression, too long, or too many / out-of-range layers.
+    """
     if isinstance(text, list | tuple):
         value: Any = text
+        if len(value) > MAX_CONV_LAYERS:
+            raise ModelError(f"conv_feature_layers lists {len(value)} layers; at most {MAX_CONV_LAYERS} are accepted")
     else:
+        source = str(text)
+        if len(source) > MAX_CONV_TEXT:
+            raise ModelError(f"conv_feature_layers is {len(source)} characters long; at most {MAX_CONV_TEXT} are accepted")
         try:
-            value = _literal(ast.parse(str(text), mode="eval").body)
-        except (SyntaxError, ValueError, TypeError) as exc:
-            raise ModelError(f"cannot parse conv_feature_layers {text!r}: {exc}") from exc
+            value = _literal(ast.parse(source, mode="eval").body)
+        except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError) as exc:
+            raise ModelError(f"cannot parse conv_feature_layers {source[:80]!r}: {exc}") from None
     try:
         layers = tuple((int(c), int(k), int(s)) for c, k, s in value)
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"conv_feature_layers {text!r} is not a list of (dim, kernel, stride)") from exc
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ModelError(f"conv_feature_layers {str(text)[:80]!r} is not a list of (dim, kernel, stride)") from exc
     if not layers:
         raise ModelError(f"conv_feature_layers {text!r} is empty")
+    if len(layers) > MAX_CONV_LAYERS:
+        raise ModelError(f"conv_feature_layers describes {len(layers)} layers; at most {MAX_CONV_LAYERS} are accepted")
     return layers
 
 
 def _literal(node: ast.AST) -> Any:
-    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
         return node.value
-    if isinstance(node, ast.List):
-        return [_literal(e) for e in node.elts]
-    if isinstance(node, ast.Tuple):
-        return tuple(_literal(e) for e in node.elts)
+    if isinstance(node, ast.List | ast.Tuple):
+        if len(node.elts) > _MAX_ITEMS:
+            raise ValueError(f"a list of {len(node.elts)} items is longer than {_MAX_ITEMS}")
+        items = [_literal(e) for e in node.elts]
+        return items if isinstance(node, ast.List) else tuple(items)
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Mult):
         left, right = _literal(node.left), _literal(node.right)
-        return left + right if isinstance(node.op, ast.Add) else left * right
+        if isinstance(node.op, ast.Add):
+            if isinstance(left, list | tuple) and isinstance(right, list | tuple) and len(left) + len(right) > _MAX_ITEMS:
+                raise ValueError(f"a list of {len(left) + len(right)} items is longer than {_MAX_ITEMS}")
+            return left + right
+        seq, times = (left, right) if isinstance(left, list | tuple) else (right, left)
+        if isinstance(seq, list | tuple):
+            # size the repetition before Python builds it
+            if type(times) is not int:
+                raise ValueError(f"a list can only be repeated an integer number of times, not {times!r}")
+            if times > _MAX_ITEMS or len(seq) * max(times, 0) > _MAX_ITEMS:
+                raise ValueError(f"{len(seq)} item(s) repeated {times} times is longer than {_MAX_ITEMS}")
+            return seq * times
+        if abs(left) > 2**31 or abs(right) > 2**31:
+            raise ValueError("numbers beyond 2**31 are not layer sizes")
+        return left * right
     raise ValueError(f"only lists, tuples, numbers, + and * are allowed (found {type(node).__name__})")
 
 
@@ -158,27 +185,36 @@ def fairseq_config(ckpt: Mapping[str, Any], *, where: str = "fairseq checkpoint"
     norm = {"default": "group_norm", "group_norm": "group_norm", "layer_norm": "layer_norm"}.get(mode)
     if norm is None:
         raise ModelError(f"{where}: extractor_mode {mode!r} is not default or layer_norm")
-    frontend = FrontendConfig(
-        kind="cnn",
-        conv_layers=parse_conv_layers(model_cfg.get("conv_feature_layers", _DEFAULT_CONV)),
-        norm=norm,
-        conv_bias=bool(model_cfg.get("conv_bias", False)),
-        normalize_waveform=bool(task_cfg.get("normalize", False)),
-    )
+    conv_layers = parse_conv_layers(model_cfg.get("conv_feature_layers", _DEFAULT_CONV))
     try:
+        frontend = FrontendConfig(
+            kind="cnn",
+            conv_layers=conv_layers,
+            norm=norm,
+            conv_bias=bool(model_cfg.get("conv_bias", False)),
+            normalize_waveform=bool(task_cfg.get("normalize", False)),
+        )
         return EncoderConfig(
-            depth=int(model_cfg.get("encoder_layers", 12)),
-            width=int(model_cfg.get("encoder_embed_dim", 768)),
-            ffn=int(model_cfg.get("encoder_ffn_embed_dim", 3072)),
-            heads=int(model_cfg.get("encoder_attention_heads", 12)),
+            depth=_size(model_cfg, "encoder_layers", 12),
+            width=_size(model_cfg, "encoder_embed_dim", 768),
+            ffn=_size(model_cfg, "encoder_ffn_embed_dim", 3072),
+            heads=_size(model_cfg, "encoder_attention_heads", 12),
             frontend=frontend,
             arch=arch,
             layer_norm_first=bool(model_cfg.get("layer_norm_first", False)),
-            pos_conv_kernel=int(model_cfg.get("conv_pos", 128)),
-            pos_conv_groups=int(model_cfg.get("conv_pos_groups", 16)),
+            pos_conv_kernel=_size(model_cfg, "conv_pos", 128),
+            pos_conv_groups=_size(model_cfg, "conv_pos_groups", 16),
         )
-    except ValueError as exc:
-        raise ModelError(f"{where}: unsupported architecture: {exc}") from exc
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ModelError(f"{where}: unsupported architecture: {exc}") from None
+
+
+def _size(cfg: Mapping[str, Any], key: str, default: int) -> int:
+    """``cfg[key]`` as an int (an integral float is accepted); anything else is a ValueError."""
+    value = cfg.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value or int(value) != value:
+        raise ValueError(f"{key} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 _DROP = re.compile(r"(mask_emb|label_embs_concat|quantizer\.|project_q\.|final_proj\.|proj\.|target_glu\.)")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from deepwide.errors import ModelError
-from deepwide.models.config import EncoderConfig, FrontendConfig
+from deepwide.models.config import LIMITS, EncoderConfig, FrontendConfig
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +27,26 @@ _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_m
 
 
 def _read_config(folder: Path) -> dict[str, Any]:
+    path = folder / "config.json"
     try:
-        data = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"cannot read {folder / 'config.json'}: {exc}") from exc
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path} is broken JSON at line {exc.lineno} column {exc.colno} ({exc.msg}); "
+                         f"fix or replace the file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"cannot read {path}: {exc}") from None
     if not isinstance(data, dict):
-        raise ModelError(f"{folder / 'config.json'} does not hold a JSON object")
+        raise ModelError(f"{path} does not hold a JSON object")
     return data
+
+
+def _int(value: Any, key: str) -> int:
+    """A config.json size as an int (integral floats accepted); anything else is a ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value or abs(value) == float("inf"):
+        raise ValueError(f"{key} must be a positive integer, got {value!r}")
+    if int(value) != value:
+        raise ValueError(f"{key} must be an integer, got {value!r}")
+    return int(value)
 
 
 def is_hf_dir(path: str | Path) -> bool:
@@ -58,8 +71,15 @@ def hf_config(path: str | Path) -> EncoderConfig:
     """
     folder = Path(path)
     cfg = _read_config(folder)
+    try:
+        return _hf_config(folder, cfg)
+    except (ValueError, TypeError, OverflowError) as exc:  # a value of the wrong JSON type
+        raise ModelError(f"{folder / 'config.json'} holds an invalid value: {exc}") from None
+
+
+def _hf_config(folder: Path, cfg: dict[str, Any]) -> EncoderConfig:
     model_type = cfg.get("model_type")
-    if model_type not in MODEL_TYPES:
+    if not isinstance(model_type, str) or model_type not in MODEL_TYPES:
         raise ModelError(
             f"{folder}: Hugging Face model_type {model_type!r} is not supported; "
             f"valid: {', '.join(sorted(MODEL_TYPES))}"
@@ -84,11 +104,16 @@ def hf_config(path: str | Path) -> EncoderConfig:
                 f"{folder}: {key}={have!r} is not supported (torchaudio's architecture needs {want!r})"
             )
     conv_dim, conv_kernel, conv_stride = get("conv_dim"), get("conv_kernel"), get("conv_stride")
+    if not all(isinstance(v, list) for v in (conv_dim, conv_kernel, conv_stride)):
+        raise ModelError(f"{folder / 'config.json'}: conv_dim, conv_kernel and conv_stride must be lists")
     if not len(conv_dim) == len(conv_kernel) == len(conv_stride):
         raise ModelError(f"{folder}: conv_dim, conv_kernel and conv_stride differ in length")
-    norm = {"group": "group_norm", "layer": "layer_norm"}.get(get("feat_extract_norm", "group"))
+    if len(conv_dim) > LIMITS["conv_layers"]:
+        raise ModelError(f"{folder / 'config.json'}: {len(conv_dim)} conv layers; at most {LIMITS['conv_layers']} are accepted")
+    norm_name = get("feat_extract_norm", "group")
+    norm = {"group": "group_norm", "layer": "layer_norm"}.get(norm_name) if isinstance(norm_name, str) else None
     if norm is None:
-        raise ModelError(f"{folder}: feat_extract_norm {cfg['feat_extract_norm']!r} is not group or layer")
+        raise ModelError(f"{folder}: feat_extract_norm {norm_name!r} is not group or layer")
     normalize = False
     pre = folder / "preprocessor_config.json"
     if pre.is_file():
@@ -96,36 +121,38 @@ def hf_config(path: str | Path) -> EncoderConfig:
             normalize = bool(json.loads(pre.read_text(encoding="utf-8")).get("do_normalize", False))
         except (OSError, json.JSONDecodeError) as exc:
             raise ModelError(f"cannot read {pre}: {exc}") from exc
-    frontend = FrontendConfig(
-        kind="cnn",
-        conv_layers=tuple(zip(conv_dim, conv_kernel, conv_stride, strict=True)),
-        norm=norm,
-        conv_bias=bool(get("conv_bias", False)),
-        normalize_waveform=normalize,
-    )
-    extra: dict[str, Any] = {}
-    if model_type == "wavlm":
-        extra = {"num_buckets": int(get("num_buckets", 320)), "max_distance": int(get("max_bucket_distance", 800))}
     try:
+        frontend = FrontendConfig(
+            kind="cnn",
+            conv_layers=tuple(zip(conv_dim, conv_kernel, conv_stride, strict=True)),
+            norm=norm,
+            conv_bias=bool(get("conv_bias", False)),
+            normalize_waveform=normalize,
+        )
+        extra: dict[str, Any] = {}
+        if model_type == "wavlm":
+            extra = {"num_buckets": _int(get("num_buckets", 320), "num_buckets"),
+                     "max_distance": _int(get("max_bucket_distance", 800), "max_bucket_distance")}
         return EncoderConfig(
-            depth=int(get("num_hidden_layers")),
-            width=int(get("hidden_size")),
-            ffn=int(get("intermediate_size")),
-            heads=int(get("num_attention_heads")),
+            depth=_int(get("num_hidden_layers"), "num_hidden_layers"),
+            width=_int(get("hidden_size"), "hidden_size"),
+            ffn=_int(get("intermediate_size"), "intermediate_size"),
+            heads=_int(get("num_attention_heads"), "num_attention_heads"),
             frontend=frontend,
             arch=MODEL_TYPES[model_type],
             layer_norm_first=bool(get("do_stable_layer_norm", False)),
-            pos_conv_kernel=int(get("num_conv_pos_embeddings", 128)),
-            pos_conv_groups=int(get("num_conv_pos_embedding_groups", 16)),
+            pos_conv_kernel=_int(get("num_conv_pos_embeddings", 128), "num_conv_pos_embeddings"),
+            pos_conv_groups=_int(get("num_conv_pos_embedding_groups", 16), "num_conv_pos_embedding_groups"),
             **extra,
         )
-    except ValueError as exc:
-        raise ModelError(f"{folder}: unsupported architecture: {exc}") from exc
+    except (ValueError, TypeError) as exc:
+        raise ModelError(f"{folder}: unsupported architecture: {exc}") from None
 
 
 def _read_weights(folder: Path) -> dict[str, Any]:
-    import torch
     from safetensors.torch import load_file
+
+    from deepwide.models.torchfile import load_torch_file
 
     try:
         if (folder / "model.safetensors").is_file():
@@ -138,11 +165,16 @@ def _read_weights(folder: Path) -> dict[str, Any]:
                 state.update(load_file(str(folder / shard)))
             return state
         if (folder / "pytorch_model.bin").is_file():
-            return torch.load(str(folder / "pytorch_model.bin"), map_location="cpu", weights_only=True)
+            state = load_torch_file(folder / "pytorch_model.bin",
+                                    hint="save the model again with save_pretrained(safe_serialization=True)")
+            if not isinstance(state, dict):
+                raise ModelError(f"{folder / 'pytorch_model.bin'} holds no state dict; save the model again")
+            return state
     except ModelError:
         raise
     except Exception as exc:
-        raise ModelError(f"cannot read the weights in {folder}: {exc}") from exc
+        raise ModelError(f"cannot read the weights in {folder}: {type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:160] if str(exc) else ''}; save the model again") from None
     raise ModelError(f"{folder} has no weights ({' or '.join(_WEIGHT_FILES)})")
 
 

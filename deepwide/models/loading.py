@@ -111,11 +111,20 @@ def save_checkpoint(
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"cannot read {path}: {exc}; the checkpoint is incomplete or corrupt") from exc
+    except json.JSONDecodeError as exc:
+        raise _broken_json(path, exc) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"cannot read {path}: {exc}; the checkpoint is incomplete or corrupt") from None
     if not isinstance(data, dict):
         raise ModelError(f"{path} does not hold a JSON object; it is not a model config")
     return data
+
+
+def _broken_json(path: Path, exc: json.JSONDecodeError) -> ModelError:
+    return ModelError(
+        f"{path} is broken JSON at line {exc.lineno} column {exc.colno} ({exc.msg}); "
+        f"the checkpoint is incomplete or corrupt — fix the file or save the model again"
+    )
 
 
 def is_deepwide_checkpoint(path: str | Path) -> bool:
@@ -139,14 +148,21 @@ def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
     info = _read_json(folder / CONFIG_FILE)
     if info.get("format") != CHECKPOINT_FORMAT:
         raise ModelError(f"{folder} is not a deepwide checkpoint (config.json lacks format {CHECKPOINT_FORMAT!r})")
-    if int(info.get("format_version", 0)) > FORMAT_VERSION:
+    version = info.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
         raise ModelError(
-            f"{folder} was written by a newer deepwide (format_version {info['format_version']}); upgrade deepwide"
+            f"{folder / CONFIG_FILE} holds format_version {version!r}, which is not a version number; "
+            f"the checkpoint is corrupt or was edited — save it again"
         )
+    if version > FORMAT_VERSION:
+        raise ModelError(f"{folder} was written by a newer deepwide (format_version {version}); upgrade deepwide")
+    if not isinstance(info.get("config"), dict):
+        raise ModelError(f"{folder / CONFIG_FILE} holds no encoder config (a JSON object under \"config\"); "
+                         f"the checkpoint is corrupt — save it again")
     try:
         info["config"] = EncoderConfig.from_dict(info["config"], where=f"{folder / CONFIG_FILE}")
-    except (KeyError, TypeError, ConfigError) as exc:
-        raise ModelError(f"{folder / CONFIG_FILE} holds no valid encoder config: {exc}") from exc
+    except (KeyError, TypeError, ValueError, ConfigError) as exc:
+        raise ModelError(f"{folder / CONFIG_FILE} holds no valid encoder config: {exc}") from None
     return info
 
 
@@ -173,7 +189,8 @@ def load_checkpoint(path: str | Path, *, model_id: str | None = None, device: st
     try:
         state = load_file(str(weights))
     except Exception as exc:  # safetensors raises its own error types
-        raise ModelError(f"cannot read {weights}: {exc}; the file is corrupt — save it again") from exc
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise ModelError(f"cannot read {weights}: {reason}; the file is corrupt — save it again") from None
     model = Encoder(info["config"], model_id=model_id or info.get("model_id") or folder.name)
     load_state_into(model, state, source=str(weights))
     expected = info.get("weights_hash")
@@ -334,10 +351,11 @@ def load_torchaudio_bundle(name: str, *, device: str = "cpu") -> Any:
                 f"torchaudio bundle {name} is not cached and could not be downloaded "
                 f"({type(exc).__name__}: {exc}); {hint}"
             ) from exc
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelError(f"cannot read {path}: {exc}; delete it and {hint}") from exc
+    from deepwide.models.torchfile import load_torch_file
+
+    state = load_torch_file(path, hint=f"delete it and {hint}")
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"{path} holds no state dict of tensors; delete it and {hint}")
     state = {
         ("frontend." + k[len("feature_extractor."):] if k.startswith("feature_extractor.") else k): v
         for k, v in state.items()
@@ -361,6 +379,9 @@ def _spec_path(spec: str) -> Path | None:
 def _classify_path(path: Path) -> str:
     if path.is_file():
         return "fairseq"
+    config = path / CONFIG_FILE
+    if config.is_file():
+        _read_json(config)  # broken JSON is named as such, not as "neither … nor …"
     if is_deepwide_checkpoint(path):
         return "deepwide"
     from deepwide.models.hf import is_hf_dir

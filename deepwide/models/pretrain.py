@@ -40,14 +40,28 @@ import numpy as np
 import torch
 
 from deepwide.audio import load_audio
-from deepwide.config import atomic_target, atomic_write_json, config_hash, config_to_dict
+from deepwide.config import (
+    atomic_target,
+    atomic_write_json,
+    atomic_write_text,
+    config_hash,
+    config_to_dict,
+)
 from deepwide.corpora import Manifest
 from deepwide.errors import ConfigError
+from deepwide.models.torchfile import CorruptFileError, load_torch_file, numpy_array_globals
 
 log = logging.getLogger(__name__)
 
 WIN = 400  # samples per analysis window (25 ms)
 HOP = 320  # samples per frame (20 ms, 50 Hz)
+
+#: Format tag and version of ``state.pt`` (version 2: weights-only-loadable, labels as tensors).
+STATE_FORMAT = "deepwide-pretrain-state"
+STATE_VERSION = 2
+#: Largest k-means vocabulary and logit-head size a recipe may ask for (refused beyond).
+MAX_CLUSTERS = 65_536
+MAX_FINAL_DIM = 16_384
 
 
 @dataclass(frozen=True)
@@ -134,6 +148,10 @@ class PretrainConfig:
             raise ValueError("augment_gain_db must be ≥ 0")
         if self.crop_seconds * 16000 < WIN:
             raise ValueError("crop_seconds too short for one frame")
+        if not 2 <= self.n_clusters <= MAX_CLUSTERS:
+            raise ValueError(f"n_clusters must lie in 2..{MAX_CLUSTERS}, got {self.n_clusters}")
+        if not 1 <= self.final_dim <= MAX_FINAL_DIM:
+            raise ValueError(f"final_dim must lie in 1..{MAX_FINAL_DIM}, got {self.final_dim}")
 
     def encoder_config(self) -> Any:
         """The :class:`deepwide.models.EncoderConfig` of the teacher (pre-LN, spectral front-end)."""
@@ -588,9 +606,11 @@ def pretrain_teacher(
     if state_path.exists():
         if not resume:
             raise ConfigError(f"{out} already holds a pre-training run; pass --resume to continue it or choose another --out")
-        state = torch.load(state_path, weights_only=False)
+        state = load_state(state_path, hint=f"delete {state_path} to restart the run from the beginning, "
+                                            f"or choose another --out")
         if state["key"] != key:
             raise ConfigError(f"{out} holds a run with another config, seed or corpus; use another --out")
+        _drop_torn_line(log_path)
     info = {"config": config_to_dict(cfg), "seed": seed, "corpus_id": manifest.corpus_id,
             "manifest_hash": manifest.content_hash()}
     atomic_write_json(out / "pretrain_config.json", info)
@@ -599,7 +619,7 @@ def pretrain_teacher(
     log.info("pre-training on %d utterances (%d held out)", len(data.train_idx), len(data.heldout_idx))
     encoder = build_encoder(cfg.encoder_config(), seed=seed, model_id="tiny-teacher")
     if state is not None:
-        encoder.load_state_dict(state["encoder"])
+        _load_encoder(encoder, state, state_path)
     start_iter = state["iteration"] if state else 0
     for it in range(start_iter, len(cfg.steps)):
         it_seed = seed + 1000 * it
@@ -619,10 +639,17 @@ def pretrain_teacher(
         rng = np.random.default_rng(it_seed)
         step = 0
         if state and state["iteration"] == it and "model" in state:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            rng.bit_generator.state = state["rng"]
-            torch.set_rng_state(state["torch_rng"])
+            try:
+                model.load_state_dict(state["model"])
+                opt.load_state_dict(state["optimizer"])
+                rng.bit_generator.state = state["rng"]
+                torch.set_rng_state(state["torch_rng"])
+            except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+                raise CorruptFileError(
+                    f"{state_path} does not fit this run's model ({type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); delete it to restart the run "
+                    f"from the beginning, or choose another --out"
+                ) from None
             step = state["step"]
         else:
             torch.manual_seed(it_seed)
@@ -726,7 +753,10 @@ def heldout_masked_accuracy(model: torch.nn.Module, data: PretrainData, labels: 
 
 
 def _save_state(path: Path, **state: Any) -> None:
+    """Write ``state.pt``: only tensors, plain containers, numbers and strings (weights-only)."""
     payload = {
+        "format": STATE_FORMAT,
+        "format_version": STATE_VERSION,
         "key": state["key"],
         "iteration": state["iteration"],
         "step": state["step"],
@@ -736,13 +766,111 @@ def _save_state(path: Path, **state: Any) -> None:
         payload.update(
             model=state["model"].state_dict(),
             optimizer=state["opt"].state_dict(),
-            rng=state["rng"].bit_generator.state,
+            rng=state["rng"].bit_generator.state,  # {"bit_generator": "PCG64", "state": {ints}, ...}
             torch_rng=torch.get_rng_state(),
-            labels=state["labels"],
-            quality=state["quality"],
+            labels=[torch.from_numpy(np.ascontiguousarray(lab, dtype=np.int64)) for lab in state["labels"]],
+            quality={k: float(v) for k, v in state["quality"].items()},
         )
     with atomic_target(path) as tmp:
         torch.save(payload, tmp)
+
+
+_STATE_KEYS = {"key": str, "iteration": int, "step": int, "encoder": dict}
+_ITERATION_KEYS = {"model": dict, "optimizer": dict, "rng": dict, "torch_rng": torch.Tensor, "labels": list,
+                   "quality": dict}
+
+
+def load_state(path: str | Path, *, hint: str) -> dict[str, Any]:
+    """Read a pre-training ``state.pt`` without unpickling code, checking its layout.
+
+    Version-2 states hold tensors, plain containers, numbers and strings only; older states
+    (no ``format`` tag) also hold numeric numpy arrays (the k-means labels), which are read
+    through checked stand-ins for numpy's reconstructors (:mod:`deepwide.models.torchfile`)
+    and converted — nothing else a file names is ever built.
+
+    Args:
+        path: the ``state.pt``.
+        hint: what to do if it cannot be used, appended to the one-line error.
+
+    Returns:
+        the state; ``labels`` (when present) as a list of (T_i,) int64 numpy arrays.
+
+    Raises:
+        UnsafeFileError: the file holds code or objects outside the allow-list (nothing ran).
+        CorruptFileError: truncated, not a torch file, or not a pre-training state.
+    """
+    p = Path(path)
+    state = load_torch_file(p, hint=hint, allow=numpy_array_globals())
+
+    def bad(what: str) -> CorruptFileError:
+        return CorruptFileError(f"{p} is not a deepwide pre-training state ({what}); {hint}")
+
+    if not isinstance(state, dict):
+        raise bad(f"it holds a {type(state).__name__}, not a dict")
+    version = state.get("format_version", 1)
+    if state.get("format", STATE_FORMAT) != STATE_FORMAT or isinstance(version, bool) or not isinstance(version, int):
+        raise bad(f"format {state.get('format')!r}, version {version!r}")
+    if version > STATE_VERSION:
+        raise CorruptFileError(f"{p} was written by a newer deepwide (state format {version}); upgrade deepwide")
+    wanted = dict(_STATE_KEYS, **(_ITERATION_KEYS if "model" in state else {}))
+    for name, kind in wanted.items():
+        value = state.get(name)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise bad(f"{name!r} is {type(value).__name__}, not {kind.__name__}")
+    if "model" in state:
+        labels = []
+        for lab in state["labels"]:
+            arr = lab.numpy() if isinstance(lab, torch.Tensor) else lab
+            if not isinstance(arr, np.ndarray) or arr.dtype != np.int64 or arr.ndim != 1:
+                raise bad("its k-means labels are not 1-D int64 arrays")
+            labels.append(arr)
+        state["labels"] = labels
+        if version < STATE_VERSION:
+            log.info("read %s, a state written by an older deepwide (its numpy labels converted)", p)
+    return state
+
+
+def _load_encoder(encoder: Any, state: dict[str, Any], path: Path) -> None:
+    """The state's encoder weights into ``encoder``; a mismatch is a one-line error."""
+    from deepwide.models.loading import load_state_into
+
+    weights = state["encoder"]
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
+        raise CorruptFileError(f"{path} is not a deepwide pre-training state (its encoder holds non-tensors); "
+                               f"delete it to restart the run, or choose another --out")
+    load_state_into(encoder, weights, source=f"{path} (encoder)")
+
+
+def _read_run_info(path: Path) -> dict[str, Any]:
+    """``pretrain_config.json`` of a run, checked (config dict and integer seed)."""
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}; rerun `deepwide teacher pretrain` into a fresh --out") from None
+    if not isinstance(info, dict) or not isinstance(info.get("config"), dict) or type(info.get("seed")) is not int:
+        raise ConfigError(f"{path} holds no run record (config and seed); rerun `deepwide teacher pretrain` "
+                          f"into a fresh --out")
+    return info
+
+
+def _drop_torn_line(path: Path) -> None:
+    """Drop a torn last line of a JSON-lines log (a kill mid-append), rewriting it atomically.
+
+    A complete last record that only lacks its newline is kept (the newline is added), so the
+    next append starts a line of its own.
+    """
+    if not path.is_file():
+        return
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.splitlines()
+    if not lines or text.endswith("\n"):
+        return
+    try:
+        json.loads(lines[-1])
+    except json.JSONDecodeError:
+        log.warning("dropping the torn last line of %s (a write cut short): %.60s", path, lines[-1])
+        lines = lines[:-1]
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 
 def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
@@ -778,13 +906,14 @@ def export_teacher(run_dir: str | Path, out_dir: str | Path, *, half: bool = Tru
     run = Path(run_dir)
     if not (run / "state.pt").is_file() or not (run / "pretrain_config.json").is_file():
         raise ConfigError(f"{run} holds no pre-training state; run `deepwide teacher pretrain --out {run}` first")
-    info = json.loads((run / "pretrain_config.json").read_text())
+    info = _read_run_info(run / "pretrain_config.json")
     cfg = config_from_dict(PretrainConfig, info["config"], where=str(run / "pretrain_config.json"))
     if iterations is not None and not 1 <= iterations <= len(cfg.steps):
         raise ConfigError(f"--iterations {iterations}: the recipe in {run} has {len(cfg.steps)} iteration(s)")
-    state = torch.load(run / "state.pt", weights_only=False)
+    state = load_state(run / "state.pt", hint="the run's state is damaged: rerun `deepwide teacher pretrain` "
+                                              "(the same config and seed reproduce it) into a fresh --out")
     encoder = build_encoder(cfg.encoder_config(), seed=info["seed"], model_id="tiny-teacher")
-    encoder.load_state_dict(state["encoder"])  # shares its modules with the pre-training model
+    _load_encoder(encoder, state, run / "state.pt")  # shares its modules with the pre-training model
     done, step = state["iteration"], state["step"]
     if iterations is not None:
         if not ((done, step) == (iterations, 0) or (done, step) == (iterations - 1, cfg.steps[iterations - 1])):

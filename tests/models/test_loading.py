@@ -142,6 +142,40 @@ def test_folder_that_is_not_a_model(tmp_path):
         load_model(str(tmp_path))
 
 
+@pytest.mark.parametrize("version", ["x", None, 1.5, True, -1, [1]])
+def test_format_version_that_is_not_a_number_is_one_line(trained_dir, version):
+    info = json.loads((trained_dir / "config.json").read_text())
+    info["format_version"] = version
+    (trained_dir / "config.json").write_text(json.dumps(info))
+    with pytest.raises(ModelError, match=r"format_version .* is not a version number") as exc:
+        load_model(str(trained_dir))
+    assert "\n" not in str(exc.value)
+
+
+def test_broken_config_json_is_named_as_broken_json(tmp_path, trained_dir):
+    from click.testing import CliRunner
+
+    from deepwide.cli import cli
+
+    text = (trained_dir / "config.json").read_text()
+    (trained_dir / "config.json").write_text(text[: len(text) // 2])  # cut short
+    for call in (load_model, resolve_config):
+        with pytest.raises(ModelError, match=r"config.json is broken JSON at line \d+ column \d+") as info:
+            call(str(trained_dir))
+        assert "neither" not in str(info.value) and "\n" not in str(info.value)
+    res = CliRunner().invoke(cli, ["models", "params", str(trained_dir)])
+    assert res.exit_code == ModelError.exit_code
+    assert res.output.startswith("Error: ") and "broken JSON at line" in res.output
+    assert res.output.strip().count("\n") == 0
+    # a Hugging Face folder's broken config.json too (its weights make it one)
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text('{"model_type": "hubert", ')
+    (hf / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ModelError, match="broken JSON at line 1"):
+        load_model(str(hf))
+
+
 # ---------------------------------------------------------------------------- torchaudio bundles
 TINY_BUNDLE_PARAMS = {
     "extractor_mode": "layer_norm",

@@ -244,3 +244,78 @@ def test_each_iteration_is_kept_as_the_recipe_cut_there(tiny_corpus, tmp_path: P
         export_teacher(tmp_path / "two", tmp_path / "bad", iterations=1)
     with pytest.raises(ConfigError, match="has 2 iteration"):
         export_teacher(tmp_path / "two", tmp_path / "bad", iterations=3)
+
+
+class _Killed(BaseException):
+    """Stands in for SIGKILL: nothing after it runs."""
+
+
+def _old_format(state_path: Path) -> None:
+    """Rewrite a state as deepwide wrote it before format 2 (numpy labels, no format tag)."""
+    state = torch.load(state_path, weights_only=True)
+    del state["format"], state["format_version"]
+    state["labels"] = [lab.numpy() for lab in state["labels"]]
+    torch.save(state, state_path)
+
+
+@pytest.mark.parametrize("written_by", ["current", "older"])
+def test_killed_run_resumes_to_the_same_weights(tiny_corpus, tmp_path: Path, monkeypatch, caplog, written_by) -> None:
+    """A run killed mid-iteration resumes from state.pt (loaded weights-only; an older state's
+    numpy labels converted) to exactly the weights of the uninterrupted run; a torn last log
+    line (a kill mid-append) is dropped with a warning."""
+    import logging
+
+    from deepwide.models import pretrain as pretrain_mod
+
+    torch.set_num_threads(1)
+    cfg = replace(quick_config(), steps=(20,), eval_every=10)
+    whole = pretrain_teacher(tiny_corpus, tmp_path / "whole", cfg, seed=4)
+    real, calls = pretrain_mod.pretrain_loss, {"n": 0}
+
+    def dying(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 15:
+            raise _Killed()
+        return real(*args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(pretrain_mod, "pretrain_loss", dying)
+        with pytest.raises(_Killed):
+            pretrain_teacher(tiny_corpus, tmp_path / "run", cfg, seed=4)
+    state = torch.load(tmp_path / "run" / "state.pt", weights_only=True)  # plain data only
+    assert state["format_version"] == pretrain_mod.STATE_VERSION and state["step"] == 10
+    if written_by == "older":
+        _old_format(tmp_path / "run" / "state.pt")
+        with pytest.raises(Exception, match="numpy"):
+            torch.load(tmp_path / "run" / "state.pt", weights_only=True)  # what torch alone refuses
+    with (tmp_path / "run" / "pretrain_log.jsonl").open("a") as fh:
+        fh.write('{"iteration": 1, "step": 16, "lo')
+    with caplog.at_level(logging.WARNING):
+        resumed = pretrain_teacher(tiny_corpus, tmp_path / "run", cfg, seed=4, resume=True)
+    assert load_model(str(resumed)).weights_hash() == load_model(str(whole)).weights_hash()
+    assert "torn last line" in caplog.text
+    lines = (tmp_path / "run" / "pretrain_log.jsonl").read_text().splitlines()
+    assert all(isinstance(json.loads(line), dict) for line in lines)
+
+
+def test_damaged_state_is_one_line(tiny_corpus, tmp_path: Path) -> None:
+    """A truncated state.pt (resume and export) or a broken run record: one line, exit 2."""
+    from click.testing import CliRunner
+
+    from deepwide.cli import cli
+
+    cfg = replace(quick_config(), steps=(4,), eval_every=2)
+    pretrain_teacher(tiny_corpus, tmp_path / "run", cfg, seed=0)
+    state = tmp_path / "run" / "state.pt"
+    state.write_bytes(state.read_bytes()[:1000])
+    for args in (["teacher", "pretrain", "--corpus", str(tiny_corpus.root), "--out", str(tmp_path / "run"),
+                  "--quick", "--resume"],
+                 ["teacher", "export", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "exp")]):
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
+        error = res.output.strip().splitlines()[-1]
+        assert error.startswith(f"Error: {state} is truncated or not a torch file") and "weights_only" not in error
+        assert ("delete" in error) if args[1] == "pretrain" else ("fresh --out" in error)
+    (tmp_path / "run" / "pretrain_config.json").write_text('{"config": {"depth": 2')
+    res = CliRunner().invoke(cli, ["teacher", "export", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "exp")])
+    assert res.exit_code == 2 and res.output.strip().splitlines()[-1].startswith("Error: cannot read")

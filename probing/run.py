@@ -573,6 +573,10 @@ def check_results_pair(out_dir: str | Path, name: str = "probe") -> str | None:
     return None
 
 
+#: ProbeConfig fields that say how a run was executed, not what it measured (merges ignore them)
+EXECUTION_SETTINGS = ("device", "max_batch_bytes")
+
+
 def _facts(ds: xr.Dataset) -> dict[str, tuple[Any, ...]]:
     """``{model: (num_layers, dim, params, is_null, null_of)}`` of a results Dataset."""
     out = {}
@@ -602,7 +606,7 @@ def _merge_conflict(old: xr.Dataset, facts: dict[str, tuple[Any, ...]], config: 
     if int(old.attrs.get("seed", -1)) != int(seed):
         return f"it was probed with --seed {old.attrs.get('seed')}, this run with {seed}"
     have, want = json.loads(str(old.attrs.get("config", "{}"))), json.loads(config)
-    diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+    diff = sorted(k for k in (set(have) | set(want)) - set(EXECUTION_SETTINGS) if have.get(k) != want.get(k))
     if diff:
         k = diff[0]
         return f"it was probed with {k}={have.get(k)!r}, this run with {k}={want.get(k)!r}"

@@ -241,3 +241,8 @@ def test_merge_replaces_same_tasks_and_keeps_others(results: xr.Dataset, tmp_pat
     assert kept == ["phone"] and str(merged["backend"].sel(model="fake-model", task="phone").item()) == ""
     with pytest.raises(ConfigError, match="seed"):
         merge_results(old.assign_attrs(seed=9), results.sel(task=["asv"]))
+    cfg = json.loads(old.attrs["config"])
+    on_gpu = old.assign_attrs(config=json.dumps(dict(cfg, device="cuda", max_batch_bytes=1)))
+    assert merge_results(on_gpu, results.sel(task=["asv"]))[2] == ["phone"]  # how it ran is no conflict
+    with pytest.raises(ConfigError, match="it was probed with tol=0.5"):
+        merge_results(old.assign_attrs(config=json.dumps(dict(cfg, tol=0.5))), results.sel(task=["asv"]))

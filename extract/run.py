@@ -404,7 +404,6 @@ def extract_features(
     store_frames = config.frames_per_utt != 0
     geometry = dict(n_layers=len(layers), dim=int(encoder.dim), itemsize=item, store_frames=store_frames)
     created = False
-    plan: ExtractPlan | None = None
     with make_executor(workers) as executor:
         if not is_store(out):
             plan = build_plan(
@@ -415,11 +414,14 @@ def extract_features(
                 frame_chunk=frame_chunk, utt_chunk=utt_chunk,
             )
             todo = [shard[0]] if shard else list(range(plan.n_shards))
-            need = store_bytes_left(plan, todo, {}, skeleton=True, **geometry)
+            new_plan, new_todo = plan, todo
+
+            def need() -> int:
+                return store_bytes_left(new_plan, new_todo, {}, skeleton=True, **geometry)
+
             if check_space:
-                check_free_space(out, need)
-            new_plan = plan
-            with _disk_full_resumes(out, lambda: store_bytes_left(new_plan, todo, {}, skeleton=True, **geometry)):
+                check_free_space(out, need())
+            with _disk_full_resumes(out, need):
                 created = create_store(out, skeleton, before_rename=lambda: fault_point("create"))
         check_identity(out, identity)
         if shard is not None:

@@ -1,0 +1,307 @@
+"""The report's findings, in prose: deep-narrow against shallow-wide students with a verdict on
+the paper's claim, every model against its random twin, where in depth each kind of information
+peaks, and how close the students' layers come to the teacher's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from deepwide.figures.document import Doc, Table
+from deepwide.figures.formatting import fmt_params, metric_name, pts, score_ci
+from deepwide.figures.results import (
+    Results,
+    best_layer_table,
+    best_layer_tasks,
+    deep_wide_pairs,
+    headline_scores,
+    mover_difference,
+    ordered_tasks,
+    relative_depth,
+    task_info,
+)
+
+#: The paper's claim per task kind: which architecture it says wins.
+PAPER_CLAIM = {"content": "deep", "speaker": "wide"}
+
+
+@dataclass
+class Comparison:
+    """``a`` against ``b`` on one task, oriented so that a positive ``adv`` means ``a`` is better."""
+
+    task: str
+    a: str
+    b: str
+    adv: float
+    lo: float
+    hi: float
+
+    @property
+    def decided(self) -> bool:
+        """Whether the 95 % interval of the difference excludes 0."""
+        return self.lo > 0 or self.hi < 0
+
+
+def compare(
+    scores: pd.DataFrame, a: str, b: str, task: str, higher_is_better: bool
+) -> Comparison | None:
+    """Advantage of ``a`` over ``b`` on ``task`` with its MOVER interval, or ``None`` if missing."""
+    idx = scores.set_index(["model", "task"])
+    if (a, task) not in idx.index or (b, task) not in idx.index:
+        return None
+    ra, rb = idx.loc[(a, task)], idx.loc[(b, task)]
+    d, lo, hi = mover_difference(
+        float(ra["score"]),
+        float(ra["ci_low"]),
+        float(ra["ci_high"]),
+        float(rb["score"]),
+        float(rb["ci_low"]),
+        float(rb["ci_high"]),
+    )
+    if not all(map(np.isfinite, (d, lo, hi))):
+        return None
+    if not higher_is_better:  # lower is better: advantage of a is b − a
+        d, lo, hi = -d, -hi, -lo
+    return Comparison(task, a, b, d, lo, hi)
+
+
+def _beats(c: Comparison, name_a: str, name_b: str, metric: str) -> str:
+    """One sentence: who beats whom by how much, with the interval, winner-oriented."""
+    if c.adv >= 0:
+        win, lose, d, lo, hi = name_a, name_b, c.adv, c.lo, c.hi
+    else:
+        win, lose, d, lo, hi = name_b, name_a, -c.adv, -c.hi, -c.lo
+    return f"on {c.task} ({metric}), {win} beats {lose} by {pts(d)} points, 95 % CI [{pts(lo)}, {pts(hi)}]"
+
+
+def _best_layer_note(scores: pd.DataFrame, score_name: str) -> str:
+    """`` (asv: best layer, chosen on test)`` for tasks the headline score does not cover."""
+    tasks = best_layer_tasks(scores) if score_name != "best layer" else []
+    return f" ({', '.join(tasks)}: best layer, chosen on test)" if tasks else ""
+
+
+def add_deep_wide_section(doc: Doc, res: Results, facts: pd.DataFrame, roles: dict[str, str]) -> None:
+    """Each deep-narrow × shallow-wide student pair, task by task, with a verdict on the paper's claim."""
+    assert res.probe is not None
+    probe = res.probe
+    scores, score_name = headline_scores(probe)
+    info = task_info(probe)
+    doc.h(3, "Deep-narrow against shallow-wide students")
+    pairs = deep_wide_pairs(facts, roles)
+    if not pairs:
+        doc.p(
+            "No pair of students in which one is both deeper and narrower than the other: "
+            "the deep-versus-wide comparison needs such a pair."
+        )
+        return
+    doc.p(
+        f"The paper's claim: at a fixed parameter budget, depth wins content tasks and width wins "
+        f"speaker tasks. Each pair below is tested on the {score_name} score"
+        f"{_best_layer_note(scores, score_name)}; the 95 % interval of "
+        "each difference comes from the two stored per-model bootstrap intervals (MOVER, see "
+        "method notes), and a claim is only called supported when that interval excludes 0."
+    )
+    for d, w in pairs:
+        fd, fw = facts.loc[d], facts.loc[w]
+        nd, nw = f"the {fd['num_layers']}-layer student", f"the {fw['num_layers']}-layer student"
+        doc.p(
+            f"{d} ({fd['num_layers']} layers × width {fd['dim']}, {fmt_params(fd['params'])} "
+            f"parameters) against {w} ({fw['num_layers']} layers × width {fw['dim']}, "
+            f"{fmt_params(fw['params'])})."
+        )
+        rows, sentences = [], []
+        for t in ordered_tasks(probe):
+            kind = str(info.loc[t, "kind"])
+            c = compare(scores, d, w, t, bool(info.loc[t, "higher_is_better"]))
+            if c is None:
+                continue
+            claim = PAPER_CLAIM.get(kind)
+            verdict = _verdict(c, claim)
+            sent = _beats(c, nd, nw, metric_name(info, t))
+            sentences.append(f"{sent[0].upper()}{sent[1:]}: {verdict}.")
+            sd = scores.set_index(["model", "task"]).loc[(d, t)]
+            sw = scores.set_index(["model", "task"]).loc[(w, t)]
+            rows.append(
+                [
+                    t,
+                    kind,
+                    claim or "—",
+                    score_ci(sd["score"], sd["ci_low"], sd["ci_high"]),
+                    score_ci(sw["score"], sw["ci_low"], sw["ci_high"]),
+                    f"{pts(c.adv)} [{pts(c.lo)}, {pts(c.hi)}]",
+                    verdict,
+                ]
+            )
+        doc.ul(sentences)
+        doc.table(
+            Table(
+                [
+                    "task",
+                    "kind",
+                    "paper expects",
+                    f"{d} (deep)",
+                    f"{w} (wide)",
+                    "deep advantage, points [95 % CI]",
+                    "verdict",
+                ],
+                rows,
+                f"{score_name} scores in % with 95 % bootstrap CIs; advantage > 0 means the deep "
+                "student is better (for EER: lower).",
+            )
+        )
+        doc.p(_kind_summary(rows))
+
+
+def _verdict(c: Comparison, claim: str | None) -> str:
+    """What ``c`` says about the paper's claim (``deep``/``wide`` wins, or none) for its task."""
+    if claim is None:
+        return "no claim in the paper for this kind of task"
+    expected_sign = 1 if claim == "deep" else -1
+    if not c.decided:
+        return f"inconclusive (the interval includes 0), so the data do not support the paper's claim ({claim} wins) here"
+    if np.sign(c.adv) == expected_sign:
+        return f"consistent with the paper's claim ({claim} wins)"
+    return f"contradicts the paper's claim ({claim} wins)"
+
+
+def _kind_summary(rows: list[list[str]]) -> str:
+    """One sentence counting, per task kind, the verdicts of a deep-versus-wide table."""
+    parts = []
+    for kind in ("content", "speaker"):
+        rs = [r for r in rows if r[1] == kind]
+        if not rs:
+            continue
+        sup = sum(r[-1].startswith("consistent") for r in rs)
+        con = sum(r[-1].startswith("contradicts") for r in rs)
+        inc = sum(r[-1].startswith("inconclusive") for r in rs)
+        parts.append(
+            f"{kind} tasks: the paper's claim holds with an interval excluding 0 on {sup} of "
+            f"{len(rs)}, is contradicted on {con}, and is undecided on {inc}"
+        )
+    return ("In sum — " + "; ".join(parts) + ".") if parts else ""
+
+
+def add_twin_section(doc: Doc, res: Results, facts: pd.DataFrame) -> None:
+    """Every trained model against its random twin (the floor an untrained network reaches)."""
+    assert res.probe is not None
+    probe = res.probe
+    scores, score_name = headline_scores(probe)
+    info = task_info(probe)
+    twins = {str(facts.loc[m, "null_of"]): m for m in facts.index if facts.loc[m, "is_null"]}
+    doc.h(3, "Every model against its random twin")
+    pairs = [(m, twins[m]) for m in facts.index if m in twins and m in set(probe["model"].values)]
+    if not pairs:
+        doc.p(
+            "The results hold no random-weight twins (null models), so no model can be "
+            "checked against the floor an untrained network of the same shape reaches."
+        )
+        return
+    tasks = ordered_tasks(probe)
+    rows, above, total, weak = [], 0, 0, []
+    for m, z in pairs:
+        row = [m]
+        for t in tasks:
+            c = compare(scores, m, z, t, bool(info.loc[t, "higher_is_better"]))
+            if c is None:
+                row.append("—")
+                continue
+            total += 1
+            above += int(c.lo > 0)
+            if c.lo <= 0:
+                weak.append(f"{m} on {t}: {pts(c.adv)} points, 95 % CI [{pts(c.lo)}, {pts(c.hi)}]")
+            row.append(f"{pts(c.adv)} [{pts(c.lo)}, {pts(c.hi)}]")
+        rows.append(row)
+    doc.p(
+        f"A random twin has the model's architecture with untrained weights; whatever a probe "
+        f"finds in it is not learnt. On the {score_name} score{_best_layer_note(scores, score_name)}, "
+        "the trained model is better than "
+        f"its twin with a 95 % interval excluding 0 in {above} of {total} model × task comparisons."
+        + (" Not clearly above the twin:" if weak else "")
+    )
+    doc.ul(weak)
+    doc.table(
+        Table(
+            ["model"] + tasks,
+            rows,
+            "Advantage of each trained model over its random twin, points [95 % CI]; > 0 = trained "
+            "model better (for EER: lower).",
+        )
+    )
+
+
+def add_layer_section(doc: Doc, res: Results, facts: pd.DataFrame, roles: dict[str, str]) -> None:
+    """Where in depth content and speaker information peak (best layers, label-CCA)."""
+    assert res.probe is not None
+    best = best_layer_table(res.probe)
+    info = task_info(res.probe)
+    doc.h(3, "Where in depth the information sits")
+    items = []
+    for m in facts.index:
+        if roles.get(m) == "null":
+            continue
+        b = best[best["model"] == m]
+        if b.empty:
+            continue
+        per = {k: b[b["task"].map(info["kind"]) == k] for k in ("content", "speaker")}
+        if any(v.empty for v in per.values()):
+            continue
+        c, s = per["content"]["rel_depth"].mean(), per["speaker"]["rel_depth"].mean()
+        order = "above" if c > s else "below" if c < s else "at the same depth as"
+        items.append(
+            f"{m}: content tasks peak at relative depth {c:.2f} on average "
+            f"({', '.join(f'{r.task} {r.rel_depth:.2f}' for r in per['content'].itertuples())}), "
+            f"speaker tasks at {s:.2f} "
+            f"({', '.join(f'{r.task} {r.rel_depth:.2f}' for r in per['speaker'].itertuples())}): "
+            f"content {order} speaker"
+        )
+    doc.p(
+        "Best single layer per task (chosen on the test scores, so a location, not an unbiased "
+        "score), as relative depth layer / L. Published layerwise analyses of HuBERT-style "
+        "models find content in the middle-to-upper layers and speaker information lower down."
+    )
+    doc.ul(items)
+    if res.labels is not None:
+        lab = res.labels
+        lab_items = []
+        for m in lab["model"].values:
+            if bool(lab["is_null"].sel(model=m)):
+                continue
+            L = int(lab["num_layers"].sel(model=m))
+            parts = []
+            for label in lab["label"].values:
+                y = lab["label_cca"].sel(model=m, label=label).values[: L + 1].astype(float)
+                if np.isfinite(y).any():
+                    i = int(np.nanargmax(y))
+                    parts.append(
+                        f"{label} label-CCA peaks at relative depth {float(relative_depth(i, L)):.2f} ({y[i]:.2f})"
+                    )
+            if parts:
+                lab_items.append(f"{m}: " + "; ".join(parts))
+        doc.ul(lab_items)
+
+
+def add_similarity_section(doc: Doc, res: Results) -> None:
+    """How close each student's layers come to the teacher's (best-matching layer similarity)."""
+    if not res.similarities:
+        return
+    doc.h(3, "How close the students come to the teacher")
+    items = []
+    for g in res.similarities:
+        sim = g["similarity"].transpose("layer_a", "layer_b").values.astype(float)
+        best = np.nanmax(sim, axis=0)
+        line = (
+            f"{g.attrs.get('measure', 'similarity')} {g.attrs.get('model_a')} × "
+            f"{g.attrs.get('model_b')}: each student layer's best-matching teacher layer scores "
+            f"{np.nanmean(best):.2f} on average; the last student layer matches teacher layer "
+            f"{int(g['layer_a'].values[int(np.nanargmax(sim[:, -1]))])} best ({best[-1]:.2f})"
+        )
+        if "null_similarity" in g:
+            nb = np.nanmax(
+                g["null_similarity"].transpose("layer_a", "layer_b").values.astype(float), axis=0
+            )
+            line += f"; with the student's random twin instead: {np.nanmean(nb):.2f}"
+        items.append(line)
+    doc.ul(items)
+    doc.p("The similarity files store no uncertainty, so these are point values.")

@@ -1,0 +1,184 @@
+"""The report's sections other than the findings: the setup (models, corpus, seeds, tasks), the
+score tables, and the method notes on how each interval was computed."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from deepwide.figures.document import Doc, Table
+from deepwide.figures.formatting import fmt_params, format_cell, metric_name, pts, score_ci
+from deepwide.figures.results import Results, best_layer_table, ordered_tasks, task_info, ws_table
+
+
+def add_setup_section(doc: Doc, res: Results, facts: pd.DataFrame, roles: dict[str, str]) -> None:
+    """The models and their roles, the corpus and seeds from the results' attrs, the tasks."""
+    doc.h(2, "Setup")
+    if facts.empty:
+        doc.p(
+            "No results file with a model dimension (probe.nc, labels.nc, spectrum.nc) was found."
+        )
+    else:
+        rows = []
+        for m in facts.index:
+            f = facts.loc[m]
+            role = roles.get(m, "")
+            if role == "null":
+                role = f"random twin of {f['null_of']}" if f["null_of"] else "random (null)"
+            rows.append(
+                [
+                    m,
+                    role,
+                    str(f["num_layers"]),
+                    str(f["dim"]),
+                    fmt_params(float(f["params"])),
+                    format_cell(f.get("objective")),
+                    format_cell(f.get("steps")),
+                    format_cell(f.get("final_loss")),
+                ]
+            )
+        doc.table(
+            Table(
+                [
+                    "model",
+                    "role",
+                    "layers (depth)",
+                    "width (dim)",
+                    "parameters",
+                    "objective",
+                    "distillation steps",
+                    "final loss",
+                ],
+                rows,
+                "From the per-model facts of the results files and distill.csv.",
+            )
+        )
+    attrs: dict[str, set[str]] = {}
+    for ds in [*res.model_datasets, *res.similarities]:
+        for key in (
+            "corpus",
+            "corpus_id",
+            "seed",
+            "deepwide_version",
+            "created",
+            "n_samples",
+            "frames_per_utt",
+        ):
+            if key in ds.attrs:
+                attrs.setdefault(key, set()).add(str(ds.attrs[key]))
+    corpus = attrs.get("corpus") or attrs.get("corpus_id")
+    items = [
+        "corpus: "
+        + (", ".join(sorted(corpus)) if corpus else "not recorded in the results' attrs"),
+        "seeds: " + (", ".join(sorted(attrs["seed"])) if "seed" in attrs else "not recorded"),
+    ]
+    if "n_samples" in attrs:
+        items.append("similarity samples (frames): " + ", ".join(sorted(attrs["n_samples"])))
+    if "deepwide_version" in attrs:
+        items.append("deepwide version: " + ", ".join(sorted(attrs["deepwide_version"])))
+    if "created" in attrs:
+        items.append("results created: " + ", ".join(sorted(attrs["created"])))
+    items.append("inputs found: " + (", ".join(res.available()) or "none"))
+    doc.ul(items)
+    if res.probe is not None:
+        info = task_info(res.probe)
+        rows = []
+        for t in ordered_tasks(res.probe):
+            r = info.loc[t]
+            rows.append(
+                [
+                    t,
+                    str(r["kind"]),
+                    str(r.get("level", "")),
+                    metric_name(info, t),
+                    format_cell(r.get("n_train")),
+                    format_cell(r.get("n_test")),
+                    pts(float(r.get("majority", math.nan))),
+                ]
+            )
+        doc.table(
+            Table(
+                [
+                    "task",
+                    "kind",
+                    "level",
+                    "metric",
+                    "train samples",
+                    "test samples",
+                    "majority class (%)",
+                ],
+                rows,
+                "Probing tasks as recorded in probe.nc.",
+            )
+        )
+
+
+def add_tables_section(doc: Doc, res: Results, roles: dict[str, str]) -> None:
+    """Best single layer per task and the weighted-sum probe per task, score [95 % CI]."""
+    assert res.probe is not None
+    probe = res.probe
+    tasks = ordered_tasks(probe)
+    best = best_layer_table(probe).set_index(["model", "task"])
+    doc.h(2, "Tables")
+    doc.h(3, "Best single layer per task")
+    rows = []
+    for m in probe["model"].values:
+        row = [m]
+        for t in tasks:
+            if (m, t) in best.index:
+                r = best.loc[(m, t)]
+                row.append(
+                    f"{score_ci(r['score'], r['ci_low'], r['ci_high'])} at layer {int(r['layer'])} ({r['rel_depth']:.2f})"
+                )
+            else:
+                row.append("—")
+        rows.append(row)
+    doc.table(
+        Table(
+            ["model"] + tasks,
+            rows,
+            "Score in % [95 % bootstrap CI] of the best layer, its index and relative depth; the best "
+            "layer is chosen on the test scores, so these scores are optimistic.",
+        )
+    )
+    ws = ws_table(probe)
+    if ws is not None:
+        doc.h(3, "Weighted-sum probe per task")
+        wsi = ws.set_index(["model", "task"])
+        rows = [
+            [m]
+            + [
+                score_ci(*wsi.loc[(m, t), ["score", "ci_low", "ci_high"]])
+                if (m, t) in wsi.index
+                else "—"
+                for t in tasks
+            ]
+            for m in probe["model"].values
+        ]
+        doc.table(
+            Table(
+                ["model"] + tasks,
+                rows,
+                "Score in % [95 % bootstrap CI] of a probe on the softmax-weighted sum of all layers "
+                "(weights learnt on train, as in SUPERB).",
+            )
+        )
+
+
+def add_method_notes(doc: Doc) -> None:
+    """The method notes: where the intervals come from and what the headline score is."""
+    doc.h(2, "Method notes")
+    doc.ul(
+        [
+            "Per-model intervals are the stored 95 % bootstrap intervals (resampling test utterances).",
+            "Differences between two models use MOVER (Zou & Donner 2008): lower = d − √((a − a_low)² + "
+            "(b_high − b)²), upper = d + √((a_high − a)² + (b − b_low)²). It assumes the two models' "
+            "errors are independent; both are scored on the same test utterances, so their errors are "
+            "usually positively correlated and the true interval is narrower — these intervals are "
+            "conservative. No bootstrap replicates are stored, so a paired bootstrap is not possible.",
+            "The headline score is the weighted-sum probe where the results have it (its layer weights "
+            "are learnt on train), else the best single layer (chosen on test, so optimistic).",
+            "For EER (lower is better) an advantage is the reduction in EER.",
+        ]
+    )

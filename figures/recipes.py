@@ -119,7 +119,8 @@ def sweep_table(res: Results) -> pd.DataFrame:
 # one recipe per figure: Results, styles -> list of BuiltFigure (or _Skip)
 
 
-def _fig1(res: Results, styles: ModelStyles) -> list[BuiltFigure]:
+def _layerwise_probe_curves(res: Results, styles: ModelStyles) -> list[BuiltFigure]:
+    """Paper figure 1: probe score ± CI against relative depth, one panel per task."""
     if res.probe is None:
         raise _Skip("needs probe.nc")
     fig = plots.plot_probe_curves(res.probe, styles)
@@ -135,7 +136,8 @@ def _fig1(res: Results, styles: ModelStyles) -> list[BuiltFigure]:
     ]
 
 
-def _fig2(res: Results, styles: ModelStyles) -> list[BuiltFigure]:
+def _similarity_heatmaps(res: Results, styles: ModelStyles) -> list[BuiltFigure]:
+    """Paper figure 2: teacher × student similarity heatmaps, one figure per measure (+ nulls)."""
     if not res.similarities:
         raise _Skip("needs similarity_<measure>_*.nc files")
     by_measure: dict[str, list] = {}
@@ -169,7 +171,8 @@ def _style_sorted_index(grids: list, styles: ModelStyles) -> list[int]:
     return sorted(range(len(grids)), key=lambda i: ordered.index(names[i]))
 
 
-def _fig3(res: Results, styles: ModelStyles) -> list[BuiltFigure]:
+def _params_against_score(res: Results, styles: ModelStyles) -> list[BuiltFigure]:
+    """Paper figure 3: parameters against score, the published SUPERB models beside."""
     if res.probe is None:
         raise _Skip("needs probe.nc")
     if not pd.notna(res.probe["params"].values).any():
@@ -192,7 +195,8 @@ def _fig3(res: Results, styles: ModelStyles) -> list[BuiltFigure]:
     ]
 
 
-def _fig4(res: Results, styles: ModelStyles) -> list[BuiltFigure]:
+def _depth_width_grid(res: Results, styles: ModelStyles) -> list[BuiltFigure]:
+    """Paper figure 4: the students on the depth × width grid, by content and speaker score."""
     table = sweep_table(res)
     if len(table) < 2 or (table["depth"].nunique() < 2 and table["width"].nunique() < 2):
         raise _Skip("needs at least two students that differ in depth or width")
@@ -210,7 +214,8 @@ def _fig4(res: Results, styles: ModelStyles) -> list[BuiltFigure]:
     ]
 
 
-def _fig5(res: Results, styles: ModelStyles) -> list[BuiltFigure]:
+def _weighted_sum_weights(res: Results, styles: ModelStyles) -> list[BuiltFigure]:
+    """Paper figure 5: weighted-sum layer weights per task and model, layer norms beside."""
     if res.probe is None or "ws_weight" not in res.probe:
         raise _Skip("needs ws_weight in probe.nc")
     fig = plots.plot_ws_weights(res.probe, styles)
@@ -226,7 +231,8 @@ def _fig5(res: Results, styles: ModelStyles) -> list[BuiltFigure]:
     ]
 
 
-def _fig6(res: Results, styles: ModelStyles) -> list[BuiltFigure]:
+def _label_cca_and_rank(res: Results, styles: ModelStyles) -> list[BuiltFigure]:
+    """Paper figure 6: label-CCA and effective rank against relative depth."""
     if res.labels is None and res.spectrum is None:
         raise _Skip("needs labels.nc or spectrum.nc")
     fig = plots.plot_label_cca_rank(res.labels, res.spectrum, styles)
@@ -246,12 +252,12 @@ def _fig6(res: Results, styles: ModelStyles) -> list[BuiltFigure]:
 
 
 RECIPES: list[tuple[str, str, Callable[[Results, ModelStyles], list[BuiltFigure]]]] = [
-    ("fig1_probe_curves", "Layerwise probes", _fig1),
-    ("fig2_similarity", "Similarity heatmaps", _fig2),
-    ("fig3_params_vs_score", "Parameters against score", _fig3),
-    ("fig4_depth_width_grid", "Depth × width", _fig4),
-    ("fig5_ws_weights", "Weighted-sum layer weights", _fig5),
-    ("fig6_label_cca_rank", "Label-CCA and effective rank", _fig6),
+    ("fig1_probe_curves", "Layerwise probes", _layerwise_probe_curves),
+    ("fig2_similarity", "Similarity heatmaps", _similarity_heatmaps),
+    ("fig3_params_vs_score", "Parameters against score", _params_against_score),
+    ("fig4_depth_width_grid", "Depth × width", _depth_width_grid),
+    ("fig5_ws_weights", "Weighted-sum layer weights", _weighted_sum_weights),
+    ("fig6_label_cca_rank", "Label-CCA and effective rank", _label_cca_and_rank),
 ]
 
 

@@ -38,7 +38,7 @@ STAGE_COMMANDS: dict[str, str] = {
     "analyze": "deepwide.analysis.cli:analyze",
     "figures": "deepwide.figures.cli:figures",
     "report": "deepwide.figures.cli:report",
-    "study": "deepwide.study_cli:study",
+    "study": "deepwide.study.cli:study",
 }
 
 

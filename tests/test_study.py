@@ -68,6 +68,12 @@ def test_study_end_to_end_then_cached_then_partial_rerun(mini: tuple[StudyConfig
     probe = xr.load_dataset(results / "probe.nc")
     assert set(probe["task"].values) == set(cfg.tasks)
     assert int(probe["is_null"].sum()) == 6  # teacher + 5 students have random twins
+    roles = json.loads((results / "study.json").read_text())["roles"]
+    assert set(roles) == {str(m) for m in probe["model"].values}  # every probed model has its role
+    assert sorted(roles.values()).count("teacher") == 1 and roles["mini-teacher"] == "teacher"
+    assert {roles[str(m)] for m, null in zip(probe["model"].values, probe["is_null"].values, strict=True)
+            if bool(null)} == {"random"}
+    assert sorted(set(roles.values())) == ["baseline", "random", "student", "teacher"]
     assert (out / "report" / "report.html").stat().st_size > 10_000
     pngs = sorted((out / "figures").glob("*.png"))
     assert len(pngs) >= 6
@@ -147,7 +153,7 @@ def test_collect_merges_probes_of_several_corpora(tmp_path: Path) -> None:
     import xarray as xr
 
     from deepwide.probing.run import write_results
-    from deepwide.study import _collect
+    from deepwide.study.stages import collect_results
     from tests.figures.fake_results import build_probe
 
     probe = build_probe(0)
@@ -155,7 +161,7 @@ def test_collect_merges_probes_of_several_corpora(tmp_path: Path) -> None:
     results = tmp_path / "results"
     for i, part in enumerate((tasks[:2], tasks[2:])):
         write_results(probe.sel(task=part), results / "steps" / f"probe-corpus{i}")
-    _collect(results, [], [], {}, StudyConfig(), 0)
+    collect_results(results, [], [], {}, {}, StudyConfig(), 0)
     merged = xr.load_dataset(results / "probe.nc")
     assert sorted(str(t) for t in merged["task"].values) == sorted(tasks)
     xr.testing.assert_allclose(merged["score"].sel(task=tasks), probe["score"])

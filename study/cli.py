@@ -6,6 +6,9 @@ from pathlib import Path
 
 import click
 
+from deepwide.study.config import load_study_config
+from deepwide.study.run import run_study
+
 
 @click.command("study")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
@@ -16,7 +19,5 @@ import click
 @click.pass_context
 def study(ctx: click.Context, config_file: Path | None, out: Path, dry_run: bool) -> None:
     """Distil, extract, probe, analyse, draw and report, re-running only what changed."""
-    from deepwide.study import load_study_config, run_study
-
     run_study(load_study_config(config_file), out, seed=getattr(ctx.obj, "seed", 0), dry_run=dry_run,
               echo=click.echo)

@@ -1,0 +1,162 @@
+"""The study's configuration: what to distil, extract, probe and analyse, and how much compute.
+
+With no config file the embedded default runs: the synthetic corpus, the bundled
+``tiny-teacher``, parameter-matched deep-narrow and shallow-wide students with both
+objectives plus a DistilHuBERT-shaped one, every probe task and the analyses.
+``configs/paper.toml`` describes the published study on real corpora.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deepwide.analysis import LabelsConfig, SimilarityConfig, SpectrumConfig
+from deepwide.analysis.grids import MEASURES
+from deepwide.config import config_from_dict, load_toml
+from deepwide.distill.objectives import OBJECTIVES
+from deepwide.errors import ConfigError, DeepwideError
+from deepwide.extract import ExtractConfig
+from deepwide.models.features import FEATURE_MODELS
+from deepwide.probing.run import ProbeConfig
+from deepwide.probing.tasks import TASKS
+from deepwide.registry import Registry
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """The study: which corpus, teacher, students, tasks and analyses, and how much compute.
+
+    Attributes:
+        corpus: corpus spec used for distillation and (by default) for every probe task.
+        probe_corpora: task → corpus spec for tasks probed on another corpus (paper setup:
+            ``sid = "voxceleb1:/data/VoxCeleb1"``).
+        teacher: teacher model spec.
+        shallow_depth: depth of the shallow-wide students; they keep the teacher's width.
+        deep_depths: depths of the deep-narrow students; widths solved (budget solver) to
+            match the shallow-wide students' parameter count.
+        objectives: distillation objectives of the deep/shallow students.
+        distilhubert: also a DistilHuBERT-shaped student (2 layers × teacher width, PredLayer).
+        head_dim, ffn_ratio: head size and FFN/width ratio of the solved students.
+        distill_steps, distill_batch_seconds, distill_max_crop_seconds, distill_lr: training.
+        teacher_targets: distil from a stored teacher (``--frames all`` store) instead of
+            running the teacher every step.
+        frames: what the probe/analysis stores keep (``sample:K`` keeps K frames per utterance).
+        store_dtype: ``float16`` or ``float32``.
+        extract_batch_seconds: padded audio seconds per extraction batch.
+        tasks: probe tasks.
+        baselines: feature baselines probed beside the models (``mfcc``, ``mfcc-context``).
+        max_train_frames: cap of training frames for frame-level probes.
+        n_boot: bootstrap replicates of every interval.
+        measures: similarity measures (teacher × student grids, with the students' nulls).
+        frames_per_utt: frames per utterance sampled for similarity grids and label-CCA.
+        labels: label-CCA label kinds.
+        device: ``auto``, ``cpu`` or ``cuda``.
+    """
+
+    corpus: str = "synth"
+    probe_corpora: Mapping[str, str] = field(default_factory=dict)
+    teacher: str = "tiny-teacher"
+    shallow_depth: int = 3
+    deep_depths: tuple[int, ...] = (12,)
+    objectives: tuple[str, ...] = ("predlayer", "l2l")
+    distilhubert: bool = True
+    head_dim: int = 64
+    ffn_ratio: float = 4.0
+    distill_steps: int = 150
+    distill_batch_seconds: float = 12.0
+    distill_max_crop_seconds: float = 3.0
+    distill_lr: float = 1e-3
+    teacher_targets: bool = True
+    frames: str = "sample:24"
+    store_dtype: str = "float16"
+    extract_batch_seconds: float = 64.0
+    tasks: tuple[str, ...] = ("phone", "ks", "ic", "sid", "sid-frame", "asv")
+    baselines: tuple[str, ...] = ("mfcc", "mfcc-context")
+    max_train_frames: int = 40_000
+    n_boot: int = 1000
+    measures: tuple[str, ...] = ("cka-debiased",)
+    frames_per_utt: int = 8
+    labels: tuple[str, ...] = ("phone", "speaker")
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.shallow_depth < 1 or any(d < 1 for d in self.deep_depths):
+            raise ValueError("student depths must be ≥ 1")
+        positive = {"distill_steps": self.distill_steps, "head_dim": self.head_dim,
+                    "ffn_ratio": self.ffn_ratio, "distill_batch_seconds": self.distill_batch_seconds,
+                    "distill_max_crop_seconds": self.distill_max_crop_seconds, "distill_lr": self.distill_lr,
+                    "extract_batch_seconds": self.extract_batch_seconds,
+                    "max_train_frames": self.max_train_frames, "frames_per_utt": self.frames_per_utt}
+        for name, value in positive.items():
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value!r}")
+        for name in ("tasks", "objectives", "measures", "labels"):
+            values = getattr(self, name)
+            if not values:
+                raise ValueError(f"{name} must name at least one entry")
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name} repeats an entry: {list(values)}")
+        if not (self.frames == "all" or self.frames.startswith("sample:")):
+            raise ValueError(f"frames must be 'all' or 'sample:K' (probes need frames), got {self.frames!r}")
+        unknown = sorted(set(self.probe_corpora) - set(self.tasks))
+        if unknown:
+            raise ValueError(f"probe_corpora names task(s) not in tasks: {', '.join(unknown)}")
+
+    def corpus_for(self, task: str) -> str:
+        return self.probe_corpora.get(task, self.corpus)
+
+
+def load_study_config(path: str | Path | None) -> StudyConfig:
+    """The embedded default (``None``) or a TOML file of :class:`StudyConfig` fields."""
+    if path is None:
+        return StudyConfig()
+    return config_from_dict(StudyConfig, load_toml(path), where=str(path))
+
+
+def probe_config(cfg: StudyConfig) -> ProbeConfig:
+    """The probe settings of the study."""
+    return ProbeConfig(max_train_frames=cfg.max_train_frames, n_boot=cfg.n_boot, device=cfg.device)
+
+
+def check_stage_settings(cfg: StudyConfig, seed: int = 0) -> None:
+    """Check every name and setting of ``cfg`` against the stage that will use it.
+
+    Builds each stage's own config (probe, extract, similarity, label-CCA, spectrum) and looks
+    up every task, objective, measure and baseline in its registry, so that a study config
+    error is reported before any step runs (``--dry-run`` included), in one line naming the
+    field.
+
+    Raises:
+        ConfigError: the first setting a stage would refuse.
+    """
+    def lookup(field: str, registry: Registry[Any], names: Sequence[str]) -> None:
+        for name in names:
+            if name not in registry:
+                raise ConfigError(f"study config: {field}: unknown {registry.kind} {name!r}; "
+                                  f"valid {registry.kind}s: {', '.join(registry.names())}")
+
+    lookup("tasks", TASKS, cfg.tasks)
+    lookup("objectives", OBJECTIVES, cfg.objectives)
+    lookup("measures", MEASURES, cfg.measures)
+    for b in cfg.baselines:
+        if b not in FEATURE_MODELS:
+            raise ConfigError(f"study config: baselines: unknown feature baseline {b!r}; "
+                              f"valid baselines: {', '.join(sorted(FEATURE_MODELS))}")
+    stage_configs: list[tuple[str, Callable[[], Any]]] = [
+        ("max_train_frames/n_boot/device", lambda: probe_config(cfg)),
+        ("frames/store_dtype/extract_batch_seconds", lambda: ExtractConfig(
+            frames=cfg.frames, dtype=cfg.store_dtype, batch_seconds=cfg.extract_batch_seconds, seed=seed)),
+        ("labels/frames_per_utt", lambda: LabelsConfig(labels=tuple(cfg.labels), frames_per_utt=cfg.frames_per_utt,
+                                                       seed=seed)),
+        ("spectrum", lambda: SpectrumConfig(seed=seed)),
+        *[(f"measures ({m})", lambda m=m: SimilarityConfig(measure=m, frames_per_utt=cfg.frames_per_utt, seed=seed))
+          for m in cfg.measures],
+    ]
+    for fields, build in stage_configs:
+        try:
+            build()
+        except (TypeError, ValueError, DeepwideError) as exc:
+            raise ConfigError(f"study config: {fields}: {exc}") from exc

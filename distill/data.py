@@ -287,7 +287,7 @@ class CropBatches:
         import torch
 
         idx = self.plan.batch(int(g))
-        wavs = [load_audio(self.paths[i]) for i in idx]
+        wavs = [load_audio(self.paths[i], expected_s=self.utts[i].duration_s) for i in idx]
         shortest = min(w.shape[0] for w in wavs)
         crop = self.spec.align(min(shortest, self.spec.max_crop_samples))
         if crop < 2 * FRAME_SAMPLES:

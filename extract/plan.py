@@ -321,7 +321,7 @@ def build_plan(
         if reason is not None:
             if not skip:
                 raise AudioError(
-                    f"audio of utterance {utt.utt_id} ({path}) is {reason}; fix or remove it, "
+                    f"audio of utterance {utt.utt_id} ({path}): {reason}; fix or remove it, "
                     f"or pass --on-bad-audio skip"
                 )
             skipped.append((utt.utt_id, reason))

@@ -179,7 +179,7 @@ def speaker_id_baselines(manifest: Manifest, *, seed: int = 0) -> list[BaselineR
     cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     with torch_threads(1):  # short clips gain nothing from more
         for u in _progress(utts, "sid baseline features"):
-            cache[u.utt_id] = feats.utterance_means(load_audio(manifest.audio_path(u)))
+            cache[u.utt_id] = feats.utterance_means(load_audio(manifest.audio_path(u), expected_s=u.duration_s))
     results = []
     for k, name in enumerate(("sid_mfcc_mean", "sid_logmel_mean")):
         xs = {s: np.stack([cache[u.utt_id][k] for u in p]) if p else np.zeros((0, 1)) for s, p in parts.items()}
@@ -218,7 +218,7 @@ def phone_baseline(
     data: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {s: ([], []) for s in ("train", "dev", "test")}
     with torch_threads(1):  # short clips gain nothing from more
         for u in _progress(utts, "phone baseline features"):
-            x = feats.frames(load_audio(manifest.audio_path(u)))
+            x = feats.frames(load_audio(manifest.audio_path(u), expected_s=u.duration_s))
             y = frame_labels(u, len(x), manifest.phone_set)
             keep = y >= 0
             data[u.split][0].append(x[keep])

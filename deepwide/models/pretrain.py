@@ -295,7 +295,7 @@ class PretrainData:
         phone_index = {p: i for i, p in enumerate(manifest.phone_set)}
         wavs, phones = [], []
         for utt in tqdm(manifest.utterances, desc="loading audio", unit="utt", leave=False):
-            wav = load_audio(manifest.audio_path(utt))
+            wav = load_audio(manifest.audio_path(utt), expected_s=utt.duration_s)
             wavs.append(np.clip(np.round(wav * 32767), -32768, 32767).astype(np.int16))
             phones.append(frame_phones(utt, num_frames(len(wav)), phone_index))
         speakers = sorted({u.speaker for u in manifest.utterances})

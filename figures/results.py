@@ -1,8 +1,9 @@
 """Read a results folder (docs/results-schema.md) and derive the tables figures and report share.
 
 Figures and the report read *only* these files: ``probe.nc``, ``similarity_*.nc``,
-``labels.nc``, ``spectrum.nc`` and ``distill.csv``. Every file is optional; what is missing
-only removes the figures and report sections that need it. A file that exists but does not
+``labels.nc``, ``spectrum.nc``, ``distill.csv`` and the model roles in ``study.json``. Every
+file is optional; what is missing only removes the figures and report sections that need it
+(without recorded roles, each model's role is guessed, with a warning). A file that exists but does not
 follow the schema (wrong dims, missing variables) is a user error (:class:`StoreError`).
 
 The only numbers here that do not come from a results folder are :data:`PUBLISHED_SUPERB`,
@@ -12,6 +13,7 @@ are drawn only as a labelled "published" context layer and never mixed into find
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections import Counter
@@ -64,6 +66,9 @@ _REQUIRED = {
     "similarity": ("similarity",),
 }
 _DISTILL_COLUMNS = ("model", "depth", "width")
+
+#: Roles ``study.json`` records (``"roles": {model_id: role}``) -> the role figures use.
+STUDY_ROLES = {"teacher": "teacher", "student": "student", "random": "null", "baseline": "reference"}
 
 #: SUPERB results quoted in the reference notes (paper.md): params in M, metrics in %.
 #: Context only, drawn as a clearly labelled "published (SUPERB)" layer.
@@ -166,6 +171,10 @@ class Results:
     spectrum: xr.Dataset | None = None
     similarities: list[xr.Dataset] = field(default_factory=list)
     distill: pd.DataFrame | None = None
+    #: model id -> role as ``study.json`` records it (``teacher``/``student``/``random``/
+    #: ``baseline``); ``None`` when the folder records no roles (older results).
+    recorded_roles: dict[str, str] | None = None
+    _roles_guess_logged: bool = field(default=False, init=False, repr=False, compare=False)
 
     @property
     def model_datasets(self) -> list[xr.Dataset]:
@@ -205,6 +214,9 @@ def load_results(results_dir: str | Path) -> Results:
     dpath = root / "distill.csv"
     if dpath.is_file():
         res.distill = _read_distill(dpath)
+    spath = root / "study.json"
+    if spath.is_file():
+        res.recorded_roles = _read_roles(spath)
     log.info("results in %s: %s", root, ", ".join(res.available()) or "nothing")
     return res
 
@@ -285,6 +297,31 @@ def _read_distill(path: Path) -> pd.DataFrame:
     return df
 
 
+def _read_roles(path: Path) -> dict[str, str] | None:
+    """The ``roles`` of ``study.json``, or ``None`` when it records none (older studies)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise StoreError(f"{path} cannot be read as JSON ({exc}); rewrite it or remove it") from exc
+    roles = data.get("roles") if isinstance(data, dict) else None
+    if roles is None:
+        return None
+    valid = ", ".join(STUDY_ROLES)
+    if not isinstance(roles, dict):
+        raise StoreError(
+            f"{path.name}: \"roles\" must map model ids to one of {valid}, got "
+            f"{type(roles).__name__}; rewrite it with the current `deepwide study`"
+        )
+    bad = {str(m): r for m, r in roles.items() if r not in STUDY_ROLES}
+    if bad:
+        m, r = next(iter(bad.items()))
+        raise StoreError(
+            f"{path.name}: model {m!r} has role {r!r}; a role is one of {valid}"
+            + (f" ({len(bad)} such models)" if len(bad) > 1 else "")
+        )
+    return {str(m): str(r) for m, r in roles.items()}
+
+
 # ---------------------------------------------------------------------------------------------
 # per-model facts and roles
 
@@ -321,18 +358,56 @@ def model_facts(res: Results) -> pd.DataFrame:
 def model_roles(res: Results, facts: pd.DataFrame | None = None) -> dict[str, str]:
     """Map each model id to ``teacher``, ``student``, ``null`` or ``reference``.
 
-    Students are the models of ``distill.csv`` when it exists; the teacher is then the one
-    trained model that is not a student. Without ``distill.csv`` the teacher is the most common
-    ``model_a`` of the similarity files, else the trained model with the most parameters.
+    The roles ``study.json`` records (:attr:`Results.recorded_roles`) are used when there are
+    any: ``random`` is ``null`` and ``baseline`` is ``reference``; a model they do not name is
+    ``null`` if it is a random-weight model, else ``reference`` (with a warning).
+
+    Older results record no roles; they are then guessed, with a warning (once per
+    :class:`Results`): students are the models of ``distill.csv`` when it exists; the teacher
+    is then the one trained model that is not a student. Without ``distill.csv`` the teacher is
+    the most common ``model_a`` of the similarity files, else the trained model with the most
+    parameters.
     """
     facts = model_facts(res) if facts is None else facts
+    if res.recorded_roles is not None:
+        return _recorded_roles(res, facts, res.recorded_roles)
+    return _guessed_roles(res, facts)
+
+
+def _recorded_roles(res: Results, facts: pd.DataFrame, recorded: dict[str, str]) -> dict[str, str]:
+    roles: dict[str, str] = {}
+    unnamed = []
+    for m in facts.index:
+        if m in recorded:
+            roles[m] = STUDY_ROLES[recorded[m]]
+        else:
+            unnamed.append(m)
+            roles[m] = "null" if facts.loc[m, "is_null"] else "reference"
+    if unnamed and not res._roles_guess_logged:
+        res._roles_guess_logged = True
+        log.warning(
+            "study.json in %s records no role for %s; taken as %s", res.root, ", ".join(unnamed),
+            ", ".join(f"{m}: {roles[m]}" for m in unnamed),
+        )
+    return roles
+
+
+def _guessed_roles(res: Results, facts: pd.DataFrame) -> dict[str, str]:
     roles: dict[str, str] = {}
     trained = [m for m in facts.index if not facts.loc[m, "is_null"]]
     for m in facts.index:
         if facts.loc[m, "is_null"]:
             roles[m] = "null"
-    teacher = _find_teacher(res, facts, trained)
+    teacher, rule = _find_teacher(res, facts, trained)
     students = set(res.distill["model"]) if res.distill is not None else set()
+    if trained and not res._roles_guess_logged:
+        res._roles_guess_logged = True
+        log.warning(
+            "%s records no model roles (no \"roles\" in study.json): guessing them — teacher %s "
+            "(%s), students %s; results written by the current `deepwide study` record them",
+            res.root, teacher, rule,
+            "from distill.csv" if students else "all other trained models",
+        )
     for m in trained:
         if m == teacher:
             roles[m] = "teacher"
@@ -343,18 +418,20 @@ def model_roles(res: Results, facts: pd.DataFrame | None = None) -> dict[str, st
     return roles
 
 
-def _find_teacher(res: Results, facts: pd.DataFrame, trained: list[str]) -> str | None:
+def _find_teacher(res: Results, facts: pd.DataFrame, trained: list[str]) -> tuple[str | None, str]:
+    """The guessed teacher and the rule that chose it (for the warning)."""
     if not trained:
-        return None
+        return None, "no trained model"
     if res.distill is not None:
         others = [m for m in trained if m not in set(res.distill["model"])]
         if len(others) == 1:
-            return others[0]
+            return others[0], "the one trained model not in distill.csv"
     counts = Counter(str(s.attrs.get("model_a", "")) for s in res.similarities)
     for m, _ in counts.most_common():
         if m in trained:
-            return m
-    return max(trained, key=lambda m: (np.nan_to_num(facts.loc[m, "params"]), m))
+            return m, "the most common model_a of the similarity files"
+    best = max(trained, key=lambda m: (np.nan_to_num(facts.loc[m, "params"]), m))
+    return best, "the trained model with the most parameters"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ paper's claim). Random twins sit near the majority class.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,6 +265,24 @@ def build_distill() -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def study_roles() -> dict[str, str]:
+    """Each fake model's role as ``deepwide study`` records it in ``study.json``."""
+    roles = {m: "student" for m in TRAINED}
+    roles[TEACHER] = "teacher"
+    roles.update({f"random:{m}": "random" for m in TRAINED})
+    return roles
+
+
+def write_study_json(root: Path, roles: dict[str, str] | None) -> Path:
+    """``study.json`` as the study writes it: config and seed, plus ``roles`` unless ``None``."""
+    data: dict[str, object] = {"config": {"teacher": TEACHER}, "seed": 0}
+    if roles is not None:
+        data["roles"] = roles
+    path = root / "study.json"
+    path.write_text(json.dumps(data, indent=2))
+    return path
 
 
 def sanitise(model_id: str) -> str:

@@ -32,13 +32,13 @@ _EXPORTS: dict[str, str] = {
     "CropSpec": "deepwide.distill.data",
     "TeacherTargets": "deepwide.distill.data",
     # torch
-    "DistillResult": "deepwide.distill.trainer",
+    "DistillResult": "deepwide.distill.outputs",
     "DivergenceError": "deepwide.distill.trainer",
     "train_student": "deepwide.distill.trainer",
-    "resolve_student": "deepwide.distill.trainer",
-    "read_result": "deepwide.distill.trainer",
-    "read_metrics": "deepwide.distill.trainer",
-    "load_heads": "deepwide.distill.trainer",
+    "resolve_student": "deepwide.distill.student",
+    "read_result": "deepwide.distill.outputs",
+    "read_metrics": "deepwide.distill.metrics",
+    "load_heads": "deepwide.distill.outputs",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -128,10 +128,10 @@ def run_sweep(
     Returns:
         one row per student (the columns of :data:`SWEEP_COLUMNS`).
     """
-    import torch.distributed as dist
-
     from deepwide.corpora import resolve_corpus
-    from deepwide.distill.trainer import read_result, setup_distributed, train_student
+    from deepwide.distill.distributed import setup_distributed, teardown_distributed
+    from deepwide.distill.outputs import read_result
+    from deepwide.distill.trainer import train_student
     from deepwide.models import load_model
 
     if not entries:
@@ -176,8 +176,7 @@ def run_sweep(
                 write_sweep_table(out / "sweep.csv", rows)
         return rows
     finally:
-        if env.owns_group and dist.is_initialized():
-            dist.destroy_process_group()
+        teardown_distributed(env)
 
 
 def write_sweep_table(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -34,7 +34,7 @@ def _worker(rank: int, world: int, port: int, opts: dict, out: str, spy_dir: str
         seen.append(int(g))
         return real_getitem(self, g)
 
-    real_save = trainer_mod._save_training_state
+    real_save = trainer_mod.save_training_state
 
     def spy_save(out_dir, env, config, step, next_batch, model, *args, **kwargs):
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -42,7 +42,7 @@ def _worker(rank: int, world: int, port: int, opts: dict, out: str, spy_dir: str
         return real_save(out_dir, env, config, step, next_batch, model, *args, **kwargs)
 
     data_mod.CropBatches.__getitem__ = spy_getitem
-    trainer_mod._save_training_state = spy_save
+    trainer_mod.save_training_state = spy_save
     trainer_mod.train_student(make_config(**opts), out, progress=False)
 
 

@@ -266,11 +266,12 @@ def test_killed_run_resumes_to_the_same_weights(tiny_corpus, tmp_path: Path, mon
     import logging
 
     from deepwide.models import pretrain as pretrain_mod
+    from deepwide.models.pretraining import run as run_mod
 
     torch.set_num_threads(1)
     cfg = replace(quick_config(), steps=(20,), eval_every=10)
     whole = pretrain_teacher(tiny_corpus, tmp_path / "whole", cfg, seed=4)
-    real, calls = pretrain_mod.pretrain_loss, {"n": 0}
+    real, calls = run_mod.pretrain_loss, {"n": 0}
 
     def dying(*args, **kwargs):
         calls["n"] += 1
@@ -279,7 +280,7 @@ def test_killed_run_resumes_to_the_same_weights(tiny_corpus, tmp_path: Path, mon
         return real(*args, **kwargs)
 
     with monkeypatch.context() as m:
-        m.setattr(pretrain_mod, "pretrain_loss", dying)
+        m.setattr(run_mod, "pretrain_loss", dying)
         with pytest.raises(_Killed):
             pretrain_teacher(tiny_corpus, tmp_path / "run", cfg, seed=4)
     state = torch.load(tmp_path / "run" / "state.pt", weights_only=True)  # plain data only
@@ -304,7 +305,7 @@ def test_damaged_state_is_one_line(tiny_corpus, tmp_path: Path) -> None:
 
     from deepwide.cli import cli
 
-    cfg = replace(quick_config(), steps=(4,), eval_every=2)
+    cfg = replace(quick_config(), steps=(2,), eval_every=2)
     pretrain_teacher(tiny_corpus, tmp_path / "run", cfg, seed=0)
     state = tmp_path / "run" / "state.pt"
     state.write_bytes(state.read_bytes()[:1000])
@@ -319,3 +320,25 @@ def test_damaged_state_is_one_line(tiny_corpus, tmp_path: Path) -> None:
     (tmp_path / "run" / "pretrain_config.json").write_text('{"config": {"depth": 2')
     res = CliRunner().invoke(cli, ["teacher", "export", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "exp")])
     assert res.exit_code == 2 and res.output.strip().splitlines()[-1].startswith("Error: cannot read")
+
+
+def test_resume_clears_a_cut_short_state_write_and_refuses_a_damaged_log(tiny_corpus, tmp_path: Path) -> None:
+    """A kill while state.pt was being written leaves its temporary file: resuming removes it.
+    A log line other than the last that is not a record is one ConfigError (the rule
+    distillation's metrics.jsonl follows), not silently carried on."""
+    from deepwide.errors import ConfigError
+
+    torch.set_num_threads(1)
+    cfg = replace(quick_config(), steps=(2,), eval_every=2)
+    run = tmp_path / "run"
+    pretrain_teacher(tiny_corpus, run, cfg, seed=5)
+    (run / ".state.pt.x7k2q9.tmp").write_bytes(b"half a state")
+    pretrain_teacher(tiny_corpus, run, cfg, seed=5, resume=True)
+    assert not list(run.glob(".*.tmp"))
+
+    log_path = run / "pretrain_log.jsonl"
+    lines = log_path.read_text().splitlines()
+    log_path.write_text("\n".join([lines[0], '{"iteration": 1, "st', *lines[1:]]) + "\n")
+    with pytest.raises(ConfigError, match=r"line 2 of .*pretrain_log.jsonl is not a log record") as info:
+        pretrain_teacher(tiny_corpus, run, cfg, seed=5, resume=True)
+    assert "\n" not in str(info.value)

@@ -164,7 +164,7 @@ def _layer_numbers(ds: Any) -> np.ndarray:
     return np.asarray(ds["layer"].values, np.int64)
 
 
-def _load_layers(data: TaskData, ds: Any, desc: str) -> dict[str, np.ndarray]:
+def load_task_layers(data: TaskData, ds: Any, desc: str) -> dict[str, np.ndarray]:
     """``{"train"|"dev"|"test": (L+1, n, D) float32}``, read one layer at a time."""
     n_layers = int(ds.sizes["layer"])
     out: dict[str, np.ndarray] = {}
@@ -191,7 +191,7 @@ def probe_classification(data: TaskData, ds: Any, config: ProbeConfig, seed: int
         A :class:`TaskResult` with per-layer arrays of length ``L + 1``.
     """
     device = resolve_device(config.device)
-    feats = _load_layers(data, ds, f"{data.task.name}: reading")
+    feats = load_task_layers(data, ds, f"{data.task.name}: reading")
     n_layers, _, dim = feats["train"].shape
     k = len(data.classes)
     y_tr, y_dv, y_te = data.train.labels, data.dev.labels, data.test.labels

@@ -83,6 +83,7 @@ def fit_weighted_sum(
     eval_every: int = 100,
     seed: int = 0,
     device: str = "cpu",
+    freeze_layer_weights: bool = False,
 ) -> WeightedSumResult:
     """Train layer weights and a linear head jointly.
 
@@ -97,6 +98,8 @@ def fit_weighted_sum(
         eval_every: dev evaluation period (steps).
         seed: seed for initialisation and batches.
         device: torch device.
+        freeze_layer_weights: keep the layer weights uniform and train the head alone (the
+            diagnosis of whether learned weights overfit).
 
     Returns:
         A :class:`WeightedSumResult`.
@@ -106,6 +109,7 @@ def fit_weighted_sum(
         return _fit_weighted_sum(
             x_train, y_train, num_classes, x_dev=x_dev, y_dev=y_dev, steps=steps,
             batch_size=batch_size, lr=lr, eval_every=eval_every, seed=seed, device=device,
+            freeze_layer_weights=freeze_layer_weights,
         )
 
 
@@ -122,6 +126,7 @@ def _fit_weighted_sum(
     eval_every: int,
     seed: int,
     device: str,
+    freeze_layer_weights: bool,
 ) -> WeightedSumResult:
     gen = torch.Generator().manual_seed(seed)
     torch_dev = torch.device(device)
@@ -157,6 +162,8 @@ def _fit_weighted_sum(
         for p in params:
             p.grad = None
         loss.backward()
+        if freeze_layer_weights:
+            logits_w.grad = None
         adam.step()
         if have_dev and (step % eval_every == 0 or step == steps):
             acc = dev_acc()

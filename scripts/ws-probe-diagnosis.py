@@ -16,32 +16,20 @@ import sys
 import numpy as np
 
 from deepwide.probing import weighted
-from deepwide.probing.run import ProbeConfig, _load_layers
+from deepwide.probing.run import ProbeConfig, load_task_layers
 from deepwide.probing.tasks import TASKS
 from deepwide.store import open_store
-
-
-class _FrozenLayerWeights(weighted._Adam):
-    """Adam that never moves the first parameter (the layer-weight logits: uniform stays uniform)."""
-
-    def step(self) -> None:
-        self.params[0].grad = None
-        super().step()
 
 
 def main(store: str, task: str) -> None:
     ds = open_store(store)
     data = TASKS.get(task).prepare(ds, ProbeConfig().prepare_options(0))
-    feats = _load_layers(data, ds, f"{task}: reading")
+    feats = load_task_layers(data, ds, f"{task}: reading")
     y = {s: getattr(data, s).labels for s in ("train", "dev", "test")}
 
     def run(name: str, x: dict[str, np.ndarray], frozen: bool) -> None:
-        adam = weighted._Adam
-        weighted._Adam = _FrozenLayerWeights if frozen else adam
-        try:
-            ws = weighted.fit_weighted_sum(x["train"], y["train"], len(data.classes), x_dev=x["dev"], y_dev=y["dev"], seed=0)
-        finally:
-            weighted._Adam = adam
+        ws = weighted.fit_weighted_sum(x["train"], y["train"], len(data.classes), x_dev=x["dev"], y_dev=y["dev"],
+                                       seed=0, freeze_layer_weights=frozen)
         acc = float((ws.logits(x["test"]).argmax(1).numpy() == y["test"]).mean())
         top = "uniform" if frozen else ", ".join(f"{i} ({ws.weights[i]:.2f})" for i in np.argsort(ws.weights)[::-1][:3])
         print(f"{name:42s} test {acc:.3f}  dev {ws.dev_accuracy:.3f}  heaviest layers: {top}")

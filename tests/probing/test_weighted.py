@@ -40,3 +40,16 @@ def test_layer_norms() -> None:
     x[0, :, 0] = 3.0
     x[1, :, :2] = 1.0
     np.testing.assert_allclose(layer_norms(x), [3.0, np.sqrt(2.0)])
+
+
+def test_frozen_layer_weights_stay_uniform_and_the_head_still_learns() -> None:
+    """``freeze_layer_weights`` (scripts/ws-probe-diagnosis.py) trains the head alone."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    x = rng.normal(size=(4, 300, 8)).astype(np.float32)
+    x[2] += 2.0 * np.eye(3, 8, dtype=np.float32)[y]  # only layer 2 knows the class
+    free = fit_weighted_sum(x, y, 3, steps=300, seed=0)
+    frozen = fit_weighted_sum(x, y, 3, steps=300, seed=0, freeze_layer_weights=True)
+    np.testing.assert_allclose(frozen.weights, np.full(4, 0.25), atol=1e-12)
+    assert free.weights.argmax() == 2 and free.weights[2] > 0.3
+    assert float((frozen.logits(x).argmax(1).numpy() == y).mean()) > 0.6

@@ -50,28 +50,37 @@ def torch_threads(n: int) -> Iterator[None]:
 KEEP_OPENMP_ENV = "DEEPWIDE_OPENMP_DEFAULTS"
 
 
-def prefer_sleeping_openmp_threads() -> bool:
-    """Make OpenMP worker threads sleep, not spin, while they wait for work.
+def prefer_sleeping_openmp_threads(load: float | None = None) -> bool:
+    """On a busy machine, make OpenMP worker threads sleep, not spin, while they wait for work.
 
     torch's CPU kernels (ATen, MKL, oneDNN) run on libgomp, whose idle workers spin for a
-    while at every barrier. On cores shared with another job a spinning worker burns the time
+    while at every barrier. On cores another job also uses, a spinning worker burns the time
     slice the thread it waits for needs, and small per-op parallel regions (a 128-wide
-    transformer step has thousands) slow down ten-fold instead of two-fold
-    (``benchmarks/cpu_contention.py``). ``OMP_WAIT_POLICY=PASSIVE`` makes them yield at once.
+    transformer step has thousands) slow down four- to ten-fold instead of two-fold;
+    ``OMP_WAIT_POLICY=PASSIVE`` makes them yield at once. On free cores spinning is faster
+    (PASSIVE costs 30–40 % there), so the policy is set only when the machine is already
+    busy: a 1-minute load average of at least half the usable CPUs
+    (``benchmarks/cpu_contention.py``, ``docs/benchmarks.md``). A job that starts competing
+    later is not seen.
 
     Must run before torch is imported (libgomp reads the variable once, when it starts); the
     ``deepwide`` command calls it first thing. A value the user set is kept, and
     ``DEEPWIDE_OPENMP_DEFAULTS=1`` leaves the environment alone.
 
+    Args:
+        load: the load average to judge (default: ``os.getloadavg()[0]``).
+
     Returns:
         Whether the policy was set here.
     """
-    import sys
-
     if os.environ.get(KEEP_OPENMP_ENV) == "1" or "OMP_WAIT_POLICY" in os.environ:
         return False
-    if "torch" in sys.modules:  # too late for this process; still set it for child processes
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except OSError:  # pragma: no cover - not available on this OS
+            return False
+    if load < 0.5 * usable_cpus():
         return False
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     return True

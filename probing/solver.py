@@ -41,7 +41,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -67,6 +67,14 @@ SMALL_WORK = 50_000_000
 #: (reported as not converged).
 FTOL = 1e-7
 STALL_STEPS = 5
+#: damped Newton steps (float64) that make a layer's bias exact for its weights before the gap
+#: certificate is judged (quadratic convergence: 2–4 are used from a nearly stationary point)
+BIAS_NEWTON_STEPS = 20
+#: ... and stop once ``max |∂f/∂c|`` is below this (far under float32's resolution of ``c``)
+BIAS_GRAD_TOL = 1e-10
+#: floor (nats per sample) on the objective that scales the relative gap test: below it the
+#: certificate is judged against this absolute level (float32 cannot resolve finer gaps).
+GAP_FLOOR = 1e-7
 
 
 @contextmanager
@@ -110,6 +118,11 @@ class SoftmaxPath:
         stats: work counters.
         chosen_max_iter: ``(B,)`` whether a layer's chosen fit stopped at ``max_iter`` before
             ``tol`` (its result may be off the optimum).
+        objective: ``(B, P)`` the objective ``f`` (mean-loss scale) at each fit's last iterate.
+        gap_bound: ``(B, P)`` ``||∇_W f||²_F / (2λ)`` there: a bound on ``f − f*`` of the
+            weight block (see the module docstring); a converged fit has it at most
+            ``gap_tol · max(f, GAP_FLOOR)``.
+        dev_hits: ``(B, P)`` exact dev hit counts (``dev_accuracy · m``), which the choice compares.
     """
 
     penalties: np.ndarray
@@ -120,6 +133,9 @@ class SoftmaxPath:
     converged: np.ndarray
     stats: SolverStats
     chosen_max_iter: np.ndarray
+    objective: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
+    gap_bound: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
+    dev_hits: np.ndarray = field(default_factory=lambda: np.empty((0, 0), dtype=np.int64))
 
     @property
     def best_penalty(self) -> np.ndarray:
@@ -190,6 +206,8 @@ def _fit_softmax_path(
     class_curvature: bool = True,
     path_tol: float = 1e-3,
     refine_margin: float = 0.002,
+    gap_tol: float = 1e-3,
+    path_gap_tol: float = 1e-2,
 ) -> SoftmaxPath:
     """Implementation of :func:`fit_softmax_path` (keyword arguments documented there)."""
     lams = np.sort(np.asarray(penalties, dtype=np.float64))[::-1].copy()
@@ -223,10 +241,20 @@ def _fit_softmax_path(
     # per-layer class curvature mean_i p_ik(1 − p_ik) at the latest point (uniform at the start)
     curv = torch.full((nb, k), max(1.0 / k * (1.0 - 1.0 / k), 1e-6), device=dev)
 
-    def loss_grad(idx: list[int], th: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Loss ``(A,)`` and gradient ``(A, d+1, K)`` for the layers ``idx``."""
-        w, c = th[:, :d], th[:, d]
+    def logits_nobias(idx: list[int], w: torch.Tensor) -> torch.Tensor:
+        """``x W`` ``(A, n, K)`` for the layers ``idx`` (``w`` ``(A, d, K)``)."""
         if len(idx) == nb:
+            return torch.bmm(x_train, w)
+        return torch.stack([torch.mm(x_train[i], w[j]) for j, i in enumerate(idx)])
+
+    def loss_grad(
+        idx: list[int], th: torch.Tensor, lam: float, xw: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss ``(A,)`` and gradient ``(A, d+1, K)`` for the layers ``idx`` (``xw``: ``x W`` if known)."""
+        w, c = th[:, :d], th[:, d]
+        if xw is not None:
+            z = xw + c[:, None, :]
+        elif len(idx) == nb:
             z = torch.baddbmm(c[:, None, :], x_train, w)
         else:
             z = torch.stack([torch.addmm(c[j], x_train[i], w[j]) for j, i in enumerate(idx)])
@@ -249,6 +277,54 @@ def _fit_softmax_path(
         stats.evaluations += len(idx)
         return f, g
 
+    class_freq = torch.bincount(y_train, minlength=k).double() / n  # (K,)
+
+    def exact_bias(xw: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The bias that minimises the loss for fixed weights: damped Newton in float64 on the
+        ``K``-dimensional convex problem ``min_c mean_i[-log softmax(x_i W + c)_{y_i}]``.
+
+        Args:
+            xw: ``(A, n, K)`` ``x W``.
+            c: ``(A, K)`` the current bias (the start).
+
+        Returns:
+            ``(A, K)`` float32 bias and ``(A,)`` the mean loss there, in float64.
+        """
+        z = xw.double()
+        cb = c.double()
+        eye = torch.eye(k, dtype=torch.float64, device=dev)
+        at_y = onehot_idx.expand(len(cb), n, 1)
+
+        def log_probs(cc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """``log softmax(z + c)`` ``(A, n, K)`` and the mean NLL ``(A,)``."""
+            lz = torch.log_softmax(z + cc[:, None, :], dim=2)
+            return lz, -lz.gather(2, at_y).mean(dim=(1, 2))
+
+        lz, f0 = log_probs(cb)
+        for _ in range(BIAS_NEWTON_STEPS):
+            q = lz.exp()
+            qm = q.mean(dim=1)
+            gb = qm - class_freq  # (A, K), sums to 0
+            if float(gb.abs().max()) <= BIAS_GRAD_TOL:
+                break
+            # Hessian diag(q̄) − mean q qᵀ is singular along 1 (a common shift of c changes
+            # nothing): adding 11ᵀ/K fixes that direction without moving the step
+            hmat = torch.diag_embed(qm) - torch.bmm(q.transpose(1, 2), q) / n + 1.0 / k + 1e-12 * eye
+            step = -torch.linalg.solve(hmat, gb)
+            slope = (gb * step).sum(dim=1)
+            t = torch.ones(len(cb), dtype=torch.float64, device=dev)
+            for _ in range(40):
+                lz_t, f_t = log_probs(cb + t[:, None] * step)
+                ok = f_t <= f0 + 1e-4 * t * slope + 1e-15 * f0.abs()
+                if bool(ok.all()):
+                    break
+                t = torch.where(ok, t, 0.5 * t)
+            else:  # no decrease at float64 resolution: those layers keep their bias
+                t = torch.where(ok, t, torch.zeros_like(t))
+                lz_t, f_t = log_probs(cb + t[:, None] * step)
+            cb, lz, f0 = cb + t[:, None] * step, lz_t, f_t
+        return cb.float(), f0
+
     def apply_h0(g: torch.Tensor, idx: list[int], lam: float) -> torch.Tensor:
         """Initial inverse-Hessian model ``(Σ ⊗ diag(a) + λI)⁻¹`` (bias rows: ``1/a``)."""
         if eigvec is None:
@@ -270,31 +346,83 @@ def _fit_softmax_path(
         return (a * b).sum(dim=(1, 2))
 
     dev_acc = np.full((nb, len(lams)), np.nan)
+    dev_hits = np.zeros((nb, len(lams)), dtype=np.int64)  # exact counts: the selection compares these
     converged = np.zeros((nb, len(lams)), dtype=bool)
+    objective = np.full((nb, len(lams)), np.nan)  # f at each fit's last iterate
+    gap_bound = np.full((nb, len(lams)), np.nan)  # ||∇_W f||² / (2λ) there
     hist: dict[str, list[torch.Tensor]] = {"s": [], "y": []}  # curvature pairs, each (B, d+1, K)
 
-    def run_lbfgs(lam: float, layers: list[int], tol_: float, pi: int) -> int:
-        """L-BFGS on ``layers`` at penalty ``lam`` from the current ``theta``; returns iterations."""
+    def certificate(f: torch.Tensor, g: torch.Tensor, lam: float) -> tuple[list[float], list[float]]:
+        """Per layer: ``||∇_W f||²_F / (2λ)`` (a bound on ``f − f*`` once the bias is exact) and
+        the gap test's scale ``max(f, GAP_FLOOR)``."""
+        gw = g[:, :d].double()
+        bound = ((gw * gw).sum(dim=(1, 2)) / (2.0 * lam)).tolist()
+        return bound, f.double().clamp_min(GAP_FLOOR).tolist()
+
+    def met(gm: float, bound: float, scale: float, tol_: float, gap_: float) -> bool:
+        """The stop test: scikit-learn's ``max |∇f| ≤ tol`` *and* the objective-gap certificate."""
+        return gm <= tol_ and bound <= gap_ * scale
+
+    def run_lbfgs(lam: float, layers: list[int], tol_: float, gap_: float, pi: int) -> int:
+        """L-BFGS on ``layers`` at penalty ``lam`` from the current ``theta``; returns iterations.
+
+        A layer stops when, with its bias made exact for its weights, ``max |∇f| ≤ tol_`` and
+        ``||∇_W f||² / (2λ) ≤ gap_ · max(f, GAP_FLOOR)`` — or after ``STALL_STEPS`` steps without
+        progress, or at ``max_iter``. Every layer leaves with its bias made exact, and its
+        ``converged`` / ``objective`` / ``gap_bound`` entries at ``pi`` are those of that point.
+        """
         s_hist, y_hist = hist["s"], hist["y"]
         active = list(layers)
         hit_max_iter[layers, pi] = False  # a refinement that converges clears an earlier stop
         f, g = loss_grad(active, theta[active], lam)
-        gmax = g.abs().amax(dim=(1, 2))
         stall = torch.zeros(nb, dtype=torch.int64, device=dev)  # consecutive no-progress steps
         best_g = torch.full((nb,), float("inf"), device=dev)  # smallest max|∇f| so far
         it = 0
-        while active and it < max_iter:
-            gm = gmax.tolist()
+        while True:
+            out_of_iter = it >= max_iter
+            gm = g.abs().amax(dim=(1, 2)).tolist()
+            bound, scale = certificate(f, g, lam)
             st = stall[active].tolist()
-            keep = [j for j in range(len(active)) if gm[j] > tol_ and st[j] < STALL_STEPS]
-            for j, i in enumerate(active):
-                converged[i, pi] = gm[j] <= tol
+            # layers that pass the test at their bias, or stop anyway: make the bias exact (one
+            # pass) and judge them there, where the bound is a certificate
+            settle = [j for j in range(len(active))
+                      if out_of_iter or st[j] >= STALL_STEPS or met(gm[j], bound[j], scale[j], tol_, gap_)]
+            obj: dict[int, float] = {}  # float64 objective of the settled layers
+            if settle:
+                sub = [active[j] for j in settle]
+                sel = torch.tensor(settle, device=dev)
+                th_s = theta[sub]
+                xw = logits_nobias(sub, th_s[:, :d])
+                th_s[:, d], nll64 = exact_bias(xw, th_s[:, d])
+                f_s, g_s = loss_grad(sub, th_s, lam, xw=xw)
+                theta[sub] = th_s
+                f, g = f.clone(), g.clone()
+                f[sel], g[sel] = f_s, g_s
+                # the objective in float64 (float32 resolves the loss of nearly separated
+                # training data to ~1e-5 relative only): the gap test's scale and the reported value
+                w64 = th_s[:, :d].double()
+                f64 = (nll64 + 0.5 * lam * (w64 * w64).sum(dim=(1, 2))).tolist()
+                g_s64 = g_s[:, :d].double()
+                bound_s = ((g_s64 * g_s64).sum(dim=(1, 2)) / (2.0 * lam)).tolist()
+                gm_s = g_s.abs().amax(dim=(1, 2)).tolist()
+                for r, j in enumerate(settle):
+                    gm[j], bound[j], scale[j], obj[j] = gm_s[r], bound_s[r], max(f64[r], GAP_FLOOR), f64[r]
+            keep = []
+            for j in range(len(active)):
+                ok = j in obj and met(gm[j], bound[j], scale[j], tol_, gap_)
+                if j in obj and (ok or out_of_iter or st[j] >= STALL_STEPS):
+                    i = active[j]
+                    converged[i, pi] = met(gm[j], bound[j], scale[j], tol, gap_tol)
+                    objective[i, pi] = obj[j]
+                    gap_bound[i, pi] = bound[j]
+                    hit_max_iter[i, pi] = out_of_iter and not ok
+                else:
+                    keep.append(j)
             if not keep:
-                active = []
                 break
             if len(keep) < len(active):
                 active = [active[j] for j in keep]
-                f, g, gmax = f[keep], g[keep], gmax[keep]
+                f, g = f[keep], g[keep]
             it += 1
             idx_t = torch.tensor(active, device=dev)
             # ---- two-loop recursion (batched over active layers) ----
@@ -358,7 +486,7 @@ def _fit_softmax_path(
             y_hist.append(full_y)
             theta[idx_t] = new_th
             # no progress at float32 resolution without a new gradient low → count a stall
-            f_small = (f - f_new) <= FTOL * torch.clamp(f.abs(), min=1.0)
+            f_small = (f - f_new) <= FTOL * f.abs()
             f, g = f_new, g_new
             gmax = g.abs().amax(dim=(1, 2))
             g_better = gmax < 0.9 * best_g[idx_t]
@@ -366,21 +494,23 @@ def _fit_softmax_path(
             stalled = f_small & ~g_better
             stall[idx_t] = torch.where(stalled, stall[idx_t] + 1, torch.zeros_like(stall[idx_t]))
         stats.iterations += it
-        if active:  # the loop ran out of iterations: judge the last iterate
-            gm = gmax.tolist()
-            for j, i in enumerate(active):
-                converged[i, pi] = gm[j] <= tol
-            hit_max_iter[active, pi] = [v > tol_ for v in gm]
         return it
 
-    def dev_accuracy(layers: list[int]) -> np.ndarray:
+    def count_dev_hits(layers: list[int], pi: int) -> None:
+        """Exact dev hit counts (integers) of ``theta[layers]`` into ``dev_hits[:, pi]``; the
+        accuracy ``hits / m`` into ``dev_acc`` (float64, for reporting only)."""
         with torch.no_grad():
             th = theta[layers]
             z = torch.baddbmm(th[:, d][:, None, :], x_dev[layers], th[:, :d])  # type: ignore[index]
-            return (z.argmax(dim=2) == y_dev[None, :]).float().mean(dim=1).cpu().numpy()
+            hits = (z.argmax(dim=2) == y_dev[None, :]).sum(dim=1).cpu().numpy()  # type: ignore[index]
+        dev_hits[layers, pi] = hits
+        dev_acc[layers, pi] = hits / n_dev
 
     # ---- 1. the path, strongest penalty first, warm-started, at the sweep tolerance ----
-    sweep = max(tol, path_tol) if have_dev and len(lams) > 1 else tol
+    coarse = have_dev and len(lams) > 1
+    sweep = max(tol, path_tol) if coarse else tol
+    sweep_gap = max(gap_tol, path_gap_tol) if coarse else gap_tol
+    n_dev = int(y_dev.numel()) if have_dev else 0  # type: ignore[union-attr]
     path_theta = torch.empty(len(lams), nb, d + 1, k, device=dev)
     all_layers = list(range(nb))
     prev_lam: float | None = None
@@ -393,23 +523,25 @@ def _fit_softmax_path(
         elif not keep_history:
             hist["s"], hist["y"] = [], []
         prev_lam = lam
-        it = run_lbfgs(lam, all_layers, sweep, pi)
+        it = run_lbfgs(lam, all_layers, sweep, sweep_gap, pi)
         path_theta[pi] = theta
         if have_dev:
-            dev_acc[:, pi] = dev_accuracy(all_layers)
+            count_dev_hits(all_layers, pi)
         log.debug("penalty %.3g: %d iterations, dev acc %s", lam, it, np.round(dev_acc[:, pi], 3))
 
     # ---- 2. refine the dev candidates (within refine_margin of the best) to ``tol`` ----
     if not have_dev:
         best_index = np.full(nb, len(lams) - 1, dtype=np.int64)
     else:
-        margin = max(refine_margin, 1.0 / y_dev.numel())  # at least one dev sample  # type: ignore[union-attr]
-        refined = np.full(dev_acc.shape, sweep <= tol)
+        # the margin in dev samples, at least one; counts are integers, so no rounding can drop
+        # a penalty that is exactly at the margin
+        margin = max(1, int(np.floor(refine_margin * n_dev + 1e-9)))
+        refined = np.full(dev_hits.shape, sweep <= tol and sweep_gap <= gap_tol)
         for _ in range(len(lams)):
-            # candidates: unrefined penalties within the margin of the best (refined) dev accuracy;
-            # refining can move a fit's dev accuracy, so repeat until none is left
-            best = np.where(refined.any(axis=1), np.where(refined, dev_acc, -np.inf).max(axis=1), dev_acc.max(axis=1))
-            cand = ~refined & (dev_acc >= best[:, None] - margin - 1e-12)
+            # candidates: unrefined penalties within the margin of the best (refined) dev count;
+            # refining can move a fit's dev count, so repeat until none is left
+            best = np.where(refined.any(axis=1), np.where(refined, dev_hits, -1).max(axis=1), dev_hits.max(axis=1))
+            cand = ~refined & (dev_hits >= best[:, None] - margin)
             if not cand.any():
                 break
             for pi in range(len(lams)):
@@ -418,12 +550,13 @@ def _fit_softmax_path(
                     continue
                 hist["s"], hist["y"] = [], []
                 theta[layers] = path_theta[pi, layers]
-                run_lbfgs(float(lams[pi]), layers, tol, pi)
+                it = run_lbfgs(float(lams[pi]), layers, tol, gap_tol, pi)
+                log.debug("refine penalty %.3g on %d layer(s): %d iterations", lams[pi], len(layers), it)
                 path_theta[pi, layers] = theta[layers]
-                dev_acc[layers, pi] = dev_accuracy(layers)
+                count_dev_hits(layers, pi)
             refined |= cand
-        # first best among the refined fits (ties → the stronger penalty)
-        best_index = np.argmax(np.where(refined, dev_acc, -np.inf), axis=1)
+        # first best count among the refined fits (ties → the stronger penalty)
+        best_index = np.argmax(np.where(refined, dev_hits, -1), axis=1)
     best_theta = path_theta[best_index, torch.arange(nb, device=dev)]
     stats.max_iter_hits = int(hit_max_iter.sum())
     chosen_max_iter = hit_max_iter[np.arange(nb), best_index]
@@ -436,6 +569,9 @@ def _fit_softmax_path(
         converged=converged,
         stats=stats,
         chosen_max_iter=chosen_max_iter,
+        objective=objective,
+        gap_bound=gap_bound,
+        dev_hits=dev_hits,
     )
 
 def standardise(

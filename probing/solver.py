@@ -18,12 +18,24 @@ L-BFGS fits. This module solves the same problems, to the same optimum, with les
   eigendecomposition per layer, shared by all penalties; ``a`` refreshed at every pass) as
   L-BFGS's initial inverse Hessian ``H₀`` (times the usual scaling ``γ``) removes most of it.
 * **Coarse path, exact finish.** Only the dev ranking needs the whole grid, and a ranking does
-  not need a tight optimum: the path is swept at ``path_tol`` (1e-3), then every penalty whose
-  dev accuracy is within ``refine_margin`` (0.2 points, or one dev sample) of a layer's best is
-  refined to ``tol`` (1e-4, scikit-learn's default) from its sweep solution — repeatedly,
-  until no unrefined penalty is within the margin of the best refined one — and the choice is
-  made among the refined fits. The reported model is therefore converged exactly as tightly as
-  a scikit-learn fit at the chosen penalty.
+  not need a tight optimum: the path is swept at ``path_tol`` (1e-3) and ``path_gap_tol``
+  (1e-2, see the stop rule), then every penalty whose dev hit count is within
+  ``refine_margin`` (0.2 points, and at least one dev sample) of a layer's best is refined to
+  ``tol`` and ``gap_tol`` from its sweep solution — repeatedly, until no unrefined penalty is
+  within the margin of the best refined one — and the choice is made among the refined fits.
+  Dev hits are counted exactly (integers): the margin and the choice compare counts, so no
+  rounding can drop a penalty one dev sample below the best.
+* **A stop rule that bounds the objective gap.** ``max |∇f| ≤ tol`` (scikit-learn's test)
+  alone is no guarantee: when features outnumber samples, weak penalties nearly separate the
+  training set, the loss is flat, and a fit can pass it with its objective many times its
+  optimum. A fit therefore also stops only when, with its bias first made exact for its
+  weights (a few float64 Newton steps on the ``K``-dimensional bias problem),
+  ``||∇_W f||²_F / (2λ) ≤ gap_tol · max(f, GAP_FLOOR)`` (``gap_tol`` 1e-3). With the bias
+  minimised out, ``h(W) = min_c f(W, c)`` is ``λ``-strongly convex (the bias is unpenalised,
+  the weights are), so ``f − f* ≤ ||∇_W f||² / (2λ)``: a certificate that every fit that can
+  be chosen is within ``gap_tol`` (relative) of its optimum, up to float32's resolution of
+  the gradient. A fit that stalls at that resolution, or stops at ``max_iter``, is reported
+  not converged; ``SoftmaxPath.gap_bound`` holds the bound of every fit.
 * **float32 and fewer passes.** One fused loss-and-gradient pass per iteration, Armijo
   backtracking only on the layers that need it.
 
@@ -62,7 +74,7 @@ def sklearn_c(penalty: float, n_samples: int) -> float:
 #: below this many multiply-adds per loss pass, CPU work runs on one thread: intra-op threads
 #: cost more than they save on small problems, and far more on a busy machine.
 SMALL_WORK = 50_000_000
-#: a step that lowers the loss by less than FTOL (relative; float32 resolution) without a new
+#: a step that lowers the loss by less than FTOL·|f| (float32 resolution) without a new
 #: low of the gradient makes no progress; a layer stops after STALL_STEPS such steps in a row
 #: (reported as not converged).
 FTOL = 1e-7
@@ -108,21 +120,25 @@ class SoftmaxPath:
 
     Attributes:
         penalties: ``(P,)`` the grid, strongest first.
-        dev_accuracy: ``(B, P)`` dev accuracy of every layer at every penalty (NaN when no dev);
+        dev_accuracy: ``(B, P)`` dev accuracy (``dev_hits / m``, float64) of every layer at
+            every penalty (NaN when no dev);
             of the refined fit for the dev candidates, of the ``path_tol`` sweep otherwise.
         best_index: ``(B,)`` index into ``penalties`` chosen on dev (ties → stronger penalty).
         coef: ``(B, d, K)`` float32 weights at the chosen penalty.
         intercept: ``(B, K)`` float32 biases at the chosen penalty.
-        converged: ``(B, P)`` whether that fit met ``tol`` (the chosen fits are refined to it;
-            penalties only swept at ``path_tol`` are usually False).
+        converged: ``(B, P)`` whether that fit met ``tol`` and ``gap_tol`` (the dev candidates
+            are refined to them; penalties only swept at ``path_tol`` are usually False). A
+            chosen fit is not converged only if it stalled or hit ``max_iter``.
         stats: work counters.
         chosen_max_iter: ``(B,)`` whether a layer's chosen fit stopped at ``max_iter`` before
             ``tol`` (its result may be off the optimum).
-        objective: ``(B, P)`` the objective ``f`` (mean-loss scale) at each fit's last iterate.
-        gap_bound: ``(B, P)`` ``||∇_W f||²_F / (2λ)`` there: a bound on ``f − f*`` of the
-            weight block (see the module docstring); a converged fit has it at most
-            ``gap_tol · max(f, GAP_FLOOR)``.
-        dev_hits: ``(B, P)`` exact dev hit counts (``dev_accuracy · m``), which the choice compares.
+        objective: ``(B, P)`` the objective ``f`` (mean-loss scale, float64) at each fit's last
+            iterate; scikit-learn's objective is ``C·n`` times it.
+        gap_bound: ``(B, P)`` ``||∇_W f||²_F / (2λ)`` there, with the bias exact for the
+            weights: a bound on ``f − f*`` (see the module docstring); a converged fit has it
+            at most ``gap_tol · max(f, GAP_FLOOR)``.
+        dev_hits: ``(B, P)`` exact dev hit counts, which the candidates and the choice compare
+            (zeros without dev).
     """
 
     penalties: np.ndarray
@@ -172,13 +188,17 @@ def fit_softmax_path(
         **kwargs: ``x_dev`` ``(B, m, d)`` and ``y_dev`` ``(m,)`` (dev set choosing the penalty;
             without it the weakest penalty is kept — pass a one-penalty grid to fit a fixed
             penalty), ``tol`` (stop a layer when ``max |∇f|`` on the mean-loss scale falls
-            below it, as scikit-learn's ``tol``; default 1e-4), ``max_iter`` (per penalty,
+            below it, as scikit-learn's ``tol``, and the gap test below holds; default
+            1e-4), ``max_iter`` (per penalty,
             500), ``history`` (L-BFGS memory, 10), ``precondition`` (covariance
             preconditioner, True), ``keep_history`` (carry curvature pairs across penalties,
             True), ``class_curvature`` (per-class curvature in the preconditioner, True;
             off: ``(Σ + λK·I)⁻¹``), ``path_tol`` (tolerance of the path sweep, 1e-3; the
             dev candidates are then refined to ``tol``), ``refine_margin`` (dev-accuracy
-            margin that makes a penalty a candidate, 0.002).
+            margin that makes a penalty a candidate, 0.002; at least one dev sample, compared
+            on exact hit counts), ``gap_tol`` (a fit is converged only when, its bias made
+            exact, ``||∇_W f||² / (2λ)`` — a bound on ``f − f*`` — is at most ``gap_tol`` times
+            ``f``; 1e-3), ``path_gap_tol`` (the same for the sweep, 1e-2).
 
     Returns:
         A :class:`SoftmaxPath` whose ``coef``/``intercept`` are the dev-chosen fits.

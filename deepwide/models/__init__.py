@@ -32,12 +32,12 @@ _EXPORTS: dict[str, str] = {
     "Encoder": "deepwide.models.encoder",
     "build_encoder": "deepwide.models.encoder",
     "build_frontend": "deepwide.models.frontend",
-    "save_checkpoint": "deepwide.models.loading",
-    "load_checkpoint": "deepwide.models.loading",
-    "read_checkpoint_info": "deepwide.models.loading",
+    "save_checkpoint": "deepwide.models.checkpoint",
+    "load_checkpoint": "deepwide.models.checkpoint",
+    "read_checkpoint_info": "deepwide.models.checkpoint",
     "load_model": "deepwide.models.loading",
     "resolve_config": "deepwide.models.loading",
-    "torchaudio_bundles": "deepwide.models.loading",
+    "torchaudio_bundles": "deepwide.models.bundles",
     "check_sample_rate": "deepwide.audio",
 }
 

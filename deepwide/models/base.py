@@ -4,6 +4,9 @@
 ``states`` is a list of ``num_layers + 1`` tensors ``(B, T, D)``: index 0 is the input to the
 first transformer layer, index ``i`` the output of layer ``i``; ``frame_lengths (B,)`` counts
 the valid frames of each row (50 Hz grid).
+
+Every model source of :func:`deepwide.models.load_model` returns one, and every stage reads a
+model through these members only.
 """
 
 from __future__ import annotations
@@ -43,6 +46,18 @@ class SpeechEncoder(Protocol):
         Returns:
             ``(states, frame_lengths)``: ``L + 1`` tensors (B, T, D) and (B,) valid frames.
         """
+        ...
+
+    def num_frames(self, num_samples: int) -> int:
+        """Valid output frames for an input of ``num_samples`` samples (0 if under one frame).
+
+        ``hidden_states`` returns exactly this many valid frames for a row of that length;
+        extraction plans its store with it before running the model.
+        """
+        ...
+
+    def num_params(self) -> int:
+        """Parameters of the encoder (0 for a model without weights)."""
         ...
 
     def config_dict(self) -> dict[str, Any]:

@@ -21,6 +21,12 @@ from deepwide.audio import SAMPLE_RATE, check_sample_rate
 from deepwide.errors import AudioError
 from deepwide.models.config import EncoderConfig
 from deepwide.models.frontend import build_frontend, frames_for
+from deepwide.models.torchaudio_private import (
+    build_transformer_encoder,
+    build_wavlm_encoder,
+    init_transformer_params,
+    transformer_input,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +49,8 @@ def _build_transformer(config: EncoderConfig) -> components.Encoder:
         layer_drop=config.layer_drop,
     )
     if config.arch == "wavlm":
-        return components._get_wavlm_encoder(
-            num_buckets=config.num_buckets, max_distance=config.max_distance, **kwargs
-        )
-    return components._get_encoder(**kwargs)
+        return build_wavlm_encoder(num_buckets=config.num_buckets, max_distance=config.max_distance, **kwargs)
+    return build_transformer_encoder(**kwargs)
 
 
 class Encoder(nn.Module):
@@ -127,6 +131,11 @@ class Encoder(nn.Module):
     def forward(self, wavs: Tensor, lengths: Tensor | None = None) -> tuple[list[Tensor], Tensor]:
         """Same as :meth:`hidden_states` (so DDP and hooks see a normal ``forward``)."""
         return self.hidden_states(wavs, lengths)
+
+    def num_frames(self, num_samples: int) -> int:
+        """Valid frames for ``num_samples`` samples: the front-end's frame rule
+        (``floor((S - 400) / 320) + 1`` for HuBERT's CNN; 0 under one frame)."""
+        return self.config.frontend.num_frames(int(num_samples))
 
     def config_dict(self) -> dict[str, Any]:
         """JSON-able architecture config (``EncoderConfig.from_dict`` rebuilds it)."""
@@ -223,7 +232,7 @@ class Encoder(nn.Module):
         if padded:
             x = x.masked_fill(~valid[..., None], 0.0)
         transformer = enc.transformer
-        x = transformer._preprocess(x)
+        x = transformer_input(transformer, x)
         states = [x]
         attn_mask = key_padding_mask = None
         if padded:
@@ -273,5 +282,5 @@ def build_encoder(config: EncoderConfig, *, seed: int | None = 0, model_id: str 
 
 
 def _init(model: Encoder) -> Encoder:
-    model.encoder.transformer.apply(components._init_transformer_params)
+    model.encoder.transformer.apply(init_transformer_params)
     return model

@@ -18,10 +18,14 @@ import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deepwide.errors import ModelError
 from deepwide.models.config import EncoderConfig, FrontendConfig
+from deepwide.models.weights import load_state_into, rename_weight_norm
+
+if TYPE_CHECKING:
+    from deepwide.models.encoder import Encoder
 
 log = logging.getLogger(__name__)
 
@@ -241,8 +245,6 @@ def map_fairseq_state(state: Mapping[str, Any]) -> tuple[dict[str, Any], list[st
         ``(mapped, unknown)``: the encoder's tensors, and the keys no rule recognises (kept
         under their own name so the strict load names them).
     """
-    from deepwide.models.loading import rename_weight_norm
-
     mapped: dict[str, Any] = {}
     unknown: list[str] = []
     for key, value in state.items():
@@ -273,10 +275,9 @@ def read_fairseq(path: str | Path) -> tuple[EncoderConfig, dict[str, Any]]:
     return config, state
 
 
-def load_fairseq(path: str | Path) -> Any:
+def load_fairseq(path: str | Path) -> Encoder:
     """Load a fairseq HuBERT / wav2vec 2.0 checkpoint as an :class:`Encoder` (id: file stem)."""
     from deepwide.models.encoder import Encoder
-    from deepwide.models.loading import load_state_into
 
     p = Path(path)
     config, state = read_fairseq(p)

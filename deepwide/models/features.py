@@ -10,87 +10,24 @@ interface, so they extract, probe and compare like any model.
 
 from __future__ import annotations
 
-import hashlib
-from typing import Any
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-
-from deepwide.audio import check_sample_rate
-
-WIN, HOP = 400, 320
+if TYPE_CHECKING:
+    from deepwide.models.mfcc import MfccEncoder
 
 #: name -> frames of context on each side
 FEATURE_MODELS: dict[str, int] = {"mfcc": 0, "mfcc-context": 4}
 
 
-class MfccEncoder(nn.Module):
-    """MFCC + Δ + ΔΔ as a zero-layer :class:`SpeechEncoder`.
-
-    Args:
-        context: frames stacked on each side (0 → 39 dims, 4 → 351 dims); edges repeat the
-            first/last valid frame.
-    """
-
-    frame_rate_hz = 50.0
-    sample_rate = 16000
-    num_layers = 0
-
-    def __init__(self, context: int = 0, model_id: str = "mfcc") -> None:
-        super().__init__()
-        import torchaudio
-
-        self.context = context
-        self.model_id = model_id
-        self.dim = 39 * (2 * context + 1)
-        self.mfcc = torchaudio.transforms.MFCC(
-            sample_rate=16000, n_mfcc=13,
-            melkwargs={"n_fft": WIN, "win_length": WIN, "hop_length": HOP, "n_mels": 40, "center": False},
-        )
-
-    def forward(self, wavs: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
-        return self.hidden_states(wavs, lengths)
-
-    def hidden_states(
-        self, wavs: torch.Tensor, lengths: torch.Tensor | None = None, sample_rate: int = 16000
-    ) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Args: wavs (B, S) at 16 kHz, lengths (B,). Returns ``([feats (B, T, dim)], (B,))``.
-
-        Each row is computed on its own valid samples, so padding never changes a result.
-        """
-        import torchaudio.functional as taf
-
-        check_sample_rate(sample_rate)
-        b, s = wavs.shape
-        lengths = torch.full((b,), s, dtype=torch.long) if lengths is None else lengths.long()
-        frames = torch.clamp((lengths - WIN) // HOP + 1, min=0)
-        t_max = int(frames.max()) if b else 0
-        out = wavs.new_zeros(b, t_max, self.dim)
-        for i in range(b):
-            n = int(frames[i])
-            if n == 0:
-                continue
-            m = self.mfcc(wavs[i, : int(lengths[i])].float()[None])[0][:, :n]  # (13, n)
-            d1 = taf.compute_deltas(m[None])[0]
-            d2 = taf.compute_deltas(d1[None])[0]
-            f = torch.cat([m, d1, d2]).T  # (n, 39)
-            if self.context:
-                idx = (torch.arange(n)[:, None] + torch.arange(-self.context, self.context + 1)[None]).clamp(0, n - 1)
-                f = f[idx].reshape(n, -1)
-            out[i, :n] = f
-        return [out], frames
-
-    def config_dict(self) -> dict[str, Any]:
-        return {"arch": "mfcc", "context": self.context, "n_mfcc": 13, "deltas": 2, "n_mels": 40,
-                "win": WIN, "hop": HOP, "normalisation": "none"}
-
-    def weights_hash(self) -> str:
-        return hashlib.sha256(repr(sorted(self.config_dict().items())).encode()).hexdigest()[:16]
-
-    def num_params(self) -> int:
-        return 0
-
-
 def load_feature_model(name: str) -> MfccEncoder:
     """Build the feature model ``name`` (a key of :data:`FEATURE_MODELS`), in eval mode."""
+    from deepwide.models.mfcc import MfccEncoder
+
     return MfccEncoder(FEATURE_MODELS[name], model_id=name).eval()
+
+
+def describe_feature_model(name: str) -> str:
+    """One line saying what feature model ``name`` computes (``deepwide models list``)."""
+    context = FEATURE_MODELS[name]
+    stacked = f", ±{context} frames stacked" if context else ""
+    return f"MFCC + Δ + ΔΔ, {39 * (2 * context + 1)} dims{stacked}, one layer (no weights)"

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torchaudio.models.wav2vec2 import components
 
 from deepwide.models.config import SPECTRAL_HOP, SPECTRAL_WINDOW, FrontendConfig
+from deepwide.models.torchaudio_private import build_feature_extractor
 
 _WAVE_NORM_EPS = 1e-5
 
@@ -156,9 +157,7 @@ def build_frontend(config: FrontendConfig) -> nn.Module:
     """Build the front-end module of ``config`` (default PyTorch initialisation)."""
     if config.kind == "spectral":
         return SpectralFrontend(config.n_mels, config.channels, config.kernel)
-    base = components._get_feature_extractor(
-        config.norm, [tuple(layer) for layer in config.conv_layers], config.conv_bias
-    )
+    base = build_feature_extractor(config.norm, config.conv_layers, config.conv_bias)
     return WaveformCNN(
         base.conv_layers,
         normalize=config.normalize_waveform,

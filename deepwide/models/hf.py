@@ -14,10 +14,14 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deepwide.errors import ModelError
 from deepwide.models.config import LIMITS, EncoderConfig, FrontendConfig
+from deepwide.models.weights import load_state_into, rename_weight_norm
+
+if TYPE_CHECKING:
+    from deepwide.models.encoder import Encoder
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +191,6 @@ def map_hf_state(state: dict[str, Any], config: EncoderConfig) -> dict[str, Any]
     """
     import torch
 
-    from deepwide.models.loading import rename_weight_norm
-
     out: dict[str, Any] = {}
     dropped = []
     for key, value in state.items():
@@ -220,10 +222,9 @@ def map_hf_state(state: dict[str, Any], config: EncoderConfig) -> dict[str, Any]
     return out
 
 
-def load_hf(path: str | Path) -> Any:
+def load_hf(path: str | Path) -> Encoder:
     """Load a Hugging Face model folder as an :class:`Encoder` (model id: the folder name)."""
     from deepwide.models.encoder import Encoder
-    from deepwide.models.loading import load_state_into
 
     folder = Path(path)
     config = hf_config(folder)

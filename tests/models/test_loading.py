@@ -66,11 +66,20 @@ def test_random_twin_of_checkpoint_dir(trained_dir):
     twin_b = load_model(f"random:{trained_dir}", seed=0)
     twin_c = load_model(f"random:{trained_dir}", seed=1)
     assert twin_a.config == trained.config
-    assert twin_a.model_id == f"random:{trained_dir}"
+    # named after the checkpoint's model id, so that results pair the twin with its model
+    assert twin_a.model_id == f"random:{trained.model_id}" == "random:tiny-student"
     assert twin_a.weights_hash() == twin_b.weights_hash()
     assert len({twin_a.weights_hash(), twin_c.weights_hash(), trained.weights_hash()}) == 3
     wavs = waveforms(1, 4000)
     assert not torch.allclose(_states(twin_a, wavs)[-1], _states(trained, wavs)[-1])
+
+
+def test_random_twin_of_checkpoint_without_a_recorded_id_is_named_after_the_folder(trained_dir):
+    info = json.loads((trained_dir / "config.json").read_text())
+    del info["model_id"]
+    (trained_dir / "config.json").write_text(json.dumps(info))
+    assert load_model(str(trained_dir)).model_id == "student"
+    assert load_model(f"random: {trained_dir}", seed=0).model_id == "random:student"
 
 
 @pytest.mark.parametrize("name", ["distilhubert", "fithubert"])

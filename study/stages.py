@@ -23,8 +23,7 @@ from deepwide.corpora import resolve_corpus
 from deepwide.distill import make_config, read_result, train_student
 from deepwide.extract import ExtractConfig, extract_features
 from deepwide.figures import make_figures, write_report
-from deepwide.models import load_model, read_checkpoint_info
-from deepwide.models.loading import is_deepwide_checkpoint
+from deepwide.models import load_model
 from deepwide.probing.run import probe_stores, resolve_device, write_results
 from deepwide.store import read_attrs
 
@@ -60,14 +59,11 @@ def _progress() -> bool:
 
 def extract_store(spec: str, corpus: str, out: Path, frames: str,
                   splits: Sequence[str] | None, cfg: StudyConfig, seed: int) -> None:
-    """Extract ``spec`` on ``corpus`` into ``out``. The random twin of a student folder is
-    named ``random:<student model id>`` so that results pair it with its student."""
+    """Extract ``spec`` on ``corpus`` into ``out`` (the random twin of a student folder is
+    called ``random:<student model id>`` by :func:`load_model`, so results pair the two)."""
     _fresh(out)
     device = resolve_device(cfg.device)
     encoder = load_model(spec, seed=seed, device=device)
-    inner = spec.removeprefix("random:")
-    if inner != spec and is_deepwide_checkpoint(inner):
-        encoder.model_id = "random:" + read_checkpoint_info(inner)["model_id"]
     ecfg = ExtractConfig(frames=frames, dtype=cfg.store_dtype, splits=tuple(splits) if splits else None,
                          batch_seconds=cfg.extract_batch_seconds, seed=seed)
     extract_features(encoder, resolve_manifest(corpus), out, ecfg, device=device, progress=_progress())

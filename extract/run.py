@@ -45,6 +45,7 @@ from deepwide.extract.loading import (
 from deepwide.extract.locks import WriterLock
 from deepwide.extract.plan import ExtractPlan, build_plan, num_frames, plan_from_store
 from deepwide.extract.writer import ShardWriter
+from deepwide.models.base import SpeechEncoder
 from deepwide.store import (
     StoreSkeleton,
     check_identity,
@@ -110,30 +111,18 @@ class ExtractReport:
         return f"{self.store}: {done}{skipped}; store {state}"
 
 
-def _encoder_frames_fn(encoder: Any) -> Callable[[int], int]:
-    """16 kHz samples -> valid frames of ``encoder``: its ``num_frames`` method, the frame rule
-    of its front-end config (deepwide encoders), or the 400/320 grid."""
-    fn = getattr(encoder, "num_frames", None)
-    if callable(fn):
-        return fn
-    frontend = getattr(getattr(encoder, "config", None), "frontend", None)
-    if frontend is not None:
-        from deepwide.models.frontend import frames_for
+def _frames_rule(encoder: SpeechEncoder) -> Callable[[int], int]:
+    """16 kHz samples -> valid frames of ``encoder``: its :meth:`SpeechEncoder.num_frames`.
 
-        return lambda n: int(frames_for(frontend, torch.tensor([int(n)]))[0])
+    An object without ``num_frames`` (an encoder written before the protocol had it; the
+    extraction tests' ``FakeEncoder``) is planned on the 400/320 grid of the models, as before.
+    """
+    if isinstance(encoder, SpeechEncoder):
+        return encoder.num_frames
     return num_frames
 
 
-def _num_params(encoder: Any) -> int:
-    fn = getattr(encoder, "num_params", None)
-    if callable(fn):
-        return int(fn())
-    if isinstance(encoder, torch.nn.Module):
-        return int(sum(p.numel() for p in encoder.parameters()))
-    return 0
-
-
-def store_identity(encoder: Any, manifest: Manifest, config: ExtractConfig) -> dict[str, Any]:
+def store_identity(encoder: SpeechEncoder, manifest: Manifest, config: ExtractConfig) -> dict[str, Any]:
     """The identity attrs (:data:`deepwide.store.IDENTITY_ATTRS`) a run of ``encoder`` on ``manifest`` writes."""
     from deepwide.store import SCHEMA_VERSION
 
@@ -152,7 +141,7 @@ def build_skeleton(
     plan: ExtractPlan,
     manifest: Manifest,
     selected: Manifest,
-    encoder: Any,
+    encoder: SpeechEncoder,
     config: ExtractConfig,
     identity: dict[str, Any],
     *,
@@ -190,7 +179,7 @@ def build_skeleton(
     dflt_frames, dflt_utts = default_chunks(int(encoder.dim), config.dtype)
     attrs = dict(identity)
     attrs.update(
-        model_params=_num_params(encoder),
+        model_params=int(encoder.num_params()),
         num_layers=int(encoder.num_layers),
         dim=int(encoder.dim),
         phone_set=phone_set,
@@ -218,7 +207,7 @@ def build_skeleton(
 
 
 def compute_batch(
-    encoder: Any,
+    encoder: SpeechEncoder,
     wavs: np.ndarray,
     lengths: np.ndarray,
     layers: tuple[int, ...],
@@ -230,7 +219,7 @@ def compute_batch(
     """Run one batch and gather what the store keeps.
 
     Args:
-        encoder: the model (``hidden_states`` interface).
+        encoder: the model.
         wavs: (B, S) float32 padded audio.
         lengths: (B,) valid samples.
         layers: layer indices to keep.
@@ -334,7 +323,7 @@ def _read_utt_coords(store: Path) -> dict[str, np.ndarray]:
 
 
 def extract_features(
-    encoder: Any,
+    encoder: SpeechEncoder,
     manifest: Manifest,
     out: str | Path,
     config: ExtractConfig | None = None,
@@ -355,8 +344,8 @@ def extract_features(
 
     Args:
         encoder: a :class:`deepwide.models.base.SpeechEncoder` (``hidden_states``,
-            ``num_layers``, ``dim``, ``frame_rate_hz``, ``model_id``, ``config_dict()``,
-            ``weights_hash()``).
+            ``num_frames``, ``num_params``, ``num_layers``, ``dim``, ``frame_rate_hz``,
+            ``model_id``, ``config_dict()``, ``weights_hash()``).
         manifest: the whole corpus (``config.splits`` selects from it).
         out: store path (local).
         config: what to extract.
@@ -407,7 +396,7 @@ def extract_features(
     with make_executor(workers) as executor:
         if not is_store(out):
             plan = build_plan(
-                selected, config, n_shards=n_shards, frames_fn=_encoder_frames_fn(encoder), executor=executor
+                selected, config, n_shards=n_shards, frames_fn=_frames_rule(encoder), executor=executor
             )
             skeleton = build_skeleton(
                 plan, manifest, selected, encoder, config, identity,

@@ -80,6 +80,42 @@ def test_cli_extract_then_info_and_validate(tmp_path: Path, corpus: Manifest) ->
     assert res.exit_code == StoreError.exit_code and "seed=3" in res.output and "Traceback" not in res.output
 
 
+def test_cli_random_twin_of_a_checkpoint_pairs_with_its_model(tmp_path: Path, corpus: Manifest) -> None:
+    """`extract --model random:FOLDER` stores the twin as random:<the checkpoint's model id>: the
+    rule by which probe --null and the similarity grids pair a twin with its model."""
+    from deepwide.cli import cli
+    from deepwide.models import load_model, save_checkpoint
+
+    ckpt = save_checkpoint(_tiny_encoder(), tmp_path / "runs" / "ckpt")
+    runner = CliRunner()
+    ids = {}
+    for name, spec in (("main", str(ckpt)), ("twin", f"random:{ckpt}")):
+        out = tmp_path / f"{name}.zarr"
+        res = runner.invoke(cli, ["--seed", "2", "extract", "--model", spec, "--corpus", str(corpus.root),
+                                  "--out", str(out), "--frames", "none", "--workers", "0", "--jobs", "0",
+                                  "--no-progress"])
+        assert res.exit_code == 0, res.output + repr(res.exception)
+        ids[name] = open_store(out).attrs
+    assert ids["main"]["model_id"] == "tiny-test-encoder"
+    assert ids["twin"]["model_id"] == "random:tiny-test-encoder" == "random:" + ids["main"]["model_id"]
+    assert ids["twin"]["model_weights_hash"] == load_model(f"random:{ckpt}", seed=2).weights_hash()
+    assert ids["twin"]["model_weights_hash"] != ids["main"]["model_weights_hash"]
+    assert ids["twin"]["model_config"] == ids["main"]["model_config"]
+
+
+def test_frame_plan_is_the_encoders_num_frames(tmp_path: Path, corpus: Manifest) -> None:
+    """The store is planned with SpeechEncoder.num_frames (here the spectral front-end's rule)."""
+    from deepwide.audio import load_audio
+
+    enc = _tiny_encoder()
+    out = tmp_path / "s"
+    extract_features(enc, corpus, out, ExtractConfig(frames="none"), workers=0, progress=False)
+    ds = open_store(out)
+    by_id = corpus.by_id()
+    for uid, n in zip(ds.utt_id.values, ds.n_frames.values, strict=True):
+        assert int(n) == enc.num_frames(len(load_audio(corpus.audio_path(by_id[uid])))) > 0
+
+
 def test_cli_rejects_bad_options(tmp_path: Path, corpus: Manifest) -> None:
     from deepwide.cli import cli
 

@@ -18,10 +18,10 @@ import atexit
 import contextlib
 import ctypes
 import hashlib
+import json
 import logging
 import multiprocessing.util
 import os
-import pickle
 import shutil
 import struct
 import subprocess
@@ -186,9 +186,34 @@ class _Library:
 
 
 # -- the zygote: a small process holding an engine that never speaks ---------------------------
+def _encode(obj: Any) -> bytes:
+    """A message between the zygote and its client as a JSON header plus raw audio bytes.
+
+    Messages are the sample rate (int), a request (the arguments of :meth:`_Library.speak`),
+    an error (str) or a result ``(wav bytes, phones, words)``; nothing is unpickled.
+    """
+    if isinstance(obj, tuple) and len(obj) == 3 and isinstance(obj[0], bytes):
+        head, blob = {"result": [obj[1], obj[2]]}, obj[0]
+    elif isinstance(obj, tuple):
+        head, blob = {"request": list(obj)}, b""
+    else:
+        head, blob = {"value": obj}, b""
+    text = json.dumps(head).encode()
+    return struct.pack(">QQ", len(text), len(blob)) + text + blob
+
+
+def _decode(text: bytes, blob: bytes) -> Any:
+    head = json.loads(text)
+    if "result" in head:
+        phones, words = head["result"]
+        return blob, tuple(tuple(seg) for seg in phones), tuple(tuple(seg) for seg in words)
+    if "request" in head:
+        return tuple(head["request"])
+    return head["value"]
+
+
 def _write_msg(fd: int, obj: Any) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    view = memoryview(struct.pack(">Q", len(data)) + data)
+    view = memoryview(_encode(obj))
     while view:
         view = view[os.write(fd, view) :]
 
@@ -204,13 +229,14 @@ def _read_exact(fh: Any, n: int) -> bytes | None:
 
 
 def _read_msg(fh: Any) -> Any:
-    head = _read_exact(fh, 8)
+    head = _read_exact(fh, 16)
     if head is None:
         return None
-    body = _read_exact(fh, struct.unpack(">Q", head)[0])
-    if body is None:
+    n_text, n_blob = struct.unpack(">QQ", head)
+    text, blob = _read_exact(fh, n_text), _read_exact(fh, n_blob)
+    if text is None or blob is None:
         raise EOFError("truncated message")
-    return pickle.loads(body)
+    return _decode(text, blob)
 
 
 def _zygote_main() -> None:

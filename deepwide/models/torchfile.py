@@ -6,7 +6,7 @@ of data-only types. A file that names anything else — a function to call, a cl
 is refused before that object exists, so its ``__reduce__`` never runs. Problems become one
 line: :class:`UnsafeFileError` (the file holds code or objects outside the allow-list) or
 :class:`CorruptFileError` (truncated, not a torch file, or not the expected layout). Neither
-repeats torch's own advice to retry with ``weights_only=False``, which is the unsafe thing.
+repeats torch's own advice to turn the weights-only check off, which is the unsafe thing.
 
 :func:`numpy_array_globals` reads plain numeric numpy arrays (as older deepwide pre-training
 states hold) through *checked stand-ins* for numpy's reconstructors: only ``ndarray`` of a

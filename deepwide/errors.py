@@ -46,8 +46,8 @@ class DiskFullError(DeepwideError):
     """A write failed because the disk (or the user's quota) is full."""
 
 
-def disk_full_message(folder: str | object, needed_bytes: int | None = None) -> str:
-    """One line naming the full disk, its free space and (when known) the space a write needs.
+def disk_full_state(folder: str | object, needed_bytes: int | None = None) -> str:
+    """``the disk holding FOLDER is full (X MB free, about Y MB needed)``, without advice.
 
     Args:
         folder: the folder that was being written to.
@@ -60,11 +60,20 @@ def disk_full_message(folder: str | object, needed_bytes: int | None = None) -> 
     while not p.exists() and p != p.parent:
         p = p.parent
     try:
-        free = f"{shutil.disk_usage(p).free / 1e6:,.1f} MB free"
+        free = f"{_size(shutil.disk_usage(p).free)} free"
     except OSError:
         free = "free space unknown"
-    need = f", about {needed_bytes / 1e6:,.1f} MB needed" if needed_bytes else ""
-    return f"the disk holding {folder} is full ({free}{need}); free some space or choose another folder, then rerun"
+    need = f", about {_size(needed_bytes)} needed" if needed_bytes else ""
+    return f"the disk holding {folder} is full ({free}{need})"
+
+
+def disk_full_message(folder: str | object, needed_bytes: int | None = None) -> str:
+    """:func:`disk_full_state` and what to do: free space or choose another folder, then rerun."""
+    return f"{disk_full_state(folder, needed_bytes)}; free some space or choose another folder, then rerun"
+
+
+def _size(n: float) -> str:
+    return f"{n / 1e3:,.1f} kB" if n < 1e6 else f"{n / 1e6:,.1f} MB"
 
 
 def is_disk_full(exc: BaseException) -> bool:

@@ -25,7 +25,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Sequence
@@ -41,7 +40,7 @@ from tqdm.auto import tqdm
 
 from deepwide import __version__
 from deepwide.config import atomic_target, config_to_dict
-from deepwide.errors import ConfigError, DiskFullError, TaskError, is_disk_full
+from deepwide.errors import ConfigError, DiskFullError, TaskError, disk_full_state, is_disk_full
 from deepwide.probing.solver import DEFAULT_PENALTIES, fit_softmax_path, standardise
 from deepwide.probing.stats import (
     DEFAULT_BOOT,
@@ -511,7 +510,7 @@ def _mkdir(out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         if is_disk_full(exc):
-            raise DiskFullError(disk_line(out) + "; free some space or choose another --out") from exc
+            raise DiskFullError(disk_full_state(out) + "; free some space or choose another --out") from exc
         raise
 
 
@@ -728,23 +727,6 @@ def merge_results(old: xr.Dataset, new: xr.Dataset) -> tuple[xr.Dataset, list[st
     return merged, replaced, kept
 
 
-def disk_line(folder: Path, needed_bytes: int | None = None) -> str:
-    """``the disk holding FOLDER is full (X MB free, about Y MB needed)`` (no advice)."""
-    p = folder
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    try:
-        free = f"{_size(shutil.disk_usage(p).free)} free"
-    except OSError:
-        free = "free space unknown"
-    need = f", about {_size(needed_bytes)} needed" if needed_bytes else ""
-    return f"the disk holding {folder} is full ({free}{need})"
-
-
-def _size(n: float) -> str:
-    return f"{n / 1e3:,.1f} kB" if n < 1e6 else f"{n / 1e6:,.1f} MB"
-
-
 def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
@@ -836,7 +818,7 @@ def _disk_full(results: xr.Dataset, out: Path, started: float | None) -> DiskFul
     """The one-line error of a full disk, after saving ``results`` elsewhere when possible."""
     need = int(results.nbytes) + len(_csv_text(results))
     took = f" of {_duration(time.monotonic() - started)} of probing" if started is not None else ""
-    head = disk_line(out, need)
+    head = disk_full_state(out, need)
     fallback = fallback_folder(out)
     if fallback is not None:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,7 @@ def test_full_disk_is_one_line_and_a_rerun_resumes_to_the_same_store(
     msg = str(err.value)
     assert "\n" not in msg
     assert msg.startswith(f"the disk holding {out} is full (") and "MB free" in msg
-    assert "MB needed" in msg and "resumes the store where it stopped" in msg
+    assert re.search(r"[kM]B needed", msg) and "resumes the store where it stopped" in msg
     assert not read_completion(out).complete
     assert not list(bookkeeping_dir(out).glob("locks/*.json"))  # the writer lock was released
     monkeypatch.setattr(module, name, original)
@@ -127,7 +128,7 @@ def test_needed_space_is_what_is_left(
 def test_create_on_a_full_disk_leaves_no_store(tmp_path: Path, corpus: Manifest, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "s"
     monkeypatch.setattr(store_mod, "_write_skeleton", lambda tmp, sk: (_ for _ in ()).throw(_enospc()))
-    with pytest.raises(DiskFullError, match=r"is full .*MB needed.*resumes"):
+    with pytest.raises(DiskFullError, match=r"is full .*[kM]B needed.*resumes"):
         _extract(corpus, out, jobs=0)
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
@@ -179,7 +180,7 @@ def test_extract_cli_full_disk_one_line_nonzero_then_rerun(
     res = extract_cli(*args)
     assert res.exit_code == 2
     line = one_error_line(res.output)
-    assert line.startswith(f"Error: the disk holding {out} is full") and "MB needed" in line and "resumes" in line
+    assert line.startswith(f"Error: the disk holding {out} is full") and re.search(r"[kM]B needed", line) and "resumes" in line
     monkeypatch.setattr(writer_mod, "write_region", original)
     res = extract_cli(*args)
     assert res.exit_code == 0, res.output

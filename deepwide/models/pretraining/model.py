@@ -14,6 +14,7 @@ import torch
 
 from deepwide.models.pretraining.augment import augmented_batch, augmented_halves
 from deepwide.models.pretraining.config import PretrainConfig
+from deepwide.models.torchaudio_private import encoder_input, transformer_input
 
 
 def build_pretrain_model(encoder: Any, cfg: PretrainConfig, n_clusters: int, seed: int) -> torch.nn.Module:
@@ -112,9 +113,9 @@ def pooled_layer(model: torch.nn.Module, wavs: torch.Tensor, lengths: torch.Tens
     """
     w2v = model.wav2vec2
     x, frame_len = w2v.feature_extractor(wavs, lengths)
-    x, attn = w2v.encoder._preprocess(x, frame_len)
+    x, attn = encoder_input(w2v.encoder, x, frame_len)
     transformer = w2v.encoder.transformer
-    x = transformer._preprocess(x)
+    x = transformer_input(transformer, x)
     bias = None
     for lay in transformer.layers[:layer]:
         x, bias = lay(x, attn, position_bias=bias)

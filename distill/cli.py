@@ -22,14 +22,9 @@ from typing import Any
 
 import click
 
-from deepwide.distill.config import (
-    PRECISIONS,
-    make_config,
-    parse_budget,
-    parse_int_list,
-    parse_layers,
-)
+from deepwide.distill.config import PRECISIONS, make_config
 from deepwide.distill.objectives import OBJECTIVES
+from deepwide.params import COUNT_LIST, INDEX_LIST, PARAM_COUNT
 
 DEFAULT_COMMAND = "train"
 
@@ -59,7 +54,7 @@ def training_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--teacher", required=True, help="Teacher model spec (tiny-teacher, a checkpoint folder, random:hubert-base …)."),
         click.option("--corpus", required=True, help="Corpus spec (synth, NAME:PATH or a folder with manifest.jsonl)."),
         click.option("--steps", type=click.IntRange(min=1), required=True, help="Optimiser steps."),
-        click.option("--targets", default=None, help="Teacher layers to regress, e.g. 4,8,12 (default: the objective's)."),
+        click.option("--targets", type=INDEX_LIST, default=None, help="Teacher layers to regress, e.g. 4,8,12 (default: the objective's)."),
         click.option("--splits", default="train", show_default=True, help="Corpus splits to train on."),
         click.option("--batch-seconds", type=float, default=32.0, show_default=True, help="Audio seconds per batch and process (reference recipe: 375)."),
         click.option("--max-crop-seconds", type=float, default=15.625, show_default=True, help="Longest random crop."),
@@ -89,7 +84,6 @@ def training_options(f: Callable[..., Any]) -> Callable[..., Any]:
 def _config_options(kw: dict[str, Any]) -> dict[str, Any]:
     """Turn parsed CLI options into DistillConfig keyword arguments (pops the CLI-only ones)."""
     opts = {k: v for k, v in kw.items() if k not in ("resume", "no_progress", "out")}
-    opts["targets"] = parse_layers(opts.get("targets"))
     opts["splits"] = tuple(s.strip() for s in opts["splits"].split(",") if s.strip())
     if opts.get("teacher_targets") is not None:
         opts["teacher_targets"] = str(opts["teacher_targets"])
@@ -132,8 +126,8 @@ def train(ctx: click.Context, **kw: Any) -> None:
 
 
 @distill.command("sweep")
-@click.option("--budget", required=True, help="Parameter budget of the encoder (heads excluded), e.g. 27M.")
-@click.option("--depths", required=True, help="Student depths, e.g. 2,3,6,12.")
+@click.option("--budget", type=PARAM_COUNT, required=True, help="Parameter budget of the encoder (heads excluded), e.g. 27M.")
+@click.option("--depths", type=COUNT_LIST, required=True, help="Student depths, e.g. 2,3,6,12.")
 @click.option("--objectives", default="predlayer,l2l", show_default=True, help="Objectives, e.g. predlayer,l2l.")
 @click.option("--head-dim", type=click.IntRange(min=1), default=64, show_default=True, help="Attention head size (widths are multiples).")
 @click.option("--ffn-ratio", type=float, default=4.0, show_default=True, help="FFN width / width.")
@@ -148,8 +142,7 @@ def sweep(ctx: click.Context, **kw: Any) -> None:
     from deepwide.errors import ConfigError
     from deepwide.models import resolve_config
 
-    budget = parse_budget(kw.pop("budget"))
-    depths = parse_int_list(kw.pop("depths"), "depths")
+    budget, depths = kw.pop("budget"), kw.pop("depths")
     objectives = tuple(o.strip() for o in kw.pop("objectives").split(",") if o.strip())
     for o in objectives:
         OBJECTIVES.get(o)

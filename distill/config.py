@@ -18,13 +18,10 @@ import re
 from dataclasses import dataclass
 
 from deepwide.errors import ConfigError
+from deepwide.framing import FRAME_HOP, SAMPLE_RATE
 
 #: Mixed-precision modes; bf16/fp16 only take effect on CUDA (CPU always runs fp32).
 PRECISIONS = ("fp32", "bf16", "fp16")
-
-#: Samples per frame of the 50 Hz grid at 16 kHz (HuBERT's CNN stride).
-FRAME_SAMPLES = 320
-
 
 @dataclass(frozen=True)
 class DistillConfig:
@@ -140,8 +137,8 @@ class DistillConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
-        if self.min_utt_seconds * 16_000 < 2 * FRAME_SAMPLES:
-            raise ValueError(f"min_utt_seconds must be ≥ {2 * FRAME_SAMPLES / 16_000} s (two frames)")
+        if self.min_utt_seconds * SAMPLE_RATE < 2 * FRAME_HOP:
+            raise ValueError(f"min_utt_seconds must be ≥ {2 * FRAME_HOP / SAMPLE_RATE} s (two frames)")
         if self.max_crop_seconds < self.min_utt_seconds:
             raise ValueError("max_crop_seconds must be ≥ min_utt_seconds")
         if self.dropout is not None and not 0 <= self.dropout < 1:
@@ -179,36 +176,3 @@ def make_config(**kwargs: object) -> DistillConfig:
         return DistillConfig(**kwargs)  # type: ignore[arg-type]
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"distill config: {exc}") from exc
-
-
-def parse_layers(text: str | None) -> tuple[int, ...] | None:
-    """Parse ``"4,8,12"`` into ``(4, 8, 12)``; ``None``/empty stays ``None``."""
-    if text is None or not text.strip():
-        return None
-    try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise ConfigError(f"cannot parse layers {text!r}; give comma-separated integers like 4,8,12") from None
-
-
-def parse_int_list(text: str, what: str) -> tuple[int, ...]:
-    """Parse ``"2,3,6,12"`` into a tuple of positive ints, naming ``what`` on error."""
-    try:
-        values = tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise ConfigError(f"cannot parse {what} {text!r}; give comma-separated integers") from None
-    if not values or any(v < 1 for v in values):
-        raise ConfigError(f"{what} must be positive integers, got {text!r}")
-    return values
-
-
-def parse_budget(text: str) -> int:
-    """Parse a parameter budget: ``27M``, ``26.9M``, ``500k``, ``1.2G`` or a plain integer."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgG]?)\s*", text)
-    if not m:
-        raise ConfigError(f"cannot parse budget {text!r}; give e.g. 27M, 500k or 26900000")
-    scale = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}[m.group(2).lower()]
-    value = int(round(float(m.group(1)) * scale))
-    if value < 1:
-        raise ConfigError(f"budget must be positive, got {text!r}")
-    return value

@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from deepwide.audio import SAMPLE_RATE, load_audio
+from deepwide.audio import load_audio
 from deepwide.corpora import Manifest
-from deepwide.distill.config import FRAME_SAMPLES
 from deepwide.errors import CorpusError, StoreError
+from deepwide.framing import FRAME_HOP, SAMPLE_RATE
 
 if TYPE_CHECKING:
     import torch
@@ -79,7 +79,7 @@ class CropSpec:
     def align(self, samples: int) -> int:
         """``samples`` rounded down to whole frames when frame-aligned."""
         if self.frame_aligned:
-            return (samples // FRAME_SAMPLES) * FRAME_SAMPLES
+            return (samples // FRAME_HOP) * FRAME_HOP
         return samples
 
 
@@ -263,7 +263,7 @@ class CropBatches:
     def __init__(self, manifest: Manifest, spec: CropSpec, targets: TeacherTargets | None = None) -> None:
         if targets is not None and not spec.frame_aligned:
             raise ValueError("stored teacher targets need frame-aligned crops")
-        min_samples = max(int(spec.min_utt_seconds * SAMPLE_RATE), 2 * FRAME_SAMPLES)
+        min_samples = max(int(spec.min_utt_seconds * SAMPLE_RATE), 2 * FRAME_HOP)
         self.utts = [u for u in manifest if int(u.duration_s * SAMPLE_RATE) >= min_samples]
         dropped = len(manifest) - len(self.utts)
         if dropped:
@@ -290,7 +290,7 @@ class CropBatches:
         wavs = [load_audio(self.paths[i], expected_s=self.utts[i].duration_s) for i in idx]
         shortest = min(w.shape[0] for w in wavs)
         crop = self.spec.align(min(shortest, self.spec.max_crop_samples))
-        if crop < 2 * FRAME_SAMPLES:
+        if crop < 2 * FRAME_HOP:
             raise CorpusError(
                 f"utterance {self.utts[int(idx[0])].utt_id} is shorter than its manifest says; regenerate the manifest"
             )
@@ -300,7 +300,7 @@ class CropBatches:
         for row, w in enumerate(wavs):
             slack = w.shape[0] - crop
             if self.spec.frame_aligned:
-                start = int(rng.integers(0, slack // FRAME_SAMPLES + 1)) * FRAME_SAMPLES
+                start = int(rng.integers(0, slack // FRAME_HOP + 1)) * FRAME_HOP
             else:
                 start = int(rng.integers(0, slack + 1))
             starts[row] = start
@@ -313,12 +313,12 @@ class CropBatches:
             "starts": torch.from_numpy(starts),
         }
         if self.targets is not None:
-            n_frames = crop // FRAME_SAMPLES
+            n_frames = crop // FRAME_HOP
             states = np.zeros((len(self.targets.layers), len(idx), n_frames, self.targets.dim), np.float32)
             valid = np.zeros(len(idx), dtype=np.int64)
             for row, i in enumerate(idx):
                 states[:, row], valid[row] = self.targets.read(
-                    self.utts[int(i)].utt_id, int(starts[row]) // FRAME_SAMPLES, n_frames
+                    self.utts[int(i)].utt_id, int(starts[row]) // FRAME_HOP, n_frames
                 )
             batch["targets"] = torch.from_numpy(states)
             batch["target_lengths"] = torch.from_numpy(valid)

@@ -13,7 +13,6 @@ from typing import Any
 from deepwide.extract.config import (
     ExtractConfig,
     parse_frames,
-    parse_layers,
     parse_shard,
     parse_splits,
 )
@@ -23,7 +22,6 @@ __all__ = [
     "ExtractReport",
     "extract_features",
     "parse_frames",
-    "parse_layers",
     "parse_shard",
     "parse_splits",
     "run_extract",

@@ -13,10 +13,10 @@ from deepwide.extract.config import (
     DTYPES,
     ExtractConfig,
     parse_frames,
-    parse_layers,
     parse_shard,
     parse_splits,
 )
+from deepwide.params import INDEX_LIST
 
 
 @click.command("extract")
@@ -24,7 +24,7 @@ from deepwide.extract.config import (
 @click.option("--corpus", "corpus", required=True, help="Corpus spec: synth, NAME:PATH or a folder with manifest.jsonl.")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Feature store to create or resume.")
 @click.option("--splits", default=None, help="Comma list of splits to keep (default: all).")
-@click.option("--layers", default="all", show_default=True, help="all, or indices like 0,4,8 or 0-12.")
+@click.option("--layers", type=INDEX_LIST, default="all", show_default=True, help="all, or indices like 0,4,8 or 0-12.")
 @click.option("--frames", default="all", show_default=True, help="all | sample:K (K seeded frames per utterance) | none (pooled only).")
 @click.option("--dtype", type=click.Choice(DTYPES), default="float16", show_default=True, help="Storage type of frame features.")
 @click.option("--batch-seconds", type=float, default=ExtractConfig.batch_seconds, show_default=True, help="Padded audio seconds per batch.")
@@ -37,7 +37,7 @@ from deepwide.extract.config import (
 @click.option("--no-space-check", is_flag=True, help="Start even when the disk has less free space than the store's estimated size.")
 @click.pass_context
 def extract(
-    ctx: click.Context, model: str, corpus: str, out: str, splits: str | None, layers: str,
+    ctx: click.Context, model: str, corpus: str, out: str, splits: str | None, layers: tuple[int, ...] | None,
     frames: str, dtype: str, batch_seconds: float, device: str, workers: int | None, jobs: int | None, shard: str | None,
     on_bad_audio: str, progress: bool, no_space_check: bool,
 ) -> None:
@@ -54,7 +54,7 @@ def extract(
     config = config_from_dict(
         ExtractConfig,
         dict(
-            layers=parse_layers(layers), frames=frames, dtype=dtype, splits=parse_splits(splits),
+            layers=layers, frames=frames, dtype=dtype, splits=parse_splits(splits),
             batch_seconds=batch_seconds, seed=seed, on_bad_audio=on_bad_audio,
         ),
         where="extract options",

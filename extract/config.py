@@ -119,30 +119,6 @@ def parse_frames(text: str) -> int | None:
     raise ConfigError(f"--frames {text!r} is not valid; use all, none or sample:K with K >= 1")
 
 
-def parse_layers(text: str) -> tuple[int, ...] | None:
-    """Parse ``--layers``: ``all`` -> None, ``0,4,8`` -> (0, 4, 8); ranges ``0-4`` allowed.
-
-    Raises:
-        ConfigError: not a comma list of non-negative integers / ranges.
-    """
-    text = text.strip()
-    if text == "all":
-        return None
-    out: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m:
-            raise ConfigError(f"--layers {text!r} is not valid; use all or indices like 0,4,8 or 0-12")
-        a, b = int(m.group(1)), int(m.group(2) or m.group(1))
-        if b < a:
-            raise ConfigError(f"--layers range {part!r} is reversed; write it as {b}-{a}")
-        out.extend(range(a, b + 1))
-    if len(set(out)) != len(out):
-        raise ConfigError(f"--layers {text!r} names a layer twice")
-    return tuple(out)
-
-
 def parse_shard(text: str | None) -> tuple[int, int] | None:
     """Parse ``--shard k/n`` (0 <= k < n) into ``(k, n)``; ``None`` stays None.
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,73 +28,9 @@ from deepwide.audio import duration_mismatch
 from deepwide.corpora.manifest import Manifest, Utterance
 from deepwide.errors import AudioError, CorpusError
 from deepwide.extract.config import ExtractConfig
+from deepwide.framing import FRAME_WINDOW, SAMPLE_RATE, num_frames, phone_labels, resampled_length
 
 log = logging.getLogger(__name__)
-
-SAMPLE_RATE = 16_000
-FRAME_WINDOW = 400
-FRAME_HOP = 320
-
-
-def num_frames(num_samples: int) -> int:
-    """Frames of the 50 Hz grid for ``num_samples`` samples at 16 kHz (0 if under one window)."""
-    if num_samples < FRAME_WINDOW:
-        return 0
-    return (num_samples - FRAME_WINDOW) // FRAME_HOP + 1
-
-
-def resampled_length(num_samples: int, sample_rate: int) -> int:
-    """Length after resampling to 16 kHz, as ``torchaudio.functional.resample`` returns it."""
-    if sample_rate == SAMPLE_RATE:
-        return int(num_samples)
-    return -(-SAMPLE_RATE * int(num_samples) // int(sample_rate))
-
-
-def frame_centres_s(n_frames: int) -> np.ndarray:
-    """Centre time (s) of each frame: ``t * 0.02 + 0.0125``. Returns (n_frames,) float64."""
-    t = np.arange(n_frames, dtype=np.float64)
-    return (t * FRAME_HOP + FRAME_WINDOW / 2) / SAMPLE_RATE
-
-
-def phone_labels(
-    segments: Sequence[tuple[str, float, float]], n_frames: int, phone_index: dict[str, int]
-) -> np.ndarray:
-    """Label each frame with the phone segment ``[start, end)`` covering its centre.
-
-    Args:
-        segments: ``(phone, start_s, end_s)`` sorted, non-overlapping.
-        n_frames: frames of the utterance.
-        phone_index: phone -> class index. Labels not in it map to -1 if empty (a pause
-            without a symbol), and are an error otherwise.
-
-    Returns:
-        (n_frames,) int16, -1 where no segment covers the centre.
-
-    Raises:
-        CorpusError: a segment label missing from the phone set.
-    """
-    out = np.full(n_frames, -1, dtype=np.int16)
-    if not segments or n_frames == 0:
-        return out
-    starts = np.array([s[1] for s in segments], dtype=np.float64)
-    ends = np.array([s[2] for s in segments], dtype=np.float64)
-    labels = np.empty(len(segments), dtype=np.int16)
-    for i, (ph, _, _) in enumerate(segments):
-        if ph in phone_index:
-            labels[i] = phone_index[ph]
-        elif ph == "":
-            labels[i] = -1
-        else:
-            raise CorpusError(
-                f"phone {ph!r} is not in the corpus phone set; the manifest is inconsistent, regenerate it"
-            )
-    order = np.argsort(starts, kind="stable")
-    starts, ends, labels = starts[order], ends[order], labels[order]
-    centres = frame_centres_s(n_frames)
-    seg = np.searchsorted(starts, centres, side="right") - 1
-    ok = (seg >= 0) & (centres < ends[np.clip(seg, 0, None)])
-    out[ok] = labels[seg[ok]]
-    return out
 
 
 def sample_positions(n_frames: int, k: int | None, seed: int, utt_id: str) -> np.ndarray:

@@ -32,7 +32,8 @@ from tqdm.auto import tqdm
 
 from deepwide import __version__
 from deepwide.corpora.manifest import Manifest
-from deepwide.errors import ConfigError, DiskFullError, ModelError, disk_full_message, is_disk_full
+from deepwide.devices import resolve_device
+from deepwide.errors import DiskFullError, ModelError, disk_full_message, is_disk_full
 from deepwide.extract.compute import BatchTask, ForkedJobs, default_jobs, run_batch_task
 from deepwide.extract.config import ExtractConfig
 from deepwide.extract.faults import fault_point
@@ -43,8 +44,9 @@ from deepwide.extract.loading import (
     prefetch_batches,
 )
 from deepwide.extract.locks import WriterLock
-from deepwide.extract.plan import ExtractPlan, build_plan, num_frames, plan_from_store
+from deepwide.extract.plan import ExtractPlan, build_plan, plan_from_store
 from deepwide.extract.writer import ShardWriter
+from deepwide.framing import num_frames
 from deepwide.models.base import SpeechEncoder
 from deepwide.store import (
     StoreSkeleton,
@@ -351,7 +353,7 @@ def extract_features(
         config: what to extract.
         shard: ``(k, n)`` to write only shard k of n (other shards by other processes);
             ``None`` writes every unfinished shard and excludes every other writer.
-        device: ``cpu`` or ``cuda[:i]``.
+        device: ``cpu``, ``cuda[:i]`` or ``auto`` (read by :func:`deepwide.devices.resolve_device`).
         workers: audio-decoding processes for a model run in this process (0: one thread;
             None: 0 on CPU, up to 4 on an accelerator, see
             :func:`deepwide.extract.loading.default_workers`).
@@ -377,15 +379,15 @@ def extract_features(
     """
     config = config or ExtractConfig()
     out = Path(out).expanduser()
-    dev = _device(device)
+    dev = resolve_device(device)
     if isinstance(encoder, torch.nn.Module):
         encoder.to(dev).eval()
     selected = manifest.select(config.splits)
     identity = store_identity(encoder, manifest, config)
     layers = config.resolve_layers(int(encoder.num_layers))
     n_shards = shard[1] if shard else 1
-    workers = default_workers(device) if workers is None else int(workers)
-    jobs = default_jobs(device) if jobs is None else int(jobs)
+    workers = default_workers(dev.type) if workers is None else int(workers)
+    jobs = default_jobs(dev.type) if jobs is None else int(jobs)
     if jobs and dev.type != "cpu":
         log.warning("--jobs is for CPU extraction; running the model in this process on %s", dev)
         jobs = 0
@@ -568,16 +570,6 @@ def _disk_full_resumes(out: Path, bytes_left: Callable[[], int]) -> Iterator[Non
         ) from exc
 
 
-def _device(device: str) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ConfigError(f"--device {device!r} is not a torch device; use cpu or cuda") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda but CUDA is not available here; use --device cpu")
-    return dev
-
-
 def _has_work(out: Path, plan: ExtractPlan, shards: list[int]) -> bool:
     """Whether any of ``shards`` has batches left (so that starting jobs is worth it)."""
     return any(_shard_start(plan, k, read_shard_state(out, k)) is not None for k in shards)
@@ -726,7 +718,7 @@ def run_extract(
     if shard is None:
         shard, device = torchrun_shard(device)
     manifest = resolve_corpus(corpus)
-    _device(device)
+    device = str(resolve_device(device))
     encoder = load_model(model, seed=seed, device=device)
     return extract_features(
         encoder, manifest, out, config, shard=shard, device=device, workers=workers, jobs=jobs,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from deepwide.params import NUMBER_LIST
 from deepwide.probing.tasks import TASKS
 
 log = logging.getLogger(__name__)
@@ -17,18 +18,6 @@ log = logging.getLogger(__name__)
 
 def _task_lines() -> str:
     return "\n".join(f"  {n:<10} {TASKS.get(n).description}" for n in TASKS.names())
-
-
-def _parse_penalties(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
-    if value is None:
-        return None
-    try:
-        out = tuple(float(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers") from None
-    if not out or any(v <= 0 for v in out):
-        raise click.BadParameter("penalties must be positive numbers, e.g. 1,0.1,0.01")
-    return out
 
 
 @click.command(
@@ -50,7 +39,7 @@ def _parse_penalties(_ctx: click.Context, _param: click.Parameter, value: str | 
               help="Cap on training frames of frame-level tasks (random frames, seeded).")
 @click.option("--max-eval-frames", type=click.IntRange(min=1), default=50_000, show_default=True,
               help="Cap on dev and on test frames (whole utterances, seeded).")
-@click.option("--penalties", callback=_parse_penalties, default=None,
+@click.option("--penalties", type=NUMBER_LIST, default=None,
               help="Comma-separated L2 grid on the mean-loss scale [default: 1,0.1,…,1e-5].")
 @click.option("--tol", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
               help="Solver tolerance on max |gradient| (as scikit-learn's tol) for the chosen fits.")

@@ -17,20 +17,17 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from deepwide.corpora.manifest import SPLITS, Manifest, Utterance
+from deepwide.framing import FRAME_WINDOW, SAMPLE_RATE, mfcc_transform, phone_labels
 from deepwide.system import torch_threads
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16_000
-FRAME_HOP = 320  # 20 ms: the 50 Hz grid of the models
-FRAME_WIN = 400  # 25 ms
 C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 
 
@@ -74,17 +71,10 @@ class _Features:
     def __init__(self) -> None:
         import torchaudio
 
-        self.mfcc_utt = torchaudio.transforms.MFCC(
-            sample_rate=SAMPLE_RATE, n_mfcc=20,
-            melkwargs={"n_fft": FRAME_WIN, "win_length": FRAME_WIN, "hop_length": 160, "n_mels": 40},
-        )
-        self.mfcc_frame = torchaudio.transforms.MFCC(
-            sample_rate=SAMPLE_RATE, n_mfcc=20,
-            melkwargs={"n_fft": FRAME_WIN, "win_length": FRAME_WIN, "hop_length": FRAME_HOP,
-                       "n_mels": 40, "center": False},
-        )
+        self.mfcc_utt = mfcc_transform(20, hop_length=160, center=True)
+        self.mfcc_frame = mfcc_transform(20)
         self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=SAMPLE_RATE, n_fft=FRAME_WIN, win_length=FRAME_WIN, hop_length=160, n_mels=80
+            sample_rate=SAMPLE_RATE, n_fft=FRAME_WINDOW, win_length=FRAME_WINDOW, hop_length=160, n_mels=80
         )
 
     def utterance_means(self, wav: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -101,31 +91,11 @@ class _Features:
         """MFCC frames ``(T, 20)``; frame ``t`` spans samples ``[320 t, 320 t + 400)``."""
         import torch
 
-        if len(wav) < FRAME_WIN:
+        if len(wav) < FRAME_WINDOW:
             return np.zeros((0, 20))
         x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))
         with torch.no_grad():
             return self.mfcc_frame(x).T.numpy().astype(np.float64)
-
-
-def frame_labels(utt: Utterance, n_frames: int, phone_set: Sequence[str]) -> np.ndarray:
-    """Phone class of each 50 Hz frame (label at the frame centre), -1 where none.
-
-    Args:
-        utt: an utterance with ``phones`` segments.
-        n_frames: frames to label.
-        phone_set: the manifest's phone inventory (index = class).
-
-    Returns:
-        int64 array (n_frames,).
-    """
-    index = {p: i for i, p in enumerate(phone_set)}
-    centres = (np.arange(n_frames) * FRAME_HOP + FRAME_WIN / 2) / SAMPLE_RATE
-    labels = np.full(n_frames, -1, np.int64)
-    for phone, start, end in utt.phones:
-        if phone in index:
-            labels[(centres >= start) & (centres < end)] = index[phone]
-    return labels
 
 
 def _fit_select(
@@ -215,11 +185,12 @@ def phone_baseline(
     if not any(u.split == "train" for u in utts) or not any(u.split == "test" for u in utts):
         return _skipped(name, split, "the corpus has no phone-labelled train and test utterances")
     feats = _Features()
+    phone_index = {p: i for i, p in enumerate(manifest.phone_set)}
     data: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {s: ([], []) for s in ("train", "dev", "test")}
     with torch_threads(1):  # short clips gain nothing from more
         for u in _progress(utts, "phone baseline features"):
             x = feats.frames(load_audio(manifest.audio_path(u), expected_s=u.duration_s))
-            y = frame_labels(u, len(x), manifest.phone_set)
+            y = phone_labels(u.phones, len(x), phone_index).astype(np.int64)
             keep = y >= 0
             data[u.split][0].append(x[keep])
             data[u.split][1].append(y[keep])

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from deepwide.audio import SAMPLE_RATE
 from deepwide.corpora import CORPORA
 from deepwide.corpora.common import (
     DEFAULT_FRACTIONS,
@@ -114,7 +115,7 @@ def _read_segments(path: Path, sample_rate: int, what: str) -> list[tuple[int, s
     return out
 
 
-def read_phn(path: Path, sample_rate: int = 16_000) -> tuple[Segment, ...]:
+def read_phn(path: Path, sample_rate: int = SAMPLE_RATE) -> tuple[Segment, ...]:
     """Read a ``.PHN`` file and fold it to :data:`TIMIT39`.
 
     Returns:
@@ -133,7 +134,7 @@ def read_phn(path: Path, sample_rate: int = 16_000) -> tuple[Segment, ...]:
     return tuple(segs)
 
 
-def read_wrd(path: Path, sample_rate: int = 16_000) -> tuple[Segment, ...]:
+def read_wrd(path: Path, sample_rate: int = SAMPLE_RATE) -> tuple[Segment, ...]:
     """Read a ``.WRD`` file: ``((word, start_s, end_s), …)``."""
     return tuple((w, a, b) for _, w, a, b in _read_segments(path, sample_rate, "a TIMIT .WRD word file"))
 

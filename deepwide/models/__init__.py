@@ -25,7 +25,7 @@ _EXPORTS: dict[str, str] = {
     "count_params": "deepwide.models.budget",
     "solve_budget": "deepwide.models.budget",
     "BudgetRow": "deepwide.models.budget",
-    "parse_param_count": "deepwide.models.budget",
+    "parse_param_count": "deepwide.params",
     "ZOO": "deepwide.models.zoo",
     # torch
     "SpeechEncoder": "deepwide.models.base",

@@ -8,11 +8,10 @@ solver can try hundreds of widths instantly. The tests check it against built mo
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from deepwide.errors import ConfigError, ModelError
+from deepwide.errors import ModelError
 from deepwide.models.config import EncoderConfig, FrontendConfig
 
 _MAX_WIDTH = 16384
@@ -123,25 +122,6 @@ def solve_budget(
         n, cfg = best
         rows.append(BudgetRow(cfg.depth, cfg.width, cfg.ffn, cfg.heads, n, (n - params) / params))
     return rows
-
-
-_SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9}
-
-
-def parse_param_count(text: str) -> int:
-    """Parse ``26.9M``, ``900k``, ``1.2G``, ``26_900_000`` or ``2.69e7`` into an int.
-
-    Raises:
-        ConfigError: anything else.
-    """
-    cleaned = str(text).strip().replace("_", "").replace(",", "")
-    match = re.fullmatch(r"([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGbB]?)", cleaned)
-    if not match:
-        raise ConfigError(f"cannot read parameter count {text!r}; write e.g. 26.9M, 900k or 26900000")
-    value = float(match.group(1)) * _SUFFIX[match.group(2).lower()]
-    if value <= 0:
-        raise ConfigError(f"parameter count {text!r} must be positive")
-    return int(round(value))
 
 
 def format_count(n: int) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from deepwide.errors import ConfigError
+from deepwide.params import COUNT_LIST, PARAM_COUNT
 
 
 @click.group("models")
@@ -30,33 +30,22 @@ def params_command(names: tuple[str, ...]) -> None:
     click.echo(format_params_table([(name, resolve_config(name)) for name in names]))
 
 
-def _parse_depths(text: str) -> list[int]:
-    try:
-        depths = [int(part) for part in text.replace(" ", "").split(",") if part]
-    except ValueError:
-        raise ConfigError(f"--depths {text!r} is not a comma-separated list of integers, e.g. 2,3,4,6") from None
-    if not depths or min(depths) < 1:
-        raise ConfigError(f"--depths {text!r} must list positive integers, e.g. 2,3,4,6")
-    return depths
-
-
 @models.command("budget")
-@click.option("--params", "budget", required=True, help="Parameter budget, e.g. 26.9M, 900k, 26900000.")
-@click.option("--depths", default="2,3,4,6,8,12", show_default=True, help="Comma-separated depths.")
+@click.option("--params", "budget", type=PARAM_COUNT, required=True, help="Parameter budget, e.g. 26.9M, 900k, 26900000.")
+@click.option("--depths", type=COUNT_LIST, default="2,3,4,6,8,12", show_default=True, help="Comma-separated depths.")
 @click.option("--template", default="hubert-base", show_default=True,
               help="Model spec whose front-end, arch and positional conv the students copy.")
 @click.option("--ffn-ratio", type=float, default=4.0, show_default=True, help="FFN width / model width.")
 @click.option("--head-dim", type=int, default=64, show_default=True, help="Width of one attention head.")
-def budget_command(budget: str, depths: str, template: str, ffn_ratio: float, head_dim: int) -> None:
+def budget_command(budget: int, depths: tuple[int, ...], template: str, ffn_ratio: float, head_dim: int) -> None:
     """For each depth, the width (a multiple of the head size) nearest the parameter budget."""
-    from deepwide.models.budget import format_budget_table, parse_param_count, solve_budget
+    from deepwide.models.budget import format_budget_table, solve_budget
     from deepwide.models.loading import resolve_config
 
-    n = parse_param_count(budget)
     rows = solve_budget(
-        n, _parse_depths(depths), template=resolve_config(template), ffn_ratio=ffn_ratio, head_dim=head_dim
+        budget, list(depths), template=resolve_config(template), ffn_ratio=ffn_ratio, head_dim=head_dim
     )
-    click.echo(format_budget_table(rows, n))
+    click.echo(format_budget_table(rows, budget))
 
 
 @models.command("list")

@@ -13,7 +13,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from deepwide import framing
 from deepwide.config import config_from_dict, config_hash, config_to_dict
+from deepwide.framing import SAMPLE_RATE
 
 #: HuBERT / wav2vec 2.0 waveform CNN: (channels, kernel, stride); receptive field 400 samples
 #: (25 ms), hop 320 samples (20 ms) -> 50 Hz.
@@ -24,11 +26,6 @@ HUBERT_CNN: tuple[tuple[int, int, int], ...] = (
 FRONTEND_KINDS = ("cnn", "spectral")
 CNN_NORMS = ("group_norm", "layer_norm")
 ARCHS = ("hubert", "wav2vec2", "wavlm")
-
-#: Spectral front-end framing: 25 ms window, 20 ms hop at 16 kHz.
-SPECTRAL_WINDOW = 400
-SPECTRAL_HOP = 320
-SAMPLE_RATE = 16_000
 
 #: The largest size of each kind that a config (a checkpoint's config.json, a fairseq ``cfg``,
 #: a Hugging Face config.json, a student shape) may ask for: far above every published
@@ -123,14 +120,14 @@ class FrontendConfig:
     def hop(self) -> int:
         """Samples between consecutive frames (320 for HuBERT -> 50 Hz)."""
         if self.kind == "spectral":
-            return SPECTRAL_HOP
+            return framing.FRAME_HOP
         return math.prod(stride for _, _, stride in self.conv_layers)
 
     @property
     def receptive_field(self) -> int:
         """Samples that one output frame sees (400 for HuBERT)."""
         if self.kind == "spectral":
-            return SPECTRAL_WINDOW
+            return framing.FRAME_WINDOW
         rf, jump = 1, 1
         for _, kernel, stride in self.conv_layers:
             rf += (kernel - 1) * jump
@@ -145,7 +142,7 @@ class FrontendConfig:
     def num_frames(self, num_samples: int) -> int:
         """Valid frames for ``num_samples`` samples (0 when the input is too short)."""
         if self.kind == "spectral":
-            return max(0, (num_samples - SPECTRAL_WINDOW) // SPECTRAL_HOP + 1)
+            return framing.num_frames(num_samples)
         n = num_samples
         for _, kernel, stride in self.conv_layers:
             n = max(0, (n - kernel) // stride + 1)

@@ -24,7 +24,8 @@ import torch
 from torch import Tensor, nn
 from torchaudio.models.wav2vec2 import components
 
-from deepwide.models.config import SPECTRAL_HOP, SPECTRAL_WINDOW, FrontendConfig
+from deepwide.framing import FRAME_HOP, FRAME_WINDOW, SAMPLE_RATE, num_frames_batch
+from deepwide.models.config import FrontendConfig
 from deepwide.models.torchaudio_private import build_feature_extractor
 
 _WAVE_NORM_EPS = 1e-5
@@ -102,8 +103,8 @@ class SpectralFrontend(nn.Module):
         super().__init__()
         import torchaudio.functional as taf
 
-        self.n_fft = SPECTRAL_WINDOW
-        self.hop = SPECTRAL_HOP
+        self.n_fft = FRAME_WINDOW
+        self.hop = FRAME_HOP
         self.n_mels = n_mels
         self.kernel_size = kernel
         fb = taf.melscale_fbanks(
@@ -111,7 +112,7 @@ class SpectralFrontend(nn.Module):
             f_min=0.0,
             f_max=8000.0,
             n_mels=n_mels,
-            sample_rate=16000,
+            sample_rate=SAMPLE_RATE,
             norm="slaney",
             mel_scale="slaney",
         )
@@ -124,8 +125,8 @@ class SpectralFrontend(nn.Module):
         self.layer_norm = nn.LayerNorm(channels)
 
     def num_frames(self, lengths: Tensor) -> Tensor:
-        """(B,) valid frames for (B,) valid samples."""
-        return torch.clamp(torch.div(lengths - self.n_fft, self.hop, rounding_mode="floor") + 1, min=0)
+        """(B,) valid frames for (B,) valid samples (the 50 Hz grid)."""
+        return num_frames_batch(lengths)
 
     def log_mel(self, wavs: Tensor) -> Tensor:
         """(B, S) -> (B, T, n_mels) log-mel energies (T = floor((S-400)/320)+1)."""
@@ -168,9 +169,7 @@ def build_frontend(config: FrontendConfig) -> nn.Module:
 def frames_for(config: FrontendConfig, lengths: Tensor) -> Tensor:
     """(B,) valid frames of the front-end of ``config`` for (B,) valid samples."""
     if config.kind == "spectral":
-        return torch.clamp(
-            torch.div(lengths - SPECTRAL_WINDOW, SPECTRAL_HOP, rounding_mode="floor") + 1, min=0
-        )
+        return num_frames_batch(lengths)
     n = lengths
     for _, kernel, stride in config.conv_layers:
         n = torch.clamp(torch.div(n - kernel, stride, rounding_mode="floor") + 1, min=0)

@@ -33,15 +33,12 @@ from __future__ import annotations
 
 from deepwide.models.pretraining.augment import augmented_batch, augmented_halves, random_channel
 from deepwide.models.pretraining.config import (
-    HOP,
     MAX_CLUSTERS,
     MAX_FINAL_DIM,
-    WIN,
     PretrainConfig,
-    num_frames,
     quick_config,
 )
-from deepwide.models.pretraining.data import PretrainData, frame_phones, sample_batch
+from deepwide.models.pretraining.data import PretrainData, sample_batch
 from deepwide.models.pretraining.export import export_teacher
 from deepwide.models.pretraining.model import (
     build_pretrain_model,
@@ -61,9 +58,9 @@ from deepwide.models.pretraining.targets import (
 )
 
 __all__ = [
-    "HOP", "MAX_CLUSTERS", "MAX_FINAL_DIM", "STATE_FORMAT", "STATE_VERSION", "WIN", "PretrainConfig",
+    "MAX_CLUSTERS", "MAX_FINAL_DIM", "STATE_FORMAT", "STATE_VERSION", "PretrainConfig",
     "PretrainData", "augmented_batch", "augmented_halves", "build_pretrain_model", "cluster_quality",
-    "export_teacher", "fit_kmeans", "frame_phones", "heldout_masked_accuracy", "layer_features", "load_state",
-    "lr_at", "make_targets", "masked_loss", "mfcc_features", "num_frames", "pooled_layer", "pretrain_loss",
+    "export_teacher", "fit_kmeans", "heldout_masked_accuracy", "layer_features", "load_state",
+    "lr_at", "make_targets", "masked_loss", "mfcc_features", "pooled_layer", "pretrain_loss",
     "pretrain_teacher", "quick_config", "random_channel", "sample_batch", "utterance_infonce",
 ]

@@ -8,9 +8,6 @@ from deepwide.config import config_from_dict, config_to_dict
 from deepwide.distill.config import (
     DistillConfig,
     make_config,
-    parse_budget,
-    parse_int_list,
-    parse_layers,
 )
 from deepwide.errors import ConfigError
 
@@ -59,12 +56,3 @@ def test_bad_configs_are_one_line_config_errors(kw, message) -> None:
     assert "\n" not in str(info.value)
 
 
-def test_parsers() -> None:
-    assert parse_layers("4, 8,12") == (4, 8, 12) and parse_layers(None) is None and parse_layers(" ") is None
-    assert parse_int_list("2,3,6,12", "depths") == (2, 3, 6, 12)
-    assert [parse_budget(x) for x in ("27M", "26.9m", "500k", "1.2G", "900")] == [27_000_000, 26_900_000, 500_000, 1_200_000_000, 900]
-    for bad, fn in (("4,x", parse_layers), ("27 MB", parse_budget), ("0", parse_budget)):
-        with pytest.raises(ConfigError):
-            fn(bad)
-    with pytest.raises(ConfigError, match="positive"):
-        parse_int_list("2,0", "depths")

@@ -13,7 +13,8 @@ import torch
 from deepwide.corpora.manifest import Manifest
 from deepwide.errors import AudioError, ConfigError, ModelError, StoreError
 from deepwide.extract import ExtractConfig, extract_features
-from deepwide.extract.plan import frame_centres_s, sample_positions
+from deepwide.extract.plan import sample_positions
+from deepwide.framing import frame_centres_s
 from deepwide.store import open_store, read_attrs, validate_store
 from tests.extract.conftest import CHUNKS, CONFIG, assert_same_store
 from tests.extract.helpers import FakeEncoder, make_corpus, reference_features
@@ -75,16 +76,6 @@ def test_coords_and_attrs(reference_store: Path, corpus: Manifest) -> None:
     assert json.loads(attrs["completion"]) == {"complete": True, "shards": 1, "done": [0]}
     assert json.loads(attrs["extract_config"])["layers"] == [0, 1, 2, 3]
     assert attrs["frames_mode"] == "all" and attrs["frame_rate_hz"] == 50.0
-
-
-def test_phone_rule_uses_frame_centre() -> None:
-    # frame 0 spans 0..25 ms (centre 12.5 ms); frame 1 spans 20..45 ms (centre 32.5 ms)
-    from deepwide.extract.plan import phone_labels
-
-    segs = [("a", 0.0, 0.0125), ("b", 0.0125, 0.0325), ("c", 0.0325, 1.0)]
-    labels = phone_labels(segs, 3, {"a": 0, "b": 1, "c": 2})
-    assert labels.tolist() == [1, 2, 2]
-    assert phone_labels([("a", 0.5, 0.6)], 2, {"a": 0}).tolist() == [-1, -1]
 
 
 def test_layer_subset_sampled_frames_float32(tmp_path: Path, corpus: Manifest, encoder: FakeEncoder, reference_store: Path) -> None:

@@ -10,17 +10,11 @@ from deepwide.errors import ConfigError
 from deepwide.extract.config import (
     ExtractConfig,
     parse_frames,
-    parse_layers,
     parse_shard,
     parse_splits,
 )
-from deepwide.extract.plan import (
-    num_frames,
-    plan_batches,
-    plan_shards,
-    resampled_length,
-    sample_positions,
-)
+from deepwide.extract.plan import plan_batches, plan_shards, sample_positions
+from deepwide.framing import num_frames, resampled_length
 from tests.extract.helpers import FakeEncoder
 
 
@@ -74,12 +68,6 @@ def test_shards_are_contiguous_balanced_and_cover_everything() -> None:
 
 
 def test_option_parsing() -> None:
-    assert parse_layers("all") is None
-    assert parse_layers("0,4,8") == (0, 4, 8)
-    assert parse_layers("0-3,6") == (0, 1, 2, 3, 6)
-    for bad in ("a", "3-1", "1,1", "-1"):
-        with pytest.raises(ConfigError):
-            parse_layers(bad)
     assert parse_frames("all") is None and parse_frames("none") == 0 and parse_frames("sample:4") == 4
     for bad in ("sample:0", "some", "sample:x"):
         with pytest.raises(ConfigError):

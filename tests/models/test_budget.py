@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from deepwide.errors import ConfigError, ModelError
-from deepwide.models.budget import count_params, parse_param_count, solve_budget
+from deepwide.models.budget import count_params, solve_budget
 from deepwide.models.config import FrontendConfig
 from deepwide.models.encoder import Encoder
 from deepwide.models.presets import PRESETS, student_config
+from deepwide.params import parse_param_count
 from tests.models.tiny import FRONTENDS, tiny_config
 
 PUBLISHED = {"distilhubert": 23.49, "3l-one": 30.58, "12l-half": 26.87, "hubert-base": 94.37}

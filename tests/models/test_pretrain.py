@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from deepwide.framing import num_frames
 from deepwide.models import load_model
 from deepwide.models.pretrain import (
     PretrainConfig,
     cluster_quality,
     mfcc_features,
-    num_frames,
     pretrain_teacher,
     quick_config,
 )

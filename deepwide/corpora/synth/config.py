@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-#: Sample rate of the corpus audio (Hz).
-SAMPLE_RATE = 16_000
+from deepwide.audio import SAMPLE_RATE
+
 #: The kinds of utterance, in the order each speaker's plans list them.
 KINDS = ("sentence", "keyword", "command")
 

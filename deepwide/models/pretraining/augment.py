@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from deepwide.models.pretraining.config import HOP, WIN, num_frames
+from deepwide.framing import FRAME_HOP, FRAME_WINDOW, SAMPLE_RATE, num_frames
 
 
 def random_channel(x: torch.Tensor, gain_db: float = 0.0) -> torch.Tensor:
@@ -23,10 +23,10 @@ def random_channel(x: torch.Tensor, gain_db: float = 0.0) -> torch.Tensor:
     import torchaudio.functional as AF
 
     r = torch.rand(12)
-    y = AF.highpass_biquad(x[None], 16000, float(50 + 250 * r[0]))
-    y = AF.lowpass_biquad(y, 16000, float(3500 + 4000 * r[1]))
+    y = AF.highpass_biquad(x[None], SAMPLE_RATE, float(50 + 250 * r[0]))
+    y = AF.lowpass_biquad(y, SAMPLE_RATE, float(3500 + 4000 * r[1]))
     for k in range(3):
-        y = AF.equalizer_biquad(y, 16000, float(150 * 40 ** r[2 + k]), float(16 * r[5 + k] - 8),
+        y = AF.equalizer_biquad(y, SAMPLE_RATE, float(150 * 40 ** r[2 + k]), float(16 * r[5 + k] - 8),
                                 float(0.7 + 1.3 * r[8 + k]))
     rms = y.pow(2).mean().sqrt().clamp(min=1e-4)
     y = y + rms * 10 ** (-(10 + 20 * float(r[11])) / 20) * torch.randn_like(y)
@@ -73,9 +73,9 @@ def augmented_halves(
         w = wavs[b, : int(lengths[b])]
         n = num_frames(len(w))
         cut = int(torch.randint(max(1, n // 3), max(2, 2 * n // 3 + 1), (1,)))
-        # frames [0, cut) need samples [0, (cut - 1) * HOP + WIN); frames [cut, n) start at cut * HOP
-        for part in (w[: (cut - 1) * HOP + WIN], w[cut * HOP:]):
-            part = part if len(part) >= WIN else w[:WIN]
+        # frames [0, cut) need samples [0, (cut - 1) * FRAME_HOP + FRAME_WINDOW); frames [cut, n) start at cut * FRAME_HOP
+        for part in (w[: (cut - 1) * FRAME_HOP + FRAME_WINDOW], w[cut * FRAME_HOP:]):
+            part = part if len(part) >= FRAME_WINDOW else w[:FRAME_WINDOW]
             parts.append(random_channel(part, gain_db))
     out_len = torch.tensor([len(x) for x in parts])
     out = torch.zeros(len(parts), int(out_len.max()))

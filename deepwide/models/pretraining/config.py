@@ -9,17 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-WIN = 400  # samples per analysis window (25 ms)
-HOP = 320  # samples per frame (20 ms, 50 Hz)
+from deepwide.framing import FRAME_WINDOW, SAMPLE_RATE
 
 #: Largest k-means vocabulary and logit-head size a recipe may ask for (refused beyond).
 MAX_CLUSTERS = 65_536
 MAX_FINAL_DIM = 16_384
-
-
-def num_frames(n_samples: int) -> int:
-    """Frames of the 50 Hz grid for ``n_samples`` at 16 kHz: ⌊(S − 400)/320⌋ + 1 (0 if shorter)."""
-    return 0 if n_samples < WIN else (n_samples - WIN) // HOP + 1
 
 
 @dataclass(frozen=True)
@@ -104,7 +98,7 @@ class PretrainConfig:
             raise ValueError("the contrastive term needs batch_size ≥ 2 (other utterances are its negatives)")
         if self.augment_gain_db < 0:
             raise ValueError("augment_gain_db must be ≥ 0")
-        if self.crop_seconds * 16000 < WIN:
+        if self.crop_seconds * SAMPLE_RATE < FRAME_WINDOW:
             raise ValueError("crop_seconds too short for one frame")
         if not 2 <= self.n_clusters <= MAX_CLUSTERS:
             raise ValueError(f"n_clusters must lie in 2..{MAX_CLUSTERS}, got {self.n_clusters}")

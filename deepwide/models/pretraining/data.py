@@ -3,29 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
 from deepwide.audio import load_audio
 from deepwide.corpora import Manifest
-from deepwide.models.pretraining.config import HOP, WIN, num_frames
-
-
-def frame_phones(utt: Any, n_frames: int, phone_index: dict[str, int]) -> np.ndarray:
-    """Phone class of each frame (the segment covering the frame centre), −1 where none.
-
-    Returns:
-        (n_frames,) int64.
-    """
-    out = np.full(n_frames, -1, np.int64)
-    centres = (np.arange(n_frames) * HOP + WIN / 2) / 16000
-    for phone, start, end in utt.phones:
-        sel = (centres >= start) & (centres < end)
-        out[sel] = phone_index.get(phone, -1)
-    return out
-
+from deepwide.framing import FRAME_HOP, FRAME_WINDOW, num_frames, phone_labels
 
 
 @dataclass
@@ -52,13 +36,13 @@ class PretrainData:
         for utt in tqdm(manifest.utterances, desc="loading audio", unit="utt", leave=False):
             wav = load_audio(manifest.audio_path(utt), expected_s=utt.duration_s)
             wavs.append(np.clip(np.round(wav * 32767), -32768, 32767).astype(np.int16))
-            phones.append(frame_phones(utt, num_frames(len(wav)), phone_index))
+            phones.append(phone_labels(utt.phones, num_frames(len(wav)), phone_index).astype(np.int64))
         speakers = sorted({u.speaker for u in manifest.utterances})
         rng = np.random.default_rng(seed)
         n_held = max(1, int(round(heldout_frac * len(speakers))))
         held = set(rng.permutation(speakers)[:n_held].tolist())
         is_held = np.array([u.speaker in held for u in manifest.utterances])
-        long_enough = np.array([len(w) >= WIN for w in wavs])
+        long_enough = np.array([len(w) >= FRAME_WINDOW for w in wavs])
         return cls(
             wavs=wavs,
             phones=phones,
@@ -87,7 +71,7 @@ def sample_batch(
         n_fr = num_frames(len(wav))
         want = num_frames(crop_samples)
         start_fr = int(rng.integers(0, max(1, n_fr - want + 1)))
-        seg = wav[start_fr * HOP: start_fr * HOP + crop_samples]
+        seg = wav[start_fr * FRAME_HOP: start_fr * FRAME_HOP + crop_samples]
         crops.append(seg.astype(np.float32) / 32767.0)
         labs.append(labels[i][start_fr: start_fr + num_frames(len(seg))])
     lengths = torch.tensor([len(c) for c in crops])

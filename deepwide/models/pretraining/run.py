@@ -20,6 +20,7 @@ import torch
 from deepwide.config import atomic_write_json, config_hash, config_to_dict
 from deepwide.corpora import Manifest
 from deepwide.errors import ConfigError
+from deepwide.framing import SAMPLE_RATE
 from deepwide.models.pretraining.config import PretrainConfig
 from deepwide.models.pretraining.data import PretrainData, sample_batch
 from deepwide.models.pretraining.model import build_pretrain_model, masked_loss, pretrain_loss
@@ -247,7 +248,7 @@ def _train_step(run: _Run, data: PretrainData, iteration: _Iteration,
         ConfigError: the loss is NaN or Inf (before the optimiser step).
     """
     cfg, model, opt, step = run.cfg, iteration.model, iteration.opt, iteration.step
-    crop = int(cfg.crop_seconds * 16000)
+    crop = int(cfg.crop_seconds * SAMPLE_RATE)
     model.train()
     wavs, lengths, lab = sample_batch(data, iteration.labels, data.train_idx, cfg.batch_size, crop, iteration.rng)
     contrastive = None
@@ -288,7 +289,7 @@ class _LogWindow:
         self.rows.clear()
         return {"iteration": self.iteration, "step": step, "loss": loss_w, "masked_acc": acc_w,
                 **dict(zip(self.names, extra_w, strict=True)),
-                "lr": lr, "audio_s_per_s": self.seen / 16000 / (time.time() - self.t0)}
+                "lr": lr, "audio_s_per_s": self.seen / SAMPLE_RATE / (time.time() - self.t0)}
 
 
 def _evaluate_and_save(run: _Run, encoder: Any, data: PretrainData, iteration: _Iteration) -> None:
@@ -328,7 +329,7 @@ def heldout_masked_accuracy(model: torch.nn.Module, data: PretrainData, labels: 
         torch.manual_seed(seed + 7)
         for _ in range(batches):
             wavs, lengths, lab = sample_batch(data, labels, data.heldout_idx, cfg.batch_size,
-                                              int(cfg.crop_seconds * 16000), rng)
+                                              int(cfg.crop_seconds * SAMPLE_RATE), rng)
             model.train()  # masking is only applied in training mode
             _, acc = masked_loss(model, wavs, lengths, lab)
             accs.append(acc)

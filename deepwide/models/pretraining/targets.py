@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepwide.models.pretraining.config import HOP, WIN, PretrainConfig, num_frames
+from deepwide.framing import mfcc_transform, num_frames
+from deepwide.models.mfcc import with_deltas
+from deepwide.models.pretraining.config import PretrainConfig
 from deepwide.models.pretraining.data import PretrainData
 
 
@@ -25,14 +27,7 @@ def mfcc_features(wav: np.ndarray) -> np.ndarray:
     Returns:
         (T, 39) float32 with T = :func:`num_frames` (S); zero mean and unit variance per column.
     """
-    import torchaudio
-
-    mfcc = _mfcc_transform()(torch.from_numpy(wav)[None])[0].T  # (T, 13)
-    feats = torch.cat(
-        [mfcc, torchaudio.functional.compute_deltas(mfcc.T).T,
-         torchaudio.functional.compute_deltas(torchaudio.functional.compute_deltas(mfcc.T)).T],
-        dim=1,
-    ).numpy()
+    feats = with_deltas(_mfcc_transform()(torch.from_numpy(wav)[None])[0]).numpy()  # (T, 39)
     feats = feats[: num_frames(len(wav))]
     return ((feats - feats.mean(0)) / (feats.std(0) + 1e-5)).astype(np.float32)
 
@@ -43,13 +38,7 @@ _MFCC: Any = None
 def _mfcc_transform() -> Any:
     global _MFCC
     if _MFCC is None:
-        import torchaudio
-
-        _MFCC = torchaudio.transforms.MFCC(
-            sample_rate=16000,
-            n_mfcc=13,
-            melkwargs={"n_fft": WIN, "win_length": WIN, "hop_length": HOP, "n_mels": 40, "center": False},
-        )
+        _MFCC = mfcc_transform(13)
     return _MFCC
 
 

@@ -32,7 +32,9 @@ import soundfile as sf
 import torch
 
 from deepwide.corpora import Manifest, Utterance
+from deepwide.devices import resolve_device
 from deepwide.distill import make_config, read_metrics, train_student
+from deepwide.errors import ConfigError
 from deepwide.models import load_model
 
 log = logging.getLogger("distill_gpu")
@@ -161,9 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cpu = args.device == "cpu"
-    if not cpu and not torch.cuda.is_available():
-        parser.error("no CUDA device; use --device cpu for the smoke mode")
+    try:
+        device = str(resolve_device(args.device))
+    except ConfigError as exc:
+        parser.error(f"{exc} (the smoke mode)")
+    cpu = device == "cpu"
     warmup = args.warmup if args.warmup is not None else (0 if cpu else 5)
     batch_seconds = args.batch_seconds or (1.0 if cpu else 120.0)
     crop = args.crop_seconds or (1.0 if cpu else 15.625)
@@ -179,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         manifest = fabricate_corpus(root / "corpus", n_utts, utt_seconds)
         teacher = load_model(TEACHER, seed=0)
         layers = (4, 8, 12)
-        extract_s = extract_targets(teacher, manifest, root / "teacher.zarr", layers, args.device)
+        extract_s = extract_targets(teacher, manifest, root / "teacher.zarr", layers, device)
         audio_s = n_utts * utt_seconds
         log.info(
             "extracted teacher layers %s of %.0f s of audio in %.1f s", layers, audio_s, extract_s
@@ -191,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                     teacher,
                     manifest,
                     root / name,
-                    device=args.device,
+                    device=device,
                     precision=precision,
                     store=store,
                     steps=args.steps,
@@ -201,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 rows.append(row)
                 log.info("%s: %s", name, row)
-    card = device_name(args.device)
+    card = device_name(device)
     print(
         f"\ndistillation {TEACHER} -> {STUDENT} on {card}: batch {batch_seconds:g} s, crops ≤ {crop:g} s, "
         f"{args.steps} timed steps after {warmup}; teacher-target extraction {extract_s:.1f} s "

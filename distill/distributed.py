@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from deepwide.errors import ConfigError
+from deepwide.devices import resolve_device
 
 
 @dataclass(frozen=True)
@@ -35,22 +35,22 @@ def setup_distributed(device: str = "auto") -> DistEnv:
     """Read ``torchrun``'s env vars (RANK, WORLD_SIZE, LOCAL_RANK) and join the process group.
 
     NCCL on CUDA, gloo on CPU. Without those variables (or with WORLD_SIZE=1) this is one
-    process and no group is created.
+    process and no group is created. ``device`` is read by :func:`deepwide.devices.resolve_device`;
+    a plain ``"cuda"`` (or ``"auto"`` with CUDA) becomes ``cuda:LOCAL_RANK``.
+
+    Raises:
+        ConfigError: ``device`` is not a torch device, or CUDA is asked for and not available.
     """
     import torch.distributed as dist
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError("--device cuda was asked for but no CUDA device is available; use --device cpu")
-        dev = torch.device(f"cuda:{local_rank}") if device == "cuda" else torch.device(device)
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        if dev.index is None:  # plain "cuda" (or "auto"): this process's GPU
+            dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
-    else:
-        dev = torch.device("cpu")
     owns = False
     if world > 1 and not (dist.is_available() and dist.is_initialized()):
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")

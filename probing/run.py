@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from deepwide import __version__
 from deepwide.config import atomic_target, config_to_dict
+from deepwide.devices import resolve_device
 from deepwide.errors import ConfigError, DiskFullError, TaskError, disk_full_state, is_disk_full
 from deepwide.probing.solver import DEFAULT_PENALTIES, fit_softmax_path, standardise
 from deepwide.probing.stats import (
@@ -142,15 +143,6 @@ class ModelEntry:
 
 
 # ----------------------------------------------------------------- store access
-def resolve_device(name: str) -> str:
-    """``"auto"`` → ``"cuda"`` when available else ``"cpu"``; ``"cuda"`` without CUDA is an error."""
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no CUDA device is available; use --device cpu")
-    return name
-
-
 def _num_layers(ds: Any) -> int:
     """``L`` of the model (a store may hold a subset of its layers)."""
     if "num_layers" in ds.attrs:

@@ -20,11 +20,12 @@ from deepwide.analysis import (
 )
 from deepwide.config import atomic_write_json, atomic_write_text, config_to_dict
 from deepwide.corpora import resolve_corpus
+from deepwide.devices import resolve_device
 from deepwide.distill import make_config, read_result, train_student
 from deepwide.extract import ExtractConfig, extract_features
 from deepwide.figures import make_figures, write_report
 from deepwide.models import load_model
-from deepwide.probing.run import probe_stores, resolve_device, write_results
+from deepwide.probing.run import probe_stores, write_results
 from deepwide.store import read_attrs
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ def extract_store(spec: str, corpus: str, out: Path, frames: str,
     """Extract ``spec`` on ``corpus`` into ``out`` (the random twin of a student folder is
     called ``random:<student model id>`` by :func:`load_model`, so results pair the two)."""
     _fresh(out)
-    device = resolve_device(cfg.device)
+    device = str(resolve_device(cfg.device))
     encoder = load_model(spec, seed=seed, device=device)
     ecfg = ExtractConfig(frames=frames, dtype=cfg.store_dtype, splits=tuple(splits) if splits else None,
                          batch_seconds=cfg.extract_batch_seconds, seed=seed)

@@ -11,8 +11,7 @@ import torch::
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from deepwide.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     # no torch
@@ -42,16 +41,4 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'deepwide.distill' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

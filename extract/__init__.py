@@ -8,14 +8,20 @@ Read stores with :func:`deepwide.store.open_store`.
 
 from __future__ import annotations
 
-from typing import Any
-
 from deepwide.extract.config import (
     ExtractConfig,
     parse_frames,
     parse_shard,
     parse_splits,
 )
+from deepwide.lazy import lazy_exports
+
+_EXPORTS = {  # run.py imports torch: loaded on first use, so `deepwide --help` stays light
+    "ExtractReport": "deepwide.extract.run",
+    "extract_features": "deepwide.extract.run",
+    "run_extract": "deepwide.extract.run",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "ExtractConfig",
@@ -26,12 +32,3 @@ __all__ = [
     "parse_splits",
     "run_extract",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # run.py imports torch: load it only when used, so `deepwide --help` stays light.
-    if name in ("ExtractReport", "extract_features", "run_extract"):
-        from deepwide.extract import run
-
-        return getattr(run, name)
-    raise AttributeError(f"module 'deepwide.extract' has no attribute {name!r}")

@@ -10,20 +10,12 @@ Both are imported lazily so that ``import deepwide.figures`` (and the CLI) stays
 
 from __future__ import annotations
 
-from typing import Any
+from deepwide.lazy import lazy_exports
 
-__all__ = ["load_results", "make_figures", "write_report"]
-
-_LAZY = {
+_EXPORTS = {
     "make_figures": "deepwide.figures.recipes",
     "write_report": "deepwide.figures.report",
     "load_results": "deepwide.figures.results",
 }
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'deepwide.figures' has no attribute {name!r}")
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -30,14 +30,12 @@ torn chunk.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
 import os
 import shutil
 import socket
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +46,7 @@ import zarr
 
 from deepwide.config import atomic_write_json
 from deepwide.errors import StoreError
+from deepwide.locks import file_lock, pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -142,18 +141,6 @@ def _json_attr(attrs: Mapping[str, Any], key: str) -> Any:
 
 def _host() -> str:
     return socket.gethostname()
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Exclusive advisory lock (``flock``) on ``path`` for the duration of the block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,17 +256,6 @@ def _remove_stale_temps(p: Path) -> None:
             pid = cand.name[len(prefix):]
             if pid.isdigit() and not pid_alive(int(pid)):
                 shutil.rmtree(cand, ignore_errors=True)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this host."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _write_skeleton(tmp: Path, sk: StoreSkeleton) -> None:

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from deepwide.errors import StoreError
-from deepwide.store import bookkeeping_dir, file_lock, pid_alive
+from deepwide.locks import file_lock, pid_alive
+from deepwide.store import bookkeeping_dir
 
 log = logging.getLogger(__name__)
 

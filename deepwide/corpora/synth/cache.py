@@ -3,10 +3,8 @@ corpus adapter."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 from deepwide.config import config_hash
@@ -15,6 +13,7 @@ from deepwide.corpora.manifest import Manifest
 from deepwide.corpora.synth.config import SynthConfig
 from deepwide.corpora.synth.generation import default_workers, generate_synth
 from deepwide.errors import CorpusError
+from deepwide.locks import file_lock
 from deepwide.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -24,27 +23,6 @@ def default_corpus_dir(config: SynthConfig | None = None, seed: int = 0) -> Path
     """Cache folder of the default corpus: ``cache_dir()/corpora/synth-<config hash>-seed<seed>``."""
     cfg = config or SynthConfig()
     return cache_dir() / "corpora" / f"synth-{config_hash(cfg)}-seed{seed}"
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``path`` (POSIX ``flock``; a no-op elsewhere)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - non-POSIX
-        yield
-        return
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("waiting for another process that is generating %s", path.with_suffix(""))
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def ensure_synth_corpus(
@@ -59,7 +37,8 @@ def ensure_synth_corpus(
     out = default_corpus_dir(cfg, seed)
     if (out / "manifest.jsonl").is_file():
         return Manifest.load(out)
-    with _file_lock(out.parent / f".{out.name}.lock"):
+    lock = out.parent / f".{out.name}.lock"
+    with file_lock(lock, waiting_message=f"waiting for another process that is generating {lock.with_suffix('')}"):
         if (out / "manifest.jsonl").is_file():
             return Manifest.load(out)
         if out.exists():  # an empty or stray folder (e.g. a crashed, pre-rename copy)

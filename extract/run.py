@@ -48,19 +48,15 @@ from deepwide.extract.plan import ExtractPlan, build_plan, plan_from_store
 from deepwide.extract.writer import ShardWriter
 from deepwide.framing import num_frames
 from deepwide.models.base import SpeechEncoder
-from deepwide.store import (
+from deepwide.store import is_store, read_attrs, read_completion, read_plan, read_shard_state
+from deepwide.store_writer import (
     StoreSkeleton,
     check_identity,
     check_shards,
     create_store,
     default_chunks,
     finalize_store,
-    is_store,
     open_arrays,
-    read_attrs,
-    read_completion,
-    read_plan,
-    read_shard_state,
     write_shard_state,
 )
 from deepwide.system import torch_threads
@@ -68,7 +64,7 @@ from deepwide.system import torch_threads
 log = logging.getLogger(__name__)
 
 #: Stored features compress to about this fraction of their raw size (zstd level 1 on noisy
-#: floats, see ``deepwide.store._compressors``); used to estimate the disk a store needs.
+#: floats, see ``deepwide.store_writer._compressors``); used to estimate the disk a store needs.
 COMPRESSED_FRACTION = 0.9
 
 #: Bytes per stored frame of the frame coords (utt_index, frame_index int32; phone int16).
@@ -159,7 +155,7 @@ def build_skeleton(
         encoder: the model.
         config: extraction config.
         identity: :func:`store_identity` of this run.
-        frame_chunk, utt_chunk: chunk sizes (default: :func:`deepwide.store.default_chunks`).
+        frame_chunk, utt_chunk: chunk sizes (default: :func:`deepwide.store_writer.default_chunks`).
     """
     phone_set = list(manifest.phone_set) or sorted(
         {p for u in manifest.utterances for p, _, _ in u.phones if p}

@@ -22,7 +22,8 @@ import zarr
 
 from deepwide.extract.faults import fault_point
 from deepwide.extract.plan import ExtractPlan
-from deepwide.store import bookkeeping_dir, write_region, write_shard_state
+from deepwide.store import bookkeeping_dir
+from deepwide.store_writer import write_region, write_shard_state
 
 log = logging.getLogger(__name__)
 

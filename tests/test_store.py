@@ -11,13 +11,13 @@ import zarr
 
 from deepwide.errors import StoreError
 from deepwide.store import (
-    check_identity,
     open_store,
     read_attrs,
     read_completion,
     store_info,
     validate_store,
 )
+from deepwide.store_writer import check_identity
 from tests.fakes import write_fake_store
 
 

@@ -14,7 +14,7 @@ import pytest
 
 import deepwide.extract.run as run_mod
 import deepwide.extract.writer as writer_mod
-import deepwide.store as store_mod
+import deepwide.store_writer as store_mod
 from deepwide.config import atomic_target
 from deepwide.corpora.manifest import Manifest
 from deepwide.errors import DiskFullError

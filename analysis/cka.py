@@ -6,8 +6,7 @@ scale and a shift; debiased CKA can be slightly negative for unrelated views). I
 
 Linear CKA is computed in feature space (``‖YᵀX‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F)`` on centred data,
 O(n·d²)) or, when n is smaller than the widths, through n × n Gram matrices; both are exact.
-The debiased form is Song et al.'s unbiased HSIC written in feature space (see
-../shared/reference/similarity.md):
+The debiased form is Song et al.'s unbiased HSIC (JMLR 13, 2012) written in feature space:
 
     D(X, Y) = ‖YᵀX‖²_F − n/(n−2)·⟨r_x, r_y⟩ + s_x·s_y / ((n−1)(n−2)),
     CKA_d   = D(X, Y) / √(D(X, X)·D(Y, Y)),

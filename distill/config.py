@@ -4,7 +4,7 @@ A :class:`DistillConfig` is validated on construction, saved next to every stude
 (``config.json``) and hashed (:func:`deepwide.config.config_hash`) so that ``--resume`` can
 refuse a run directory made with other settings.
 
-Defaults follow the public DistilHuBERT recipe (../shared/reference/paper.md): AdamW, lr 2e-4,
+Defaults follow the public DistilHuBERT recipe (Chang et al., ICASSP 2022; docs/distill.md): AdamW, lr 2e-4,
 betas (0.9, 0.98), eps 1e-6, 7 % linear warm-up then linear decay to zero, gradient clipping
 at 5, random crops of at most 250,000 samples (15.625 s). The reference batch is 24 crops
 (about 375 s of audio); the default ``batch_seconds`` is smaller so that a laptop can run it —

@@ -100,7 +100,8 @@ from deepwide.distill.student import (
     resolve_student,
     student_model_id,
 )
-from deepwide.errors import ConfigError, DeepwideError, StoreError
+from deepwide.errors import ConfigError, DeepwideError, ModelError, StoreError
+from deepwide.models.encoder import Encoder
 from deepwide.training import atomic_torch_save, rng_state, seed_everything, set_rng_state
 from deepwide.training import linear_warmup_decay as lr_lambda
 
@@ -138,7 +139,7 @@ class _Parts:
         dataset: the training batches.
     """
 
-    teacher: nn.Module | None
+    teacher: Encoder | None
     student_cfg: Any
     model_id: str
     objective: Objective
@@ -174,7 +175,7 @@ def train_student(
     out: str | Path,
     *,
     resume: bool = False,
-    teacher: nn.Module | None = None,
+    teacher: Encoder | None = None,
     manifest: Manifest | None = None,
     progress: bool = True,
 ) -> DistillResult:
@@ -197,6 +198,7 @@ def train_student(
         ConfigError: ``out`` holds another run, or a non-resumable config change.
         DivergenceError: a NaN/Inf loss.
         StoreError: stored teacher targets that do not fit the teacher or corpus.
+        ModelError: a teacher that is not a HuBERT-family transformer (e.g. ``mfcc``).
     """
     out = Path(out)
     env = setup_distributed(config.device)
@@ -212,7 +214,7 @@ def _train(
     env: DistEnv,
     *,
     resume: bool,
-    teacher: nn.Module | None,
+    teacher: Encoder | None,
     manifest: Manifest | None,
     progress: bool,
 ) -> DistillResult:
@@ -266,13 +268,18 @@ def _precision(config: DistillConfig, env: DistEnv) -> str:
 
 
 def _build_parts(
-    config: DistillConfig, env: DistEnv, teacher: nn.Module | None, manifest: Manifest | None
+    config: DistillConfig, env: DistEnv, teacher: Encoder | None, manifest: Manifest | None
 ) -> _Parts:
     """Teacher, student, objective and heads, then the training batches; all on the device."""
     from deepwide.models import build_encoder, load_model
 
     if teacher is None:
         teacher = load_model(config.teacher, seed=config.seed)
+    if not isinstance(teacher, Encoder):
+        raise ModelError(
+            f"teacher {config.teacher!r} is a {type(teacher).__name__}, not a HuBERT-family transformer; "
+            f"distil from one (tiny-teacher, hubert-base, a checkpoint folder or fairseq file)"
+        )
     teacher.eval().requires_grad_(False)
     student_cfg = resolve_student(config, teacher.config)
     objective = build_objective(
@@ -298,7 +305,7 @@ def _build_parts(
 
 
 def _build_dataset(
-    config: DistillConfig, objective: Objective, teacher: nn.Module, manifest: Manifest | None
+    config: DistillConfig, objective: Objective, teacher: Encoder, manifest: Manifest | None
 ) -> tuple[CropBatches, TeacherTargets | None]:
     """The training splits' crops, with the stored teacher targets when the config names a store."""
     if manifest is None:
@@ -320,17 +327,16 @@ def _build_dataset(
     return CropBatches(train_manifest, spec, targets_store), targets_store
 
 
-def _check_store_fits(store: TeacherTargets, teacher: nn.Module) -> None:
+def _check_store_fits(store: TeacherTargets, teacher: Encoder) -> None:
     if store.dim != teacher.dim:
         raise StoreError(
             f"store {store.path} holds {store.dim}-dim states but the teacher is {teacher.dim}-dim; "
             f"extract the targets with the same teacher"
         )
-    weights_hash = getattr(teacher, "weights_hash", None)
-    if store.weights_hash and callable(weights_hash) and weights_hash() != store.weights_hash:
+    if store.weights_hash and teacher.weights_hash() != store.weights_hash:
         raise StoreError(
             f"store {store.path} was extracted from {store.model_id or 'another model'} "
-            f"(weights {store.weights_hash}), not from the teacher ({weights_hash()}); "
+            f"(weights {store.weights_hash}), not from the teacher ({teacher.weights_hash()}); "
             f"extract the targets with the same --teacher"
         )
 
@@ -370,7 +376,7 @@ def _start_or_resume(
 
 def _write_run_record(out: Path, config: DistillConfig, env: DistEnv, parts: _Parts) -> None:
     """``run.json``: the config, the student, the mapping and sizes (checked on resume)."""
-    teacher_id = getattr(parts.teacher, "model_id", None) if parts.teacher else None
+    teacher_id = parts.teacher.model_id if parts.teacher is not None else None
     atomic_write_json(out / "run.json", {
         "config": config_to_dict(config),
         "student": parts.student_cfg.to_dict(),
@@ -491,7 +497,7 @@ def _log_metrics(out: Path, record: dict[str, Any], bar: Any, writer: Any) -> No
 
 def predict_and_target(
     model: nn.Module,
-    teacher: nn.Module | None,
+    teacher: Encoder | None,
     batch: dict[str, Tensor],
     teacher_layers: Sequence[int],
     device: torch.device,

@@ -221,7 +221,7 @@ def load_results(results_dir: str | Path) -> Results:
     return res
 
 
-def _read_dataset(path: Path, kind: str) -> xr.Dataset:
+def _read_dataset(path: Path, result: str) -> xr.Dataset:
     try:
         with xr.open_dataset(path) as ds:
             data = ds.load()
@@ -229,18 +229,18 @@ def _read_dataset(path: Path, kind: str) -> xr.Dataset:
         raise StoreError(
             f"{path} cannot be read as NetCDF ({type(exc).__name__}: {exc}); rewrite it"
         ) from exc
-    _validate(data, path, kind)
+    _validate(data, path, result)
     return _normalise(data)
 
 
-def _validate(ds: xr.Dataset, path: Path, kind: str) -> None:
-    missing = [v for v in _REQUIRED[kind] if v not in ds.data_vars]
+def _validate(ds: xr.Dataset, path: Path, result: str) -> None:
+    missing = [v for v in _REQUIRED[result] if v not in ds.data_vars]
     if missing:
         raise StoreError(
             f"{path.name} lacks {', '.join(missing)} (see docs/results-schema.md); "
             "regenerate it with the stage that writes it"
         )
-    for var, dims in _SCHEMA[kind].items():
+    for var, dims in _SCHEMA[result].items():
         if var in ds.data_vars and tuple(ds[var].dims) != dims:
             raise StoreError(
                 f"{path.name}: {var!r} has dims ({', '.join(map(str, ds[var].dims))}), "

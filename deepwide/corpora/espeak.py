@@ -5,7 +5,7 @@ parallel synthesis uses processes, never threads. The engine runs in synchronous
 phoneme events switched on: every phoneme and word event carries the exact sample index at
 which it starts, which gives alignments without a forced aligner.
 
-Facts used here (espeak-ng 1.52, see ../shared/reference/environment.md):
+Facts used here (espeak-ng 1.52's ``speak_lib.h``):
 ``espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS=2, buflength, data_path, options)`` returns the
 sample rate (22050 Hz); ``espeak_EVENT`` is ``(type, unique_identifier, text_position, length,
 audio_position, sample, user_data, id)``; type 7 is a phoneme (label in ``id.string``), 1 a

@@ -1,11 +1,11 @@
-"""Where a model comes from: one registry entry per kind of ``--model`` spec.
+"""Where a model comes from: one registry entry per form of ``--model`` spec.
 
 Each :class:`ModelSource` knows how to recognise its specs, the architecture a spec names
 (:attr:`ModelSource.config`, no weights loaded) and how to load it (:attr:`ModelSource.load`).
 :func:`deepwide.models.loading.resolve_config` and :func:`deepwide.models.loading.load_model`
 both dispatch through :func:`find_source`, so the two cannot disagree on what a spec is.
 
-The kinds, in the order a spec is tried:
+The forms, in the order a spec is tried:
 
 * ``preset`` — a name from :data:`deepwide.models.presets.PRESETS`, randomly initialised with
   the seed (model id ``random:<name>``);
@@ -63,23 +63,23 @@ PATH_SUFFIXES = frozenset({".pt", ".pth", ".json", ".safetensors", ".bin"})
 
 @dataclass(frozen=True)
 class ModelSource:
-    """One kind of model spec.
+    """One form of model spec.
 
     Attributes:
-        kind: the registry name (``preset``, ``torchaudio``, ``deepwide`` …).
+        name: the registry name (``preset``, ``torchaudio``, ``deepwide`` …).
         form: how the unknown-spec message names it (``a preset (3l-one, …)``); a callable
             because the names it lists can change (tests register checkpoints).
-        recognises: ``spec -> bool``: the spec is of this kind (cheap; reads at most a
+        recognises: ``spec -> bool``: the spec is of this form (cheap; reads at most a
             ``config.json``; never imports torch for a name).
         config: ``spec -> EncoderConfig`` without loading weights.
         load: ``(spec, seed) -> SpeechEncoder`` on the CPU (the seed only matters for random
             initialisations).
         twin_id: ``spec -> model id`` of the ``random:`` twin of ``spec``; ``None``: the twin is
             called ``random:<spec>``.
-        is_path: a path kind (tried after every name and prefix).
+        is_path: a path form (tried after every name and prefix).
     """
 
-    kind: str
+    name: str
     form: Callable[[], str]
     recognises: Callable[[str], bool]
     config: Callable[[str], EncoderConfig]
@@ -93,13 +93,13 @@ _ORDER: list[str] = []
 
 
 def _register(source: ModelSource) -> None:
-    SOURCES.add(source.kind, source)
-    _ORDER.append(source.kind)
+    SOURCES.add(source.name, source)
+    _ORDER.append(source.name)
 
 
 def sources() -> list[ModelSource]:
     """Every source, in the order a spec is tried (names and prefixes first, then paths)."""
-    return [SOURCES.get(kind) for kind in _ORDER]
+    return [SOURCES.get(name) for name in _ORDER]
 
 
 def find_source(spec: str) -> ModelSource:
@@ -206,24 +206,24 @@ def _load_random(spec: str, seed: int) -> SpeechEncoder:
 
 
 _register(ModelSource(
-    kind="preset", form=lambda: f"a preset ({', '.join(PRESETS.names())})",
+    name="preset", form=lambda: f"a preset ({', '.join(PRESETS.names())})",
     recognises=lambda spec: spec in PRESETS, config=PRESETS.get, load=_load_preset,
 ))
 _register(ModelSource(
-    kind="bundled", form=lambda: f"a bundled checkpoint ({', '.join(ZOO.names())})",
+    name="bundled", form=lambda: f"a bundled checkpoint ({', '.join(ZOO.names())})",
     recognises=lambda spec: spec in ZOO,
     config=lambda spec: read_checkpoint_info(ZOO.get(spec)())["config"], load=_load_bundled,
 ))
 _register(ModelSource(
-    kind="features", form=lambda: f"a feature baseline ({', '.join(sorted(FEATURE_MODELS))})",
+    name="features", form=lambda: f"a feature baseline ({', '.join(sorted(FEATURE_MODELS))})",
     recognises=lambda spec: spec in FEATURE_MODELS, config=_feature_config, load=_load_features,
 ))
 _register(ModelSource(
-    kind="torchaudio", form=lambda: f"{TORCHAUDIO_PREFIX}NAME (`deepwide models list`)",
+    name="torchaudio", form=lambda: f"{TORCHAUDIO_PREFIX}NAME (`deepwide models list`)",
     recognises=lambda spec: spec.startswith(TORCHAUDIO_PREFIX), config=_bundle_config, load=_load_bundle,
 ))
 _register(ModelSource(
-    kind="random", form=lambda: f"{RANDOM_PREFIX}SPEC",
+    name="random", form=lambda: f"{RANDOM_PREFIX}SPEC",
     recognises=lambda spec: spec.startswith(RANDOM_PREFIX), config=_random_config, load=_load_random,
 ))
 
@@ -275,16 +275,16 @@ def _load_fairseq(spec: str, seed: int) -> SpeechEncoder:
 
 
 _register(ModelSource(
-    kind="deepwide", form=lambda: "deepwide checkpoint", is_path=True,
+    name="deepwide", form=lambda: "deepwide checkpoint", is_path=True,
     recognises=lambda spec: _path(spec).is_dir() and is_deepwide_checkpoint(_path(spec)),
     config=lambda spec: read_checkpoint_info(_path(spec))["config"], load=_load_deepwide,
     twin_id=_checkpoint_twin_id,
 ))
 _register(ModelSource(
-    kind="huggingface", form=lambda: "Hugging Face model folder", is_path=True,
+    name="huggingface", form=lambda: "Hugging Face model folder", is_path=True,
     recognises=_is_hf, config=_hf_config, load=_load_hf,
 ))
 _register(ModelSource(
-    kind="fairseq", form=lambda: "fairseq .pt", is_path=True,
+    name="fairseq", form=lambda: "fairseq .pt", is_path=True,
     recognises=lambda spec: _path(spec).is_file(), config=_fairseq_config, load=_load_fairseq,
 ))

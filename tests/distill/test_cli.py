@@ -57,6 +57,10 @@ def test_user_errors_are_one_line(tmp_path, teacher_dir, corpus_dir) -> None:
     assert res.exit_code != 0 and "'fitnet' is not one of" in res.output
     res = CliRunner().invoke(cli, ["distill", "--depth", "2", "--width", "32", "--heads", "2", "--targets", "4,x", *common])
     assert res.exit_code != 0 and "--targets '4,x' is not valid" in res.output and res.output.strip().count("\n") == 0
+    mfcc = [x if x != str(teacher_dir) else "mfcc" for x in common]
+    res = CliRunner().invoke(cli, ["distill", "--depth", "2", "--width", "32", "--heads", "2", *mfcc])
+    assert res.exit_code != 0 and "is a MfccEncoder, not a HuBERT-family transformer" in res.output
+    assert res.output.strip().count("\n") == 0 and not (tmp_path / "run").exists()
     res = CliRunner().invoke(cli, ["distill", "--student", "nope", *common])
     assert res.exit_code != 0 and "distilhubert" in res.output  # the valid presets are listed
 

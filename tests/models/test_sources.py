@@ -43,7 +43,7 @@ def specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 
 def test_every_kind_is_a_registered_source_tried_names_first() -> None:
-    kinds = [s.kind for s in sources()]
+    kinds = [s.name for s in sources()]
     assert set(kinds) == set(SOURCES.names()) == {
         "preset", "bundled", "features", "torchaudio", "random", "deepwide", "huggingface", "fairseq"}
     paths = [s.is_path for s in sources()]
@@ -54,13 +54,13 @@ def test_names_and_prefixes_do_not_overlap() -> None:
     """So the order names are tried in cannot change what a name means."""
     names = [*PRESETS.names(), *ZOO.names(), *FEATURE_MODELS, "random:x", "torchaudio:HUBERT_BASE"]
     for name in names:
-        kinds = [s.kind for s in sources() if not s.is_path and s.recognises(name)]
+        kinds = [s.name for s in sources() if not s.is_path and s.recognises(name)]
         assert len(kinds) == 1, (name, kinds)
 
 
 def test_resolve_config_and_load_model_agree_on_every_kind(specs: dict[str, str]) -> None:
     for kind, spec in specs.items():
-        assert find_source(spec).kind == kind, spec
+        assert find_source(spec).name == kind, spec
         model = load_model(spec, seed=0)
         assert isinstance(model, SpeechEncoder), kind
         if kind == "features":
@@ -76,7 +76,7 @@ def test_hf_folder_is_its_own_kind(tmp_path: Path) -> None:
                                     num_conv_pos_embedding_groups=4)
     transformers.HubertModel(cfg).save_pretrained(tmp_path / "hf")
     spec = str(tmp_path / "hf")
-    assert find_source(spec).kind == "huggingface"
+    assert find_source(spec).name == "huggingface"
     model = load_model(spec)
     assert isinstance(model, SpeechEncoder) and model.config == resolve_config(spec)
     assert load_model(f"random:{spec}").model_id == f"random:{spec}"  # only deepwide twins are renamed
@@ -133,7 +133,7 @@ def test_naming_a_preset_or_a_feature_baseline_does_not_import_torch() -> None:
         "from deepwide.models.loading import resolve_config\n"
         "from deepwide.models.sources import find_source\n"
         "assert resolve_config('3l-one').depth == 3\n"
-        "assert find_source('mfcc-context').kind == 'features'\n"
+        "assert find_source('mfcc-context').name == 'features'\n"
         "assert 'torch' not in sys.modules\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)

@@ -137,7 +137,7 @@ def _fit_weighted_sum(
         head.weight.copy_(torch.randn(num_classes, d, generator=gen) * (1.0 / np.sqrt(d)) * 0.01)
         head.bias.zero_()
     params = [logits_w, head.weight, head.bias]
-    adam = _Adam(params, lr)
+    adam = torch.optim.Adam(params, lr=lr)
     y_t = torch.as_tensor(y_train, dtype=torch.int64)
     have_dev = x_dev is not None and y_dev is not None and len(y_dev) > 0
 
@@ -173,27 +173,6 @@ def _fit_weighted_sum(
         best = _snapshot(logits_w, head, float("nan"), steps)
     log.debug("weighted sum: dev accuracy %.3f at step %d, weights %s", best.dev_accuracy, best.steps, np.round(best.weights, 3))
     return best
-
-
-class _Adam:
-    """Plain Adam (Kingma & Ba), written out to keep ``torch.optim``'s import cost off the CLI."""
-
-    def __init__(self, params: list[torch.Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
-        self.params, self.lr, self.betas, self.eps, self.t = params, lr, betas, eps, 0
-        self.m = [torch.zeros_like(p) for p in params]
-        self.v = [torch.zeros_like(p) for p in params]
-
-    @torch.no_grad()
-    def step(self) -> None:
-        self.t += 1
-        b1, b2 = self.betas
-        c1, c2 = 1 - b1**self.t, 1 - b2**self.t
-        for p, m, v in zip(self.params, self.m, self.v, strict=True):
-            if p.grad is None:
-                continue
-            m.mul_(b1).add_(p.grad, alpha=1 - b1)
-            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-            p.addcdiv_(m / c1, (v / c2).sqrt_().add_(self.eps), value=-self.lr)
 
 
 def _snapshot(logits_w: torch.Tensor, head: torch.nn.Linear, acc: float, step: int) -> WeightedSumResult:

@@ -19,7 +19,7 @@ A feature store is a Zarr v3 group, one per model × corpus, read and written th
 
 Phone label of frame ``t``: the phone segment ``[start, end)`` containing the frame centre
 ``t * 0.02 + 0.0125`` s (the centre of the 400-sample window of the 320-sample hop grid at
-16 kHz), or -1 when no segment covers it.
+16 kHz), or -1 when no segment covers it (:func:`deepwide.framing.phone_labels`).
 
 Bookkeeping that only writers need lives in the ``.deepwide`` sub-group (a plan of batches
 and shards, one progress file per shard, lock files); xarray ignores it. Readers read the
@@ -71,11 +71,6 @@ IDENTITY_ATTRS = {
     "manifest_hash": "corpus manifest (hash)",
     "extract_config": "extraction setting",
 }
-
-#: Frame-centre rule of the phone labels (documented; stored in ``extract_config`` readers).
-FRAME_WINDOW = 400
-FRAME_HOP = 320
-SAMPLE_RATE = 16_000
 
 
 # ---------------------------------------------------------------------------------------------

@@ -46,7 +46,6 @@ from deepwide.extract.loading import (
 from deepwide.extract.locks import WriterLock
 from deepwide.extract.plan import ExtractPlan, build_plan, plan_from_store
 from deepwide.extract.writer import ShardWriter
-from deepwide.framing import num_frames
 from deepwide.models.base import SpeechEncoder
 from deepwide.store import is_store, read_attrs, read_completion, read_plan, read_shard_state
 from deepwide.store_writer import (
@@ -107,17 +106,6 @@ class ExtractReport:
         )
         skipped = f"; {len(self.skipped)} skipped" if self.skipped else ""
         return f"{self.store}: {done}{skipped}; store {state}"
-
-
-def _frames_rule(encoder: SpeechEncoder) -> Callable[[int], int]:
-    """16 kHz samples -> valid frames of ``encoder``: its :meth:`SpeechEncoder.num_frames`.
-
-    An object without ``num_frames`` (an encoder written before the protocol had it; the
-    extraction tests' ``FakeEncoder``) is planned on the 400/320 grid of the models, as before.
-    """
-    if isinstance(encoder, SpeechEncoder):
-        return encoder.num_frames
-    return num_frames
 
 
 def store_identity(encoder: SpeechEncoder, manifest: Manifest, config: ExtractConfig) -> dict[str, Any]:
@@ -243,7 +231,7 @@ def compute_batch(
             bad = int(np.nonzero(got != expected_frames)[0][0])
             raise ModelError(
                 f"model {encoder.model_id} returned {got[bad]} frames for a {lengths[bad]}-sample input "
-                f"but the 50 Hz grid gives {expected_frames[bad]}; give the model a num_frames(num_samples) method"
+                f"but its num_frames({lengths[bad]}) gives {expected_frames[bad]}; make the two agree"
             )
         pooled, hidden = gather_outputs(states, layers, got, positions, dtype, batched=device.type != "cpu")
         if not bool(torch.isfinite(pooled).all()):  # a NaN/Inf in any valid frame reaches its mean
@@ -370,11 +358,18 @@ def extract_features(
             the shard count differs.
         AudioError: bad audio under ``on_bad_audio="error"``.
         ConfigError: bad layers/device.
+        ModelError: ``encoder`` is not a SpeechEncoder (the members it lacks are named).
         DiskFullError: the disk is (or, checked before starting, would be) full; the message
             names the disk and the space needed, and rerunning resumes.
     """
     config = config or ExtractConfig()
     out = Path(out).expanduser()
+    if not isinstance(encoder, SpeechEncoder):
+        members = [*SpeechEncoder.__annotations__, *(k for k, v in vars(SpeechEncoder).items()
+                                                      if callable(v) and not k.startswith("_"))]
+        missing = [m for m in members if not hasattr(encoder, m)]
+        raise ModelError(f"{type(encoder).__name__} is not a SpeechEncoder: it lacks {', '.join(missing)}; "
+                         f"see deepwide.models.base.SpeechEncoder")
     dev = resolve_device(device)
     if isinstance(encoder, torch.nn.Module):
         encoder.to(dev).eval()
@@ -394,7 +389,7 @@ def extract_features(
     with make_executor(workers) as executor:
         if not is_store(out):
             plan = build_plan(
-                selected, config, n_shards=n_shards, frames_fn=_frames_rule(encoder), executor=executor
+                selected, config, n_shards=n_shards, frames_fn=encoder.num_frames, executor=executor
             )
             skeleton = build_skeleton(
                 plan, manifest, selected, encoder, config, identity,

@@ -71,6 +71,9 @@ class FakeEncoder(torch.nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def num_frames(self, num_samples: int) -> int:
+        return max(0, (num_samples - 400) // 320 + 1)
+
 
 def write_wav(path: Path, wav: np.ndarray, sr: int = 16_000, subtype: str | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -226,6 +226,20 @@ def test_frame_count_disagreement_is_a_model_error(tmp_path: Path, corpus: Manif
         _extract(OffByOne(), corpus, tmp_path / "s")
 
 
+def test_an_encoder_without_the_protocol_is_refused_in_one_line(tmp_path: Path, corpus: Manifest) -> None:
+    class NoFrames(FakeEncoder):
+        """An encoder written before the protocol had num_frames."""
+
+        def __getattribute__(self, name: str):  # type: ignore[no-untyped-def]
+            if name == "num_frames":
+                raise AttributeError(name)
+            return super().__getattribute__(name)
+
+    with pytest.raises(ModelError, match="NoFrames is not a SpeechEncoder: it lacks num_frames;"):
+        _extract(NoFrames(), corpus, tmp_path / "s")
+    assert not (tmp_path / "s").exists()
+
+
 def test_num_frames_method_of_the_model_is_used(tmp_path: Path, corpus: Manifest) -> None:
     class Padded(FakeEncoder):
         """Frames from a centred window: one more frame than the plain grid."""

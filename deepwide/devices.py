@@ -22,7 +22,7 @@ def resolve_device(name: str) -> torch.device:
 
     Raises:
         ConfigError: ``name`` is not a torch device, or it is a CUDA device and CUDA is not
-            available here (one line saying what to use instead).
+            available here or has no device of that index (one line saying what to use instead).
     """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -32,4 +32,9 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"--device {name!r} is not a torch device; use auto, cpu, cuda or cuda:N") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {name} was asked for but no CUDA device is available; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(
+            f"--device {name} was asked for but this machine has {torch.cuda.device_count()} CUDA device(s); "
+            f"use cuda:0 … cuda:{torch.cuda.device_count() - 1}"
+        )
     return device

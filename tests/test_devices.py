@@ -17,10 +17,13 @@ def test_cpu_and_auto_without_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_auto_and_cuda_with_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert resolve_device("auto") == torch.device("cuda")
     assert resolve_device("auto").index is None  # torchrun callers pick LOCAL_RANK
     assert resolve_device("cuda") == torch.device("cuda")
     assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(ConfigError, match="has 2 CUDA device"):
+        resolve_device("cuda:2")
 
 
 @pytest.mark.parametrize("name", ["cuda", "cuda:0", "cuda:3"])

@@ -87,7 +87,8 @@ def load_model(spec: str, *, seed: int = 0, device: str = "cpu") -> SpeechEncode
     Raises:
         UnknownNameError: an unknown name (valid ones are listed).
         ModelError: unreadable or mismatched checkpoints (the keys are named), missing
-            bundled/cached files (the message says how to get them), an invalid device.
+            bundled/cached files (the message says how to get them).
+        ConfigError: an invalid device (:func:`deepwide.devices.resolve_device`).
     """
     spec = spec.strip()
     return place(find_source(spec).load(spec, seed), device)

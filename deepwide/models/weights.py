@@ -69,15 +69,11 @@ def rename_weight_norm(state: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def place(model: M, device: str) -> M:
-    """``model`` on ``device``, in eval mode.
+    """``model`` on ``device`` (read by :func:`deepwide.devices.resolve_device`), in eval mode.
 
     Raises:
-        ModelError: ``device`` is not a torch device string.
+        ConfigError: ``device`` is not a torch device, or not one this machine has.
     """
-    import torch
+    from deepwide.devices import resolve_device
 
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ModelError(f"invalid device {device!r}; use cpu, cuda or cuda:N") from exc
-    return model.to(dev).eval()
+    return model.to(resolve_device(device)).eval()

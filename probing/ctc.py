@@ -1,0 +1,245 @@
+"""CTC probes on cached frames: one linear CTC head per layer, all layers in one batched problem.
+
+SUPERB's phone-recognition (PR) downstream is a linear layer on the weighted sum of the
+upstream's layers, trained with CTC and decoded greedily; its ASR downstream is the same loss
+with characters (and a BiLSTM). Here the features are read from a store once, so every layer's
+head trains on the same minibatch in one pass: logits ``(L, B, T, C)`` come from one einsum
+over the layer-stacked frames, and the ``L`` CTC losses are one ``ctc_loss`` call over an
+``L·B`` batch. Heads are independent (each layer's loss touches only its own head), so the
+curve is exactly ``L`` separate probes, at the cost of one.
+
+Decoding is greedy (argmax per frame, repeats collapsed, blanks dropped); the error rate is
+``Σ edits / Σ reference length`` over utterances, with edit distances from
+``torchaudio.functional.edit_distance``. Each head keeps the parameters with the lowest dev
+error seen at its evaluation points.
+
+Labels are ``1..V`` (0 is the CTC blank); a :class:`CtcSet` holds the frames of whole
+utterances in the store's ragged layout (``offsets``) and one label sequence per utterance.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from deepwide.probing.solver import cpu_threads
+
+log = logging.getLogger(__name__)
+
+BLANK = 0
+
+
+@dataclass(frozen=True)
+class CtcSet:
+    """Whole utterances for CTC: frames of every layer and one label sequence each.
+
+    Attributes:
+        x: ``(L, N, D)`` frames of all utterances concatenated (any float dtype).
+        offsets: ``(U + 1,)`` int64; utterance ``u`` owns frames ``offsets[u]:offsets[u+1]``.
+        targets: ``U`` int64 arrays of labels in ``1..V`` (no blank), one per utterance.
+    """
+
+    x: np.ndarray
+    offsets: np.ndarray
+    targets: tuple[np.ndarray, ...]
+
+    def __post_init__(self) -> None:
+        if self.x.ndim != 3:
+            raise ValueError(f"x must be (layers, frames, dim), got shape {self.x.shape}")
+        if len(self.offsets) != len(self.targets) + 1 or int(self.offsets[-1]) != self.x.shape[1]:
+            raise ValueError("offsets must have one entry per utterance plus one, ending at the frame count")
+
+    @property
+    def num_utts(self) -> int:
+        return len(self.targets)
+
+    def lengths(self) -> np.ndarray:
+        """``(U,)`` frames per utterance."""
+        return np.diff(self.offsets)
+
+    def batch(self, utts: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded frames of ``utts``: ``((L, B, T_max, D) float32, (B,) int64 lengths)``."""
+        lens = self.lengths()[utts]
+        t_max = int(lens.max()) if len(utts) else 0
+        rows = np.zeros((len(utts), t_max), np.int64)
+        mask = np.arange(t_max)[None, :] < lens[:, None]
+        for i, u in enumerate(utts):
+            rows[i, : lens[i]] = np.arange(self.offsets[u], self.offsets[u + 1])
+        xb = torch.from_numpy(np.asarray(self.x[:, rows.reshape(-1)], dtype=np.float32))
+        xb = xb.reshape(self.x.shape[0], len(utts), t_max, self.x.shape[2])
+        xb = xb * torch.from_numpy(mask)[None, :, :, None]
+        return xb.to(device), torch.from_numpy(lens.astype(np.int64))
+
+
+@dataclass
+class CtcFit:
+    """Trained CTC heads, one per layer.
+
+    Attributes:
+        weight: ``(L, D, C)`` head weights (``C = V + 1``, class 0 the blank); ``bias``: ``(L, C)``.
+        dev_error: ``(L,)`` best dev error rate of each head (NaN without dev).
+        best_step: ``(L,)`` the step at which each head's kept parameters were reached.
+        steps: optimiser steps taken.
+    """
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    dev_error: np.ndarray
+    best_step: np.ndarray
+    steps: int
+
+    def decode(self, data: CtcSet, batch_utts: int = 32) -> list[list[list[int]]]:
+        """Greedy CTC decoding of every utterance by every head: ``[layer][utt] -> labels``."""
+        return greedy_decode_layers(self.weight, self.bias, data, batch_utts)
+
+
+def greedy_collapse(path: np.ndarray) -> list[int]:
+    """Best path -> labels: repeats collapsed, then blanks dropped. ``(T,)`` -> list."""
+    if len(path) == 0:
+        return []
+    keep = np.ones(len(path), bool)
+    keep[1:] = path[1:] != path[:-1]
+    return [int(c) for c in path[keep] if c != BLANK]
+
+
+def greedy_decode_layers(weight: torch.Tensor, bias: torch.Tensor, data: CtcSet, batch_utts: int = 32) -> list[list[list[int]]]:
+    """``[layer][utt]`` greedy label sequences of heads ``weight (L, D, C)``, ``bias (L, C)``."""
+    device = weight.device
+    out: list[list[list[int]]] = [[] for _ in range(weight.shape[0])]
+    with torch.no_grad():
+        for s in range(0, data.num_utts, batch_utts):
+            utts = np.arange(s, min(s + batch_utts, data.num_utts))
+            xb, lens = data.batch(utts, device)
+            best = (torch.einsum("lbtd,ldc->lbtc", xb, weight) + bias[:, None, None]).argmax(-1).cpu().numpy()
+            for layer in range(weight.shape[0]):
+                for i in range(len(utts)):
+                    out[layer].append(greedy_collapse(best[layer, i, : int(lens[i])]))
+    return out
+
+
+def edit_counts(hyps: list[list[int]], refs: tuple[np.ndarray, ...] | list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``(edits (U,), reference lengths (U,))`` of hypotheses against references (torchaudio)."""
+    import torchaudio.functional as taf
+
+    edits = np.array([taf.edit_distance(list(map(int, r)), h) for h, r in zip(hyps, refs, strict=True)], np.int64)
+    return edits, np.array([len(r) for r in refs], np.int64)
+
+
+def error_rate(hyps: list[list[int]], refs: tuple[np.ndarray, ...] | list[np.ndarray]) -> float:
+    """``Σ edits / Σ reference length`` (PER for phones, WER for words, CER for characters)."""
+    edits, n = edit_counts(hyps, refs)
+    return float(edits.sum() / max(int(n.sum()), 1))
+
+
+def layer_ctc_losses(logp: torch.Tensor, lengths: torch.Tensor, targets: list[np.ndarray]) -> torch.Tensor:
+    """Each layer's CTC loss on one batch, in one ``ctc_loss`` call.
+
+    Args:
+        logp: ``(L, B, T, C)`` log-probabilities (class 0 the blank).
+        lengths: ``(B,)`` valid frames per row.
+        targets: ``B`` label sequences (labels ``1..C-1``).
+
+    Returns:
+        ``(L,)``: per layer, the summed negative log-likelihood over the batch divided by ``B``
+        (infinite losses of unreachable targets are zeroed, as ``zero_infinity`` does).
+    """
+    nl, b, t_max, c = logp.shape
+    flat = torch.from_numpy(np.concatenate(targets).astype(np.int64)) if targets else torch.zeros(0, dtype=torch.int64)
+    t_lens = torch.tensor([len(t) for t in targets], dtype=torch.int64)
+    per_row = torch.nn.functional.ctc_loss(
+        logp.reshape(nl * b, t_max, c).transpose(0, 1),  # (T, L·B, C): layer-major rows
+        flat.repeat(nl), lengths.repeat(nl), t_lens.repeat(nl),
+        blank=BLANK, reduction="none", zero_infinity=True,
+    )
+    return per_row.reshape(nl, b).sum(1) / b
+
+
+def fit_ctc_layers(
+    train: CtcSet,
+    num_labels: int,
+    *,
+    dev: CtcSet | None = None,
+    steps: int = 1000,
+    batch_utts: int = 16,
+    lr: float = 1e-2,
+    eval_every: int = 100,
+    seed: int = 0,
+    device: str = "cpu",
+) -> CtcFit:
+    """Train one linear CTC head per layer on ``train``, all layers in each step.
+
+    Args:
+        train: training utterances (``L`` layers).
+        num_labels: ``V``; heads have ``V + 1`` outputs (blank first).
+        dev: utterances on which each head's kept state is chosen (lowest error); without it
+            the last state is kept.
+        steps: Adam steps; each draws ``batch_utts`` utterances without replacement within an
+            epoch (seeded).
+        lr: Adam learning rate.
+        eval_every: dev evaluation interval in steps (and after the last step).
+        seed: head initialisation and batch order.
+        device: torch device.
+
+    Returns:
+        A :class:`CtcFit`.
+    """
+    nl, _, d = train.x.shape
+    with cpu_threads(float(batch_utts) * float(train.lengths().mean() if train.num_utts else 0) * nl * d * (num_labels + 1),
+                     device):
+        return _fit(train, num_labels, dev, steps, batch_utts, lr, eval_every, seed, torch.device(device))
+
+
+def _fit(train: CtcSet, num_labels: int, dev: CtcSet | None, steps: int, batch_utts: int, lr: float,
+         eval_every: int, seed: int, device: torch.device) -> CtcFit:
+    gen = torch.Generator().manual_seed(seed)
+    nl, _, d = train.x.shape
+    c = num_labels + 1
+    weight = (torch.randn(nl, d, c, generator=gen) * (0.01 / np.sqrt(d))).to(device).requires_grad_(True)
+    bias = torch.zeros(nl, c, device=device, requires_grad=True)
+    adam = torch.optim.Adam([weight, bias], lr=lr)
+    best_w, best_b = weight.detach().clone(), bias.detach().clone()
+    best_err = np.full(nl, np.inf)
+    best_step = np.zeros(nl, np.int64)
+    rng = np.random.default_rng(seed)
+    order, pos = rng.permutation(train.num_utts), 0
+    batch_utts = min(batch_utts, train.num_utts)
+    for step in range(1, steps + 1):
+        if pos + batch_utts > len(order):
+            order, pos = rng.permutation(train.num_utts), 0
+        utts = np.sort(order[pos : pos + batch_utts])
+        pos += batch_utts
+        xb, lens = train.batch(utts, device)
+        logp = torch.log_softmax(torch.einsum("lbtd,ldc->lbtc", xb, weight) + bias[:, None, None], dim=-1)
+        loss = layer_ctc_losses(logp, lens, [train.targets[u] for u in utts]).sum()
+        adam.zero_grad(set_to_none=True)
+        loss.backward()
+        adam.step()
+        if dev is not None and dev.num_utts and (step % eval_every == 0 or step == steps):
+            hyps = greedy_decode_layers(weight.detach(), bias.detach(), dev)
+            errs = np.array([error_rate(h, dev.targets) for h in hyps])
+            better = errs < best_err
+            if better.any():
+                idx = torch.from_numpy(np.flatnonzero(better)).to(device)
+                best_w[idx], best_b[idx] = weight.detach()[idx], bias.detach()[idx]
+                best_err[better], best_step[better] = errs[better], step
+            log.debug("ctc step %d: loss %.3f, dev error by layer %s", step, float(loss.detach()), np.round(errs, 3))
+    if dev is None or not dev.num_utts:
+        best_w, best_b = weight.detach().clone(), bias.detach().clone()
+        best_err[:], best_step[:] = np.nan, steps
+    return CtcFit(weight=best_w.cpu(), bias=best_b.cpu(), dev_error=best_err, best_step=best_step, steps=steps)
+
+
+__all__ = [
+    "BLANK",
+    "CtcFit",
+    "CtcSet",
+    "edit_counts",
+    "error_rate",
+    "fit_ctc_layers",
+    "greedy_collapse",
+    "greedy_decode_layers",
+    "layer_ctc_losses",
+]

@@ -2,8 +2,13 @@
 
 Metric functions take ``(n_samples, n_features)`` numpy arrays or torch tensors, compute in
 float64 and return a Python float whose name says what it is (similarities: 1.0 = identical
-under the measure's invariances). Store-level grids and the result files live in
-:mod:`deepwide.analysis.grids`; the ``deepwide analyze`` commands in :mod:`deepwide.analysis.cli`.
+under the measure's invariances). Store-level analysis is split by job: the measures
+(:mod:`~deepwide.analysis.measures`), configs (:mod:`~deepwide.analysis.configs`), store reading
+and frame sampling (:mod:`~deepwide.analysis.stores`), the similarity grid
+(:mod:`~deepwide.analysis.similarity`), label-CCA and spectrum tables
+(:mod:`~deepwide.analysis.tables`), result files and printed tables
+(:mod:`~deepwide.analysis.output`) and the commands' entry points (:mod:`~deepwide.analysis.run`);
+the ``deepwide analyze`` commands are in :mod:`deepwide.analysis.cli`.
 """
 
 from __future__ import annotations
@@ -30,21 +35,11 @@ from deepwide.analysis.cka import (
     minibatch_cka,
     rbf_cka,
 )
-from deepwide.analysis.grids import (
-    MEASURES,
-    LabelsConfig,
-    SimilarityConfig,
-    SpectrumConfig,
-    label_cca_table,
-    open_feature_store,
-    run_labels,
-    run_similarity,
-    run_spectrum,
-    sample_shared_frames,
-    similarity_grid,
-    spectrum_table,
-    write_result,
-)
+from deepwide.analysis.configs import LabelsConfig, SimilarityConfig, SpectrumConfig
+from deepwide.analysis.measures import MEASURES
+from deepwide.analysis.output import write_result
+from deepwide.analysis.run import run_labels, run_similarity, run_spectrum
+from deepwide.analysis.similarity import similarity_grid
 from deepwide.analysis.spectrum import (
     CovarianceAccumulator,
     covariance_eigenvalues,
@@ -53,6 +48,8 @@ from deepwide.analysis.spectrum import (
     participation_ratio,
     participation_ratio_from_eigenvalues,
 )
+from deepwide.analysis.stores import open_feature_store, sample_shared_frames
+from deepwide.analysis.tables import label_cca_table, spectrum_table
 
 __all__ = [
     "MEASURES",

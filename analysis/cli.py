@@ -1,6 +1,6 @@
 """``deepwide analyze``: similarity grids, label-CCA and spectra of feature stores.
 
-Parses options and hands off to :mod:`deepwide.analysis.grids`; prints the result's compact
+Parses options and hands off to :mod:`deepwide.analysis.run`; prints the result's compact
 table and where it was written. No torch or xarray import at module import time.
 """
 
@@ -12,17 +12,15 @@ from typing import Any
 
 import click
 
-from deepwide.analysis.grids import (
+from deepwide.analysis.configs import (
     LABEL_KINDS,
-    MEASURES,
     LabelsConfig,
     SimilarityConfig,
     SpectrumConfig,
     parse_layers,
-    run_labels,
-    run_similarity,
-    run_spectrum,
 )
+from deepwide.analysis.measures import MEASURES
+from deepwide.analysis.run import run_labels, run_similarity, run_spectrum
 from deepwide.config import config_from_dict
 
 log = logging.getLogger(__name__)

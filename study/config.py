@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deepwide.analysis import LabelsConfig, SimilarityConfig, SpectrumConfig
-from deepwide.analysis.grids import MEASURES
+from deepwide.analysis import MEASURES, LabelsConfig, SimilarityConfig, SpectrumConfig
 from deepwide.config import config_from_dict, load_toml
 from deepwide.distill.objectives import OBJECTIVES
 from deepwide.errors import ConfigError, DeepwideError

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-import deepwide.analysis.grids as grids
+import deepwide.analysis.similarity as similarity
 from deepwide.analysis import (
     LabelsConfig,
     SimilarityConfig,
@@ -23,6 +23,7 @@ from deepwide.analysis import (
     spectrum_table,
     write_result,
 )
+from deepwide.analysis.output import similarity_stem
 from deepwide.errors import ConfigError, StoreError
 from tests.fakes import fake_feature_dataset
 
@@ -120,19 +121,19 @@ def test_streamed_grid_equals_in_memory_cka_on_the_same_frames(
 ) -> None:
     a, brev = stores["a"], stores["b_reordered"]
     seen: list[int] = []
-    real = grids.read_rows
+    real = similarity.read_rows
 
     def spy(ds: xr.Dataset, var: str, layer: int, rows: np.ndarray) -> np.ndarray:
         seen.append(len(rows))
         return real(ds, var, layer, rows)
 
-    monkeypatch.setattr(grids, "read_rows", spy)
+    monkeypatch.setattr(similarity, "read_rows", spy)
     cfg = SimilarityConfig(
         measure="cka-debiased" if debiased else "cka", frames_per_utt=6, seed=3, block_rows=100
     )
     ds = similarity_grid(a, brev, cfg)
     assert max(seen) <= 100  # streamed: one block of one layer at a time
-    monkeypatch.setattr(grids, "read_rows", real)
+    monkeypatch.setattr(similarity, "read_rows", real)
     sample = sample_shared_frames([a, brev], 6, 3)
     assert ds.attrs["n_samples"] == sample.rows[0].size
     for la in ds["layer_a"].values:
@@ -228,7 +229,7 @@ def test_spectrum_table_matches_in_memory(stores: dict[str, xr.Dataset]) -> None
 def test_write_result_round_trip(stores: dict[str, xr.Dataset], tmp_path: Path) -> None:
     cfg = SimilarityConfig(measure="cka", frames_per_utt=3)
     ds = similarity_grid(stores["a"], stores["b"], cfg, null=stores["null"])
-    paths = write_result(ds, tmp_path, grids.similarity_stem(ds), cfg)
+    paths = write_result(ds, tmp_path, similarity_stem(ds), cfg)
     assert [p.name for p in paths] == [
         "similarity_cka_teacher__student-2x24.nc",
         "similarity_cka_teacher__student-2x24.csv",
@@ -278,10 +279,10 @@ def test_padded_frames_are_excluded(tmp_path: Path) -> None:
 def test_warns_when_stores_share_few_frames(
     stores: dict[str, xr.Dataset], caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level("WARNING", logger="deepwide.analysis.grids"):
+    with caplog.at_level("WARNING", logger="deepwide.analysis.stores"):
         sample_shared_frames([stores["a"], stores["b_reordered"]], frames_per_utt=10, seed=0)
     assert not caplog.records
-    with caplog.at_level("WARNING", logger="deepwide.analysis.grids"):
+    with caplog.at_level("WARNING", logger="deepwide.analysis.stores"):
         sample = sample_shared_frames(
             [stores["a"], stores["b_reordered"]], frames_per_utt=40, seed=0
         )

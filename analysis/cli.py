@@ -17,11 +17,11 @@ from deepwide.analysis.configs import (
     LabelsConfig,
     SimilarityConfig,
     SpectrumConfig,
-    parse_layers,
 )
 from deepwide.analysis.measures import MEASURES
 from deepwide.analysis.run import run_labels, run_similarity, run_spectrum
 from deepwide.config import config_from_dict
+from deepwide.params import INDEX_LIST
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,13 @@ _stores_option = click.option(
     type=_STORE,
     help="Feature store (repeatable).",
 )
+def _sorted(layers: tuple[int, ...] | None) -> tuple[int, ...]:
+    """An ``--layers`` value in ascending order; ``None`` (all) is the configs' ``()``."""
+    return tuple(sorted(layers or ()))
+
+
 _layers_option = click.option(
-    "--layers", default=None, help="Layers, e.g. 0,4,8 or 0-12 (default all)."
+    "--layers", type=INDEX_LIST, default=None, help="Layers, e.g. 0,4,8 or 0-12 (default all)."
 )
 _out_option = click.option("--out", "out_dir", required=True, type=_OUT, help="Output folder.")
 
@@ -89,10 +94,10 @@ def analyze() -> None:
     10, "Random shared frames per utterance, the same for both models (0 = all)."
 )
 @click.option(
-    "--layers", default=None, help="Layers of both models, e.g. 0,4,8 or 0-12 (default all)."
+    "--layers", type=INDEX_LIST, default=None, help="Layers of both models, e.g. 0,4,8 or 0-12 (default all)."
 )
 @click.option(
-    "--layers-b", default=None, help="Layers of model B (and null) if different from --layers."
+    "--layers-b", type=INDEX_LIST, default=None, help="Layers of model B (and null) if different from --layers."
 )
 @click.option(
     "--null",
@@ -116,21 +121,21 @@ def similarity(
     store_b: str,
     measure: str,
     frames_per_utt: int,
-    layers: str | None,
-    layers_b: str | None,
+    layers: tuple[int, ...] | None,
+    layers_b: tuple[int, ...] | None,
     null_store: str | None,
     block_rows: int,
     out_dir: str,
 ) -> None:
     """A (layer_a, layer_b) similarity grid between two stores of the same corpus."""
-    la = parse_layers(layers)
+    la = _sorted(layers)
     config = config_from_dict(
         SimilarityConfig,
         dict(
             measure=measure,
             frames_per_utt=frames_per_utt,
             layers_a=la,
-            layers_b=parse_layers(layers_b) if layers_b is not None else la,
+            layers_b=_sorted(layers_b) if layers_b is not None else la,
             seed=_seed(ctx),
             block_rows=block_rows,
         ),
@@ -174,7 +179,7 @@ def labels(
     level: str,
     frames_per_utt: int,
     folds: int,
-    layers: str | None,
+    layers: tuple[int, ...] | None,
     out_dir: str,
 ) -> None:
     """Cross-validated label-CCA per layer: where phone and speaker information sit."""
@@ -186,7 +191,7 @@ def labels(
             frames_per_utt=frames_per_utt,
             folds=folds,
             seed=_seed(ctx),
-            layers=parse_layers(layers),
+            layers=_sorted(layers),
         ),
         where="analyze labels",
     )
@@ -211,7 +216,7 @@ def spectrum(
     stores: tuple[str, ...],
     level: str,
     frames_per_utt: int,
-    layers: str | None,
+    layers: tuple[int, ...] | None,
     out_dir: str,
 ) -> None:
     """Effective rank and participation ratio per layer: how much width each model uses."""
@@ -221,7 +226,7 @@ def spectrum(
             level=level,
             frames_per_utt=frames_per_utt,
             seed=_seed(ctx),
-            layers=parse_layers(layers),
+            layers=_sorted(layers),
         ),
         where="analyze spectrum",
     )

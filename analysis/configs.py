@@ -1,40 +1,15 @@
 """Frozen configs of the store-level analyses (similarity grid, label-CCA, spectrum).
 
 Each is validated in ``__post_init__`` and written next to its result
-(:func:`deepwide.analysis.output.write_result`); :func:`parse_layers` reads the CLI's
-``--layers`` lists.
+(:func:`deepwide.analysis.output.write_result`); the CLI's ``--layers`` lists are
+:data:`deepwide.params.INDEX_LIST` values.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from deepwide.analysis.measures import MEASURES
-from deepwide.errors import ConfigError
-
-
-def parse_layers(spec: str | None) -> tuple[int, ...]:
-    """Parse a layer list such as ``"0,4,8"``, ``"0-12"``, ``"0-12:4"`` or ``"all"`` (→ ``()``).
-
-    Raises:
-        ConfigError: on a malformed spec.
-    """
-    if spec is None or spec.strip().lower() in ("", "all"):
-        return ()
-    out: list[int] = []
-    for part in spec.split(","):
-        part = part.strip()
-        m = re.fullmatch(r"(\d+)(?:-(\d+)(?::(\d+))?)?", part)
-        if not m:
-            raise ConfigError(f"bad layer spec {spec!r}; use e.g. 0,4,8 or 0-12 or 0-12:2 or all")
-        lo = int(m.group(1))
-        hi = int(m.group(2)) if m.group(2) else lo
-        step = int(m.group(3)) if m.group(3) else 1
-        if hi < lo or step < 1:
-            raise ConfigError(f"bad layer range {part!r} in {spec!r}")
-        out.extend(range(lo, hi + 1, step))
-    return tuple(sorted(set(out)))
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,18 @@ def split_counts(n: int, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> tupl
     return counts[0], counts[1], counts[2]
 
 
-def _assign_by_rank(keys: Iterable[str], fractions: Sequence[float], salt: str) -> dict[str, str]:
+def hashed_splits(keys: Iterable[str], fractions: Sequence[float], salt: str) -> dict[str, str]:
+    """Assign each key to train/dev/test by rank of :func:`stable_unit` (``key``, ``salt``).
+
+    The keys are ranked and cut into contiguous blocks of :func:`split_counts` sizes, so the
+    split sizes are exact; the result depends only on the keys and the salt. The building
+    block of :func:`speaker_disjoint_splits` (keys = speakers) and :func:`per_speaker_splits`
+    (keys = one speaker's utterances), and usable on any keys, e.g. a seeded random dev carve
+    of training utterances with fractions ``(0.8, 0.2, 0.0)``.
+
+    Returns:
+        ``{key: split}``.
+    """
     uniq = sorted(set(keys))
     ranked = sorted(uniq, key=lambda k: (stable_unit(k, salt), k))
     n_tr, n_dev, _ = split_counts(len(ranked), fractions)
@@ -111,7 +122,7 @@ def speaker_disjoint_splits(
     Returns:
         ``{speaker: split}``.
     """
-    return _assign_by_rank(speakers, fractions, salt)
+    return hashed_splits(speakers, fractions, salt)
 
 
 def per_speaker_splits(
@@ -134,7 +145,7 @@ def per_speaker_splits(
         if len(utts) < 3:
             out.update({u: "train" for u in utts})
         else:
-            out.update(_assign_by_rank(utts, fractions, f"{salt}:{spk}"))
+            out.update(hashed_splits(utts, fractions, f"{salt}:{spk}"))
     return out
 
 

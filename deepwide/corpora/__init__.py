@@ -4,8 +4,8 @@ A corpus argument anywhere in deepwide is a *spec*:
 
 - ``synth`` — the embedded synthetic corpus in the user cache (generated on first use);
 - ``NAME:PATH`` — a corpus on disk read by the adapter ``NAME`` (``librispeech``,
-  ``voxceleb1``, ``speechcommands``, ``fluent``, ``timit``, or ``synth:DIR`` for a
-  generated copy elsewhere);
+  ``voxceleb1``, ``speechcommands``, ``fluent``, ``timit``, ``iemocap`` (fold 1;
+  ``iemocap-foldK`` for fold K), or ``synth:DIR`` for a generated copy elsewhere);
 - a folder holding a ``manifest.jsonl``.
 
 Adapters are registered in :data:`CORPORA` as ``adapter(path: Path, **options) -> Manifest``.
@@ -26,7 +26,7 @@ Adapter = Callable[..., Manifest]
 #: corpus adapters by name; modules below register themselves on import.
 CORPORA: Registry[Adapter] = Registry("corpus")
 
-_ADAPTER_MODULES = ("synth", "librispeech", "voxceleb1", "speechcommands", "fluent", "timit")
+_ADAPTER_MODULES = ("synth", "librispeech", "voxceleb1", "speechcommands", "fluent", "timit", "iemocap")
 
 
 def _load_adapters() -> None:

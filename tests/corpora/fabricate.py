@@ -414,3 +414,65 @@ def make_timit(
                 )  # fmt: skip
                 k += 1
     return fab
+
+
+# -- IEMOCAP ----------------------------------------------------------------------------------
+#: Labels given in turn to the fabricated utterances: the kept ones, exc (merged into hap) and
+#: dropped ones (fru, xxx, sur, …).
+IEMOCAP_LABELS = (
+    "neu", "exc", "fru", "sad", "xxx", "ang", "hap", "neu", "fru", "sur", "ang", "sad", "xxx", "exc", "oth", "fea", "dis",
+)  # fmt: skip
+IEMOCAP_WORDS = ("Excuse me.", "Yeah.", "I don't know what you mean.", "Okay, fine.", "What?")
+
+
+def make_iemocap(root: Path, *, turns_per_speaker: int = 3) -> Fabricated:
+    """Write ``IEMOCAP_full_release/Session1..5`` with labels, transcriptions and 16 kHz wavs.
+
+    Each session has two dialogs (``Ses0kF_impro01``, ``Ses0kM_script01_1``) in which both of
+    its speakers (F, M) speak ``turns_per_speaker`` turns each, labelled in turn with
+    :data:`IEMOCAP_LABELS`. The EmoEvaluation files carry the real files' ``%`` header and
+    evaluator lines, and a ``Categorical/`` sub-folder the adapter must ignore. The last turn of
+    every ``impro01`` dialog has no transcription line.
+
+    Returns:
+        ``root`` is ``IEMOCAP_full_release``; ``utts[utt_id]`` holds session, speaker, label (as
+        written), text (or None), duration_s and the EmoEvaluation file and line (``emo_file``,
+        ``lineno``).
+    """
+    base = root / "IEMOCAP_full_release"
+    fab = Fabricated(root=base)
+    k = 0
+    for s in range(1, 6):
+        sess = base / f"Session{s}"
+        emo_dir = sess / "dialog" / "EmoEvaluation"
+        trans_dir = sess / "dialog" / "transcriptions"
+        (emo_dir / "Categorical").mkdir(parents=True, exist_ok=True)
+        trans_dir.mkdir(parents=True, exist_ok=True)
+        for dialog in (f"Ses{s:02d}F_impro01", f"Ses{s:02d}M_script01_1"):
+            emo = ["% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]", ""]
+            trans = []
+            t = 1.5
+            n_turns = 2 * turns_per_speaker
+            for i in range(n_turns):
+                gender = "FM"[i % 2]
+                utt = f"{dialog}_{gender}{i // 2:03d}"
+                n = 8000 + 800 * (k % 5)
+                write_audio(sess / "sentences" / "wav" / dialog / f"{utt}.wav", n, freq=180 + 11 * k, seed=k)
+                label = IEMOCAP_LABELS[k % len(IEMOCAP_LABELS)]
+                start, end = t, t + n / SR
+                emo.append(f"[{start:.4f} - {end:.4f}]\t{utt}\t{label}\t[2.5000, 3.0000, 2.0000]")
+                fab.utts[utt] = dict(session=s, speaker=f"Ses{s:02d}_{gender}", label=label,
+                                     duration_s=n / SR, emo_file=emo_dir / f"{dialog}.txt", lineno=len(emo))  # fmt: skip
+                emo += [f"C-E2:\t{label.capitalize()};\t()", "A-E3:\tval 3; act 2; dom  2;\t()", ""]
+                text = IEMOCAP_WORDS[k % len(IEMOCAP_WORDS)]
+                if dialog.endswith("impro01") and i == n_turns - 1:
+                    text = None
+                else:
+                    trans.append(f"{utt} [{start:08.4f}-{end:08.4f}]: {text}")
+                fab.utts[utt]["text"] = text
+                t = end + 0.7
+                k += 1
+            (emo_dir / f"{dialog}.txt").write_text("\n".join(emo) + "\n")
+            (emo_dir / "Categorical" / f"{dialog}_e2_cat.txt").write_text(f"{dialog}_F000 :Neutral; ()\n")
+            (trans_dir / f"{dialog}.txt").write_text("\n".join(trans) + "\n")
+    return fab

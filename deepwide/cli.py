@@ -32,6 +32,7 @@ STAGE_COMMANDS: dict[str, str] = {
     "models": "deepwide.models.cli:models",
     "teacher": "deepwide.models.teacher_cli:teacher",
     "distill": "deepwide.distill.cli:distill",
+    "export": "deepwide.models.export_cli:export",
     "extract": "deepwide.extract.cli:extract",
     "store": "deepwide.extract.cli:store",
     "probe": "deepwide.probing.cli:probe",

@@ -7,6 +7,11 @@ them onto torchaudio's module names, as
 ``transformers`` is not needed (it is a test-only dependency). Task heads (CTC ``lm_head``,
 classifiers, quantizers, ``masked_spec_embed``) are dropped. ``preprocessor_config.json``'s
 ``do_normalize`` becomes the front-end's ``normalize_waveform``.
+
+The key and config mapping lives here once, as tables read in both directions:
+:func:`map_hf_state` / :func:`hf_config` read a Hugging Face folder, :func:`to_hf_state` /
+:func:`to_hf_config` give the Hugging Face form of an :class:`Encoder`
+(:mod:`deepwide.models.hf_export` writes it).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepwide.errors import ModelError
+from deepwide.framing import SAMPLE_RATE
 from deepwide.models.config import LIMITS, EncoderConfig, FrontendConfig
 from deepwide.models.weights import load_state_into, rename_weight_norm
 
@@ -26,8 +32,70 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MODEL_TYPES = {"hubert": "hubert", "wav2vec2": "wav2vec2", "wavlm": "wavlm"}
+#: deepwide ``arch`` -> the transformers class of the bare encoder.
+HF_MODEL_CLASSES = {"hubert": "HubertModel", "wav2vec2": "Wav2Vec2Model", "wavlm": "WavLMModel"}
 _PREFIXES = ("hubert.", "wav2vec2.", "wavlm.")
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+PREPROCESSOR_FILE = "preprocessor_config.json"
+
+#: Hugging Face state-dict prefix -> :class:`Encoder` prefix (after a task model's ``hubert.`` …
+#: prefix is stripped); read left to right on import, right to left on export.
+STATE_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("feature_extractor.", "frontend."),
+    ("feature_projection.", "encoder.feature_projection."),
+    ("encoder.", "encoder.transformer."),
+)
+#: :class:`EncoderConfig` size -> (config.json key, default when absent; None: required).
+CONFIG_SIZES: dict[str, tuple[str, int | None]] = {
+    "depth": ("num_hidden_layers", None),
+    "width": ("hidden_size", None),
+    "ffn": ("intermediate_size", None),
+    "heads": ("num_attention_heads", None),
+    "pos_conv_kernel": ("num_conv_pos_embeddings", 128),
+    "pos_conv_groups": ("num_conv_pos_embedding_groups", 16),
+}
+#: WavLM's relative-position sizes, as :data:`CONFIG_SIZES`.
+WAVLM_SIZES: dict[str, tuple[str, int | None]] = {
+    "num_buckets": ("num_buckets", 320),
+    "max_distance": ("max_bucket_distance", 800),
+}
+#: config.json options torchaudio's architecture fixes: the one value accepted (and written).
+FIXED_OPTIONS: dict[str, Any] = {
+    "hidden_act": "gelu",
+    "feat_extract_activation": "gelu",
+    "layer_norm_eps": 1e-5,
+    "feat_proj_layer_norm": True,
+    "conv_pos_batch_norm": False,
+    "add_adapter": False,
+}
+#: config.json ``feat_extract_norm`` -> :attr:`FrontendConfig.norm`.
+FEAT_EXTRACT_NORMS = {"group": "group_norm", "layer": "layer_norm"}
+#: :class:`EncoderConfig` dropout -> config.json key (torchaudio's ``import_huggingface_model``
+#: pairs them so); written on export only.
+DROPOUTS = {
+    "dropout": "hidden_dropout",
+    "attention_dropout": "attention_dropout",
+    "ffn_dropout": "activation_dropout",
+    "projection_dropout": "feat_proj_dropout",
+    "layer_drop": "layerdrop",
+}
+
+
+def _rename(key: str, prefixes: tuple[tuple[str, str], ...]) -> str | None:
+    """``key`` with the first matching ``(old, new)`` prefix replaced; None if none matches."""
+    for old, new in prefixes:
+        if key.startswith(old):
+            return new + key[len(old):]
+    return None
+
+
+def _wavlm_attention_keys(layer: int) -> tuple[list[str], str, tuple[str, str]]:
+    """Encoder-side names of one WavLM attention block: Hugging Face's separate ``q/k/v_proj.``
+    prefixes, torchaudio's fused ``in_proj_`` prefix (q, k, v stacked), and the
+    ``(Hugging Face, torchaudio)`` ``out_proj.`` prefixes."""
+    base = f"encoder.transformer.layers.{layer}.attention."
+    return ([base + f"{p}_proj." for p in ("q", "k", "v")], base + "attention.in_proj_",
+            (base + "out_proj.", base + "attention.out_proj."))
 
 
 def _read_config(folder: Path) -> dict[str, Any]:
@@ -94,14 +162,8 @@ def _hf_config(folder: Path, cfg: dict[str, Any]) -> EncoderConfig:
             raise ModelError(f"{folder / 'config.json'} lacks {key!r}; it is not a complete {model_type} config")
         return cfg.get(key, default)
 
-    checks = {
-        "hidden_act": ("gelu", get("hidden_act", "gelu")),
-        "feat_extract_activation": ("gelu", get("feat_extract_activation", "gelu")),
-        "layer_norm_eps": (1e-5, float(get("layer_norm_eps", 1e-5))),
-        "feat_proj_layer_norm": (True, bool(get("feat_proj_layer_norm", True))),
-        "conv_pos_batch_norm": (False, bool(get("conv_pos_batch_norm", False))),
-        "add_adapter": (False, bool(get("add_adapter", False))),
-    }
+    checks = {key: (want, get(key, want) if isinstance(want, str) else type(want)(get(key, want)))
+              for key, want in FIXED_OPTIONS.items()}
     for key, (want, have) in checks.items():
         if have != want:
             raise ModelError(
@@ -115,11 +177,11 @@ def _hf_config(folder: Path, cfg: dict[str, Any]) -> EncoderConfig:
     if len(conv_dim) > LIMITS["conv_layers"]:
         raise ModelError(f"{folder / 'config.json'}: {len(conv_dim)} conv layers; at most {LIMITS['conv_layers']} are accepted")
     norm_name = get("feat_extract_norm", "group")
-    norm = {"group": "group_norm", "layer": "layer_norm"}.get(norm_name) if isinstance(norm_name, str) else None
+    norm = FEAT_EXTRACT_NORMS.get(norm_name) if isinstance(norm_name, str) else None
     if norm is None:
         raise ModelError(f"{folder}: feat_extract_norm {norm_name!r} is not group or layer")
     normalize = False
-    pre = folder / "preprocessor_config.json"
+    pre = folder / PREPROCESSOR_FILE
     if pre.is_file():
         try:
             normalize = bool(json.loads(pre.read_text(encoding="utf-8")).get("do_normalize", False))
@@ -133,21 +195,13 @@ def _hf_config(folder: Path, cfg: dict[str, Any]) -> EncoderConfig:
             conv_bias=bool(get("conv_bias", False)),
             normalize_waveform=normalize,
         )
-        extra: dict[str, Any] = {}
-        if model_type == "wavlm":
-            extra = {"num_buckets": _int(get("num_buckets", 320), "num_buckets"),
-                     "max_distance": _int(get("max_bucket_distance", 800), "max_bucket_distance")}
+        sizes = {**(WAVLM_SIZES if model_type == "wavlm" else {}), **CONFIG_SIZES}
+        values = {name: _int(get(key, default), key) for name, (key, default) in sizes.items()}
         return EncoderConfig(
-            depth=_int(get("num_hidden_layers"), "num_hidden_layers"),
-            width=_int(get("hidden_size"), "hidden_size"),
-            ffn=_int(get("intermediate_size"), "intermediate_size"),
-            heads=_int(get("num_attention_heads"), "num_attention_heads"),
             frontend=frontend,
             arch=MODEL_TYPES[model_type],
             layer_norm_first=bool(get("do_stable_layer_norm", False)),
-            pos_conv_kernel=_int(get("num_conv_pos_embeddings", 128), "num_conv_pos_embeddings"),
-            pos_conv_groups=_int(get("num_conv_pos_embedding_groups", 16), "num_conv_pos_embedding_groups"),
-            **extra,
+            **values,
         )
     except (ValueError, TypeError) as exc:
         raise ModelError(f"{folder}: unsupported architecture: {exc}") from None
@@ -186,8 +240,9 @@ def map_hf_state(state: dict[str, Any], config: EncoderConfig) -> dict[str, Any]
     """Rename Hugging Face keys to :class:`Encoder` keys (heads and other extras dropped).
 
     ``feature_extractor.*`` -> ``frontend.*``; ``feature_projection.*`` ->
-    ``encoder.feature_projection.*``; ``encoder.*`` -> ``encoder.transformer.*``; WavLM's
-    ``q/k/v_proj`` are concatenated into ``nn.MultiheadAttention``'s ``in_proj``.
+    ``encoder.feature_projection.*``; ``encoder.*`` -> ``encoder.transformer.*``
+    (:data:`STATE_PREFIXES`); WavLM's ``q/k/v_proj`` are concatenated into
+    ``nn.MultiheadAttention``'s ``in_proj``. :func:`to_hf_state` is the inverse.
     """
     import torch
 
@@ -198,28 +253,100 @@ def map_hf_state(state: dict[str, Any], config: EncoderConfig) -> dict[str, Any]
             if key.startswith(prefix):
                 key = key[len(prefix):]
                 break
-        if key.startswith("feature_extractor."):
-            out["frontend." + key[len("feature_extractor."):]] = value
-        elif key.startswith("feature_projection."):
-            out["encoder." + key] = value
-        elif key.startswith("encoder."):
-            out["encoder.transformer." + key[len("encoder."):]] = value
-        else:
+        ours = _rename(key, STATE_PREFIXES)
+        if ours is None:
             dropped.append(key)
+        else:
+            out[ours] = value
     if dropped:
         log.debug("dropped Hugging Face keys outside the encoder: %s", ", ".join(sorted(dropped)))
     out = rename_weight_norm(out)
     if config.arch == "wavlm":
         for i in range(config.depth):
-            base = f"encoder.transformer.layers.{i}.attention."
-            qkv = [base + f"{p}_proj." for p in ("q", "k", "v")]
+            qkv, fused, (hf_out, ta_out) = _wavlm_attention_keys(i)
             if all(q + "weight" in out and q + "bias" in out for q in qkv):
-                out[base + "attention.in_proj_weight"] = torch.cat([out.pop(q + "weight") for q in qkv])
-                out[base + "attention.in_proj_bias"] = torch.cat([out.pop(q + "bias") for q in qkv])
+                out[fused + "weight"] = torch.cat([out.pop(q + "weight") for q in qkv])
+                out[fused + "bias"] = torch.cat([out.pop(q + "bias") for q in qkv])
             for part in ("weight", "bias"):
-                if base + f"out_proj.{part}" in out:
-                    out[base + f"attention.out_proj.{part}"] = out.pop(base + f"out_proj.{part}")
+                if hf_out + part in out:
+                    out[ta_out + part] = out.pop(hf_out + part)
     return out
+
+
+def to_hf_state(state: dict[str, Any], config: EncoderConfig) -> dict[str, Any]:
+    """The inverse of :func:`map_hf_state`: :class:`Encoder` keys -> the bare Hugging Face
+    model's keys (``HubertModel`` … without a task prefix); WavLM's fused ``in_proj`` is split
+    back into ``q/k/v_proj`` (views of the fused tensors).
+    """
+    out = dict(state)
+    if config.arch == "wavlm":
+        for i in range(config.depth):
+            qkv, fused, (hf_out, ta_out) = _wavlm_attention_keys(i)
+            for part in ("weight", "bias"):
+                if fused + part in out:
+                    for name, chunk in zip(qkv, out.pop(fused + part).chunk(3), strict=True):
+                        out[name + part] = chunk
+                if ta_out + part in out:
+                    out[hf_out + part] = out.pop(ta_out + part)
+    reverse = tuple((ours, theirs) for theirs, ours in STATE_PREFIXES)
+    hf_state = {}
+    for key, value in out.items():
+        theirs = _rename(key, reverse)
+        if theirs is None:
+            raise ModelError(f"encoder weight {key!r} has no Hugging Face name; it cannot be exported")
+        hf_state[theirs] = value
+    return hf_state
+
+
+def to_hf_config(config: EncoderConfig, *, name: str = "the model") -> dict[str, Any]:
+    """The ``config.json`` of the Hugging Face twin of ``config`` (inverse of :func:`hf_config`).
+
+    The dropouts are written too (:data:`DROPOUTS`); reading a folder leaves them at 0.
+
+    Raises:
+        ModelError: a spectral front-end (Hugging Face's models have only the waveform CNN).
+    """
+    fe = config.frontend
+    if fe.kind != "cnn":
+        raise ModelError(
+            f"{name} has a {fe.kind} (log-mel) front-end and Hugging Face's HuBERT, wav2vec 2.0 "
+            f"and WavLM models have only the waveform CNN, so it cannot be exported"
+        )
+    sizes = {**(WAVLM_SIZES if config.arch == "wavlm" else {}), **CONFIG_SIZES}
+    model_types = {ours: theirs for theirs, ours in MODEL_TYPES.items()}
+    norms = {ours: theirs for theirs, ours in FEAT_EXTRACT_NORMS.items()}
+    return {
+        "model_type": model_types[config.arch],
+        "architectures": [HF_MODEL_CLASSES[config.arch]],
+        **{key: getattr(config, field) for field, (key, _) in sizes.items()},
+        "conv_dim": [channels for channels, _, _ in fe.conv_layers],
+        "conv_kernel": [kernel for _, kernel, _ in fe.conv_layers],
+        "conv_stride": [stride for _, _, stride in fe.conv_layers],
+        "num_feat_extract_layers": len(fe.conv_layers),
+        "feat_extract_norm": norms[fe.norm],
+        "conv_bias": fe.conv_bias,
+        "do_stable_layer_norm": config.layer_norm_first,
+        **FIXED_OPTIONS,
+        **{key: float(getattr(config, field)) for field, key in DROPOUTS.items()},
+    }
+
+
+def to_hf_preprocessor(frontend: FrontendConfig) -> dict[str, Any]:
+    """The ``preprocessor_config.json`` of a ``Wav2Vec2FeatureExtractor`` for ``frontend``.
+
+    ``do_normalize`` is :attr:`FrontendConfig.normalize_waveform` (what :func:`hf_config`
+    reads back); attention masks are returned for layer-norm CNNs only, as Hugging Face's own
+    group-norm models (wav2vec 2.0 / HuBERT Base) are fed without them.
+    """
+    return {
+        "feature_extractor_type": "Wav2Vec2FeatureExtractor",
+        "feature_size": 1,
+        "sampling_rate": SAMPLE_RATE,
+        "padding_side": "right",
+        "padding_value": 0.0,
+        "do_normalize": frontend.normalize_waveform,
+        "return_attention_mask": frontend.norm == "layer_norm",
+    }
 
 
 def load_hf(path: str | Path) -> Encoder:

@@ -49,6 +49,9 @@ BOOKKEEPING = ".deepwide"
 UTT_STRING_COORDS = (
     "utt_id", "speaker", "split", "sid_split", "kind", "keyword", "intent", "emotion", "text",
 )
+#: Utterance strings written since deepwide 0.2 (older stores lack them; readers see ``""``):
+#: ``phones``, the utterance's phone segments as space-separated symbols (silence included).
+OPTIONAL_UTT_STRING_COORDS = ("phones",)
 UTT_INT_COORDS = ("n_frames", "n_stored", "frame_offset")
 FRAME_COORDS = {"utt_index": np.int32, "frame_index": np.int32, "phone": np.int16}
 
@@ -423,6 +426,9 @@ def open_store(path: str | Path, *, require_complete: bool = True) -> xr.Dataset
                 f"`deepwide extract` command (with each missing --shard)"
             )
     strings = {name: ("utt", ds[name].values.astype(object)) for name in UTT_STRING_COORDS}
+    for name in OPTIONAL_UTT_STRING_COORDS:
+        values = ds[name].values.astype(object) if name in ds.coords else np.full(ds.sizes["utt"], "", dtype=object)
+        strings[name] = ("utt", values)
     return ds.assign_coords(strings)
 
 

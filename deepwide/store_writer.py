@@ -32,6 +32,7 @@ from deepwide.store import (
     FRAME_COORDS,
     IDENTITY_ATTRS,
     JSON_ATTRS,
+    OPTIONAL_UTT_STRING_COORDS,
     REQUIRED_ATTRS,
     SCHEMA_VERSION,
     UTT_INT_COORDS,
@@ -168,7 +169,7 @@ def _remove_stale_temps(p: Path) -> None:
 def _write_skeleton(tmp: Path, sk: StoreSkeleton) -> None:
     n_utt = len(sk.utt_coords["utt_id"])
     coords: dict[str, Any] = {"layer": ("layer", np.asarray(sk.layers, dtype=np.int64))}
-    for name in UTT_STRING_COORDS:
+    for name in UTT_STRING_COORDS + tuple(n for n in OPTIONAL_UTT_STRING_COORDS if n in sk.utt_coords):
         coords[name] = ("utt", np.asarray(sk.utt_coords[name], dtype=object))
     for name in UTT_INT_COORDS:
         coords[name] = ("utt", np.asarray(sk.utt_coords[name], dtype=np.int64))

@@ -47,7 +47,14 @@ from deepwide.extract.locks import WriterLock
 from deepwide.extract.plan import ExtractPlan, build_plan, plan_from_store
 from deepwide.extract.writer import ShardWriter
 from deepwide.models.base import SpeechEncoder
-from deepwide.store import is_store, read_attrs, read_completion, read_plan, read_shard_state
+from deepwide.store import (
+    UTT_STRING_COORDS,
+    is_store,
+    read_attrs,
+    read_completion,
+    read_plan,
+    read_shard_state,
+)
 from deepwide.store_writer import (
     StoreSkeleton,
     check_identity,
@@ -150,13 +157,10 @@ def build_skeleton(
     )
     phone_index = {p: i for i, p in enumerate(phone_set)}
 
-    def col(name: str) -> np.ndarray:
-        return np.array([getattr(u, name) or "" for u in plan.utts], dtype=object)
-
     utt_coords: dict[str, np.ndarray] = {
-        name: col(name)
-        for name in ("utt_id", "speaker", "split", "sid_split", "kind", "keyword", "intent", "emotion", "text")
+        name: np.array([getattr(u, name) or "" for u in plan.utts], dtype=object) for name in UTT_STRING_COORDS
     }
+    utt_coords["phones"] = np.array([" ".join(p for p, _, _ in u.phones if p) for u in plan.utts], dtype=object)
     utt_coords.update(n_frames=plan.n_frames, n_stored=plan.n_stored, frame_offset=plan.frame_offset)
     frame_coords = plan.frame_coords(phone_index) if config.frames_per_utt != 0 else None
     kept = {u.utt_id for u in plan.utts}

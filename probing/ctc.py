@@ -232,13 +232,97 @@ def _fit(train: CtcSet, num_labels: int, dev: CtcSet | None, steps: int, batch_u
     return CtcFit(weight=best_w.cpu(), bias=best_b.cpu(), dev_error=best_err, best_step=best_step, steps=steps)
 
 
+@dataclass
+class WeightedCtcFit:
+    """A trained SUPERB PR downstream: softmax layer weights and one linear CTC head.
+
+    Attributes:
+        weights: ``(L,)`` softmax layer weights (sum to 1).
+        weight: ``(D, C)`` head weight; ``bias``: ``(C,)``.
+        dev_error: best dev error rate (NaN without dev); ``best_step``: where it was reached.
+    """
+
+    weights: np.ndarray
+    weight: torch.Tensor
+    bias: torch.Tensor
+    dev_error: float
+    best_step: int
+
+    def decode(self, data: CtcSet, batch_utts: int = 32) -> list[list[int]]:
+        """Greedy label sequence of every utterance."""
+        mixed = _mixed(torch.as_tensor(self.weights, dtype=torch.float32), data)
+        return greedy_decode_layers(self.weight[None], self.bias[None], mixed, batch_utts)[0]
+
+
+def _mixed(weights: torch.Tensor, data: CtcSet) -> CtcSet:
+    """``data`` with its layers replaced by their ``weights``-weighted sum (one layer)."""
+    x = np.einsum("l,lnd->nd", weights.detach().cpu().numpy().astype(np.float32), np.asarray(data.x, np.float32))
+    return CtcSet(x=x[None], offsets=data.offsets, targets=data.targets)
+
+
+def fit_ctc_weighted(
+    train: CtcSet,
+    num_labels: int,
+    *,
+    dev: CtcSet | None = None,
+    steps: int = 1000,
+    batch_utts: int = 16,
+    lr: float = 1e-2,
+    eval_every: int = 100,
+    seed: int = 0,
+    device: str = "cpu",
+) -> WeightedCtcFit:
+    """SUPERB's PR downstream on cached layers: a zero-initialised softmax weight per layer on
+    the un-normalised states, one linear CTC head, trained jointly (Adam); the state with the
+    lowest dev error is kept. Arguments as :func:`fit_ctc_layers`."""
+    dev_ = torch.device(device)
+    gen = torch.Generator().manual_seed(seed)
+    nl, _, d = train.x.shape
+    c = num_labels + 1
+    logits_w = torch.zeros(nl, device=dev_, requires_grad=True)
+    weight = (torch.randn(d, c, generator=gen) * (0.01 / np.sqrt(d))).to(dev_).requires_grad_(True)
+    bias = torch.zeros(c, device=dev_, requires_grad=True)
+    adam = torch.optim.Adam([logits_w, weight, bias], lr=lr)
+
+    def snapshot(err: float, step: int) -> WeightedCtcFit:
+        return WeightedCtcFit(torch.softmax(logits_w.detach(), 0).double().cpu().numpy(), weight.detach().cpu().clone(),
+                              bias.detach().cpu().clone(), err, step)
+
+    best = snapshot(float("nan"), 0)
+    rng = np.random.default_rng(seed)
+    order, pos = rng.permutation(train.num_utts), 0
+    batch_utts = min(batch_utts, train.num_utts)
+    for step in range(1, steps + 1):
+        if pos + batch_utts > len(order):
+            order, pos = rng.permutation(train.num_utts), 0
+        utts = np.sort(order[pos : pos + batch_utts])
+        pos += batch_utts
+        xb, lens = train.batch(utts, dev_)
+        h = torch.einsum("l,lbtd->btd", torch.softmax(logits_w, 0), xb)
+        logp = torch.log_softmax(h @ weight + bias, dim=-1)[None]
+        loss = layer_ctc_losses(logp, lens, [train.targets[u] for u in utts]).sum()
+        adam.zero_grad(set_to_none=True)
+        loss.backward()
+        adam.step()
+        if dev is not None and dev.num_utts and (step % eval_every == 0 or step == steps):
+            cur = snapshot(float("nan"), step)
+            err = error_rate(cur.decode(dev), dev.targets)
+            if not err >= best.dev_error:  # NaN at first
+                best = snapshot(err, step)
+    if dev is None or not dev.num_utts:
+        best = snapshot(float("nan"), steps)
+    return best
+
+
 __all__ = [
     "BLANK",
     "CtcFit",
     "CtcSet",
     "edit_counts",
     "error_rate",
+    "WeightedCtcFit",
     "fit_ctc_layers",
+    "fit_ctc_weighted",
     "greedy_collapse",
     "greedy_decode_layers",
     "layer_ctc_losses",

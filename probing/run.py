@@ -42,16 +42,18 @@ from deepwide import __version__
 from deepwide.config import atomic_target, config_to_dict
 from deepwide.devices import resolve_device
 from deepwide.errors import ConfigError, DiskFullError, TaskError, disk_full_state, is_disk_full
+from deepwide.probing.ctc import CtcSet, edit_counts, fit_ctc_layers, fit_ctc_weighted
 from deepwide.probing.solver import DEFAULT_PENALTIES, fit_softmax_path, standardise
 from deepwide.probing.stats import (
     DEFAULT_BOOT,
     bootstrap_eer_ci,
     bootstrap_mean_ci,
+    bootstrap_ratio_ci,
     equal_error_rate,
     macro_f1,
     majority_accuracy,
 )
-from deepwide.probing.tasks import TASKS, PrepareOptions, Task, TaskData, TrialData
+from deepwide.probing.tasks import TASKS, PrepareOptions, SequenceData, Task, TaskData, TrialData
 from deepwide.probing.weighted import fit_weighted_sum, layer_norms
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,8 @@ class ProbeConfig:
         n_boot: bootstrap replicates.
         weighted_sum: also train the SUPERB weighted-sum probe.
         ws_steps, ws_batch, ws_lr: its Adam schedule.
+        ctc_steps, ctc_batch, ctc_lr, ctc_eval_every: Adam steps, utterances per batch, learning
+            rate and dev-evaluation interval of the CTC heads of sequence tasks (``pr``).
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
         max_batch_bytes: memory budget of one batched solve (layers are split to fit).
     """
@@ -90,6 +94,10 @@ class ProbeConfig:
     ws_steps: int = 600
     ws_batch: int = 256
     ws_lr: float = 5e-3
+    ctc_steps: int = 1000
+    ctc_batch: int = 16
+    ctc_lr: float = 1e-2
+    ctc_eval_every: int = 100
     device: str = "auto"
     max_batch_bytes: int = 2 * 1024**3
 
@@ -155,7 +163,7 @@ def _layer_numbers(ds: Any) -> np.ndarray:
     return np.asarray(ds["layer"].values, np.int64)
 
 
-def load_task_layers(data: TaskData, ds: Any, desc: str) -> dict[str, np.ndarray]:
+def load_task_layers(data: TaskData | SequenceData, ds: Any, desc: str) -> dict[str, np.ndarray]:
     """``{"train"|"dev"|"test": (L+1, n, D) float32}``, read one layer at a time."""
     n_layers = int(ds.sizes["layer"])
     out: dict[str, np.ndarray] = {}
@@ -245,6 +253,56 @@ def probe_classification(data: TaskData, ds: Any, config: ProbeConfig, seed: int
     result.score = correct_all.mean(axis=0) if len(y_te) else result.score
     lo, hi = bootstrap_mean_ci(correct_all, data.test.groups, n_boot=config.n_boot, seed=seed)
     result.ci_low, result.ci_high = np.asarray(lo), np.asarray(hi)
+    return result
+
+
+# ----------------------------------------------------------------- sequences
+def probe_sequences(data: SequenceData, ds: Any, config: ProbeConfig, seed: int = 0) -> TaskResult:
+    """Layerwise linear CTC heads (+ the weighted-sum CTC head) for a sequence task (``pr``).
+
+    All layers are read once (every frame of the chosen utterances) and trained as one batched
+    problem (:func:`deepwide.probing.ctc.fit_ctc_layers`); each head keeps its lowest-dev-error
+    state; the score is the test error rate ``Σ edits / Σ reference length`` with a bootstrap
+    interval over test utterances.
+
+    Returns:
+        A :class:`TaskResult`: ``score`` the error rate per layer, ``n_train``/``n_test`` in
+        utterances, ``majority`` the error rate of an empty hypothesis (1.0).
+    """
+    device = resolve_device(config.device)
+    feats = load_task_layers(data, ds, f"{data.task.name}: reading")
+    sets = {name: CtcSet(x=feats[name], offsets=data.offsets(split), targets=split.targets)
+            for name, split in (("train", data.train), ("dev", data.dev), ("test", data.test))}
+    n_layers = feats["train"].shape[0]
+    v = len(data.vocabulary)
+    schedule = dict(steps=config.ctc_steps, batch_utts=config.ctc_batch, lr=config.ctc_lr,
+                    eval_every=config.ctc_eval_every, seed=seed, device=str(device))
+    dev = sets["dev"] if sets["dev"].num_utts else None
+    if dev is None:
+        log.warning("%s · %s: no dev utterances, so every CTC head keeps its last step",
+                    ds.attrs.get("model_id", "?"), data.task.name)
+    nan = np.full(n_layers, np.nan)
+    result = TaskResult(
+        task=data.task, layers=_layer_numbers(ds), score=nan.copy(), ci_low=nan.copy(), ci_high=nan.copy(),
+        f1=nan.copy(), penalty=nan.copy(), n_train=np.full(n_layers, len(data.train), np.int64),
+        n_test=np.full(n_layers, len(data.test), np.int64), majority=1.0,
+    )
+    fit = fit_ctc_layers(sets["train"], v, dev=dev, **schedule)  # type: ignore[arg-type]
+    edits = []
+    for layer, hyps in enumerate(fit.decode(sets["test"])):
+        e, n = edit_counts(hyps, sets["test"].targets)
+        edits.append(e)
+        result.score[layer] = e.sum() / max(int(n.sum()), 1)
+    n_ref = np.array([len(t) for t in sets["test"].targets], np.float64)
+    result.ci_low, result.ci_high = bootstrap_ratio_ci(np.stack(edits, 1), n_ref, n_boot=config.n_boot, seed=seed)
+    if config.weighted_sum:
+        result.layer_norm = layer_norms(feats["train"])
+        ws = fit_ctc_weighted(sets["train"], v, dev=dev, **schedule)  # type: ignore[arg-type]
+        e, n = edit_counts(ws.decode(sets["test"]), sets["test"].targets)
+        result.ws_weight = ws.weights
+        result.ws_score = float(e.sum() / max(int(n.sum()), 1))
+        lo, hi = bootstrap_ratio_ci(e[:, None], n_ref, n_boot=config.n_boot, seed=seed)
+        result.ws_ci = (float(lo[0]), float(hi[0]))
     return result
 
 
@@ -402,6 +460,8 @@ def probe_stores(
             log.info("%s: probing %s", entry.model_id, task.name)
             if isinstance(data, TrialData):
                 entry.results[task.name] = probe_asv(data, entry.ds, config, seed)
+            elif isinstance(data, SequenceData):
+                entry.results[task.name] = probe_sequences(data, entry.ds, config, seed)
             else:
                 entry.results[task.name] = probe_classification(data, entry.ds, config, seed)
     if skip_unservable:
@@ -477,7 +537,9 @@ def results_dataset(entries: Sequence[ModelEntry], tasks: Sequence[Task], config
             "stores": json.dumps({e.model_id: e.path for e in entries}, sort_keys=True),
         },
     )
-    ds["score"].attrs["description"] = "test metric (fraction); asv: EER of `backend` (lower is better)"
+    ds["score"].attrs["description"] = (
+        "test metric (fraction); asv: EER of `backend`, pr: phone error rate (both lower is better)"
+    )
     ds["eer_cosine"].attrs["description"] = "asv only: EER of plain cosine scoring (centred); NaN elsewhere"
     ds["backend"].attrs["description"] = (
         "asv only: what scored `score`, 'lda' (cosine after LDA) or 'cosine' (plain cosine: fewer than "
@@ -829,6 +891,10 @@ def _disk_full(results: xr.Dataset, out: Path, started: float | None) -> DiskFul
     )
 
 
+#: What the ``majority`` column is for each metric, in :func:`format_table`.
+_BASELINE_NAME = {"eer": "chance", "per": "empty output"}
+
+
 def format_table(results: xr.Dataset) -> str:
     """A per-layer text table for every model × task, the best layer marked with ``*``."""
     lines: list[str] = []
@@ -849,7 +915,7 @@ def format_table(results: xr.Dataset) -> str:
             shown = [i for i in range(n_layers + 1) if np.isfinite(score[i])]
             lines.append(f"{model}{null} · {task} ({metric}, {r['level'].item()}{backend}; "
                          f"n_train {int(r['n_train'][shown[0]])}, n_test {int(r['n_test'][shown[0]])}; "
-                         f"{'chance' if metric == 'eer' else 'majority'} {float(r['majority']):.3f})")
+                         f"{_BASELINE_NAME.get(metric, 'majority')} {float(r['majority']):.3f})")
             extra = "eer_cos" if metric == "eer" else "f1"
             lines.append(f"  layer  {metric:>8}  95% CI            {extra:>7}  penalty  ws_weight  norm")
             for layer in shown:

@@ -51,15 +51,43 @@ def bootstrap_mean_ci(
     sums = np.zeros((n_g, v.shape[1]))
     np.add.at(sums, g, v)
     counts = np.bincount(g, minlength=n_g).astype(np.float64)
-    rng = np.random.default_rng(seed)
-    stats = np.empty((0, v.shape[1]))
-    for start in range(0, n_boot, 256):
-        m = _multiplicities(n_g, min(256, n_boot - start), rng)
-        stats = np.vstack([stats, (m @ sums) / (m @ counts)[:, None]])
-    alpha = (1.0 - level) / 2.0
-    lows = np.quantile(stats, alpha, axis=0)
-    highs = np.quantile(stats, 1.0 - alpha, axis=0)
+    lows, highs = bootstrap_ratio_ci(sums, counts, n_boot=n_boot, level=level, seed=seed)
     return (float(lows[0]), float(highs[0])) if squeeze else (lows, highs)
+
+
+def bootstrap_ratio_ci(
+    numerators: np.ndarray,
+    denominators: np.ndarray,
+    *,
+    n_boot: int = DEFAULT_BOOT,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap interval of ``Σ numerators / Σ denominators``, resampling groups.
+
+    An accuracy is (correct per utterance) / (samples per utterance); an error rate is (edits
+    per utterance) / (reference length per utterance).
+
+    Args:
+        numerators: ``(G, B)`` per group (utterance); ``B`` columns (layers) share resamples.
+        denominators: ``(G,)`` per group, positive in sum.
+        n_boot, level, seed: replicates, coverage, seed of the resampling.
+
+    Returns:
+        ``(low (B,), high (B,))``.
+    """
+    num = np.asarray(numerators, np.float64)
+    den = np.asarray(denominators, np.float64)
+    if num.shape[0] == 0:
+        nan = np.full(num.shape[1], np.nan)
+        return nan, nan.copy()
+    rng = np.random.default_rng(seed)
+    stats = np.empty((0, num.shape[1]))
+    for start in range(0, n_boot, 256):
+        m = _multiplicities(num.shape[0], min(256, n_boot - start), rng)
+        stats = np.vstack([stats, (m @ num) / (m @ den)[:, None]])
+    alpha = (1.0 - level) / 2.0
+    return np.quantile(stats, alpha, axis=0), np.quantile(stats, 1.0 - alpha, axis=0)
 
 
 def equal_error_rate(scores: np.ndarray, targets: np.ndarray, weights: np.ndarray | None = None) -> float:

@@ -7,6 +7,7 @@ labels — it never reads features; :meth:`TaskData.load_layer` then reads one l
 | task | level | samples | labels | split (coord) | metric |
 |---|---|---|---|---|---|
 | ``phone`` | frame | stored frames with a phone (silence excluded by default) | ``phone`` | ``split`` | accuracy |
+| ``pr`` | sequence | whole utterances (every frame) with phones | ``phones`` (silence dropped) | ``split`` | PER |
 | ``ks`` | utterance | ``kind == "keyword"`` | ``keyword`` | ``split`` | accuracy |
 | ``ic`` | utterance | ``kind == "command"`` | ``intent`` | ``split`` | accuracy |
 | ``sid`` | utterance | ``sid_split != ""`` | ``speaker`` | ``sid_split`` | accuracy |
@@ -57,6 +58,8 @@ from deepwide.registry import Registry
 log = logging.getLogger(__name__)
 
 SILENCE_SYMBOLS = frozenset({"sil", "sp", "spn", "h#", "pau", "<sil>"})
+#: metrics where a lower score is better
+LOWER_IS_BETTER = frozenset({"eer", "per", "wer", "cer"})
 SPLIT_NAMES = ("train", "dev", "test")
 #: utterance coordinates that may carry a task label
 UTT_LABELS = ("speaker", "keyword", "intent", "emotion")
@@ -153,6 +156,65 @@ class TaskData:
 
 
 @dataclass
+class SequenceSplit:
+    """One split of a sequence task: whole utterances and one label sequence each.
+
+    Attributes:
+        utts: ``(U,)`` int64 utterance indices (sorted).
+        targets: ``U`` int64 arrays of labels ``1..V`` (0 is the CTC blank).
+    """
+
+    utts: np.ndarray
+    targets: tuple[np.ndarray, ...]
+
+    def __len__(self) -> int:
+        return int(self.utts.shape[0])
+
+
+@dataclass
+class SequenceData:
+    """A sequence task (``pr``) prepared on one store: every frame of whole utterances.
+
+    Attributes:
+        task: the task.
+        vocabulary: label names; label ``i + 1`` is ``vocabulary[i]``.
+        train, dev, test: the splits.
+        frame_offset, n_frames: ``(n_utt,)`` the store's rows of each utterance.
+    """
+
+    task: Task
+    vocabulary: list[str]
+    train: SequenceSplit
+    dev: SequenceSplit
+    test: SequenceSplit
+    frame_offset: np.ndarray
+    n_frames: np.ndarray
+    source: str = "hidden"
+
+    def offsets(self, split: SequenceSplit) -> np.ndarray:
+        """``(U + 1,)`` where each utterance of ``split`` starts in :meth:`load_layer`'s rows."""
+        return np.concatenate([[0], np.cumsum(self.n_frames[split.utts])]).astype(np.int64)
+
+    def load_layer(self, ds: Any, layer: int) -> dict[str, np.ndarray]:
+        """``{"train"|"dev"|"test": (N_split, D) float32}``: the frames of each split's
+        utterances, concatenated in utterance order (see :meth:`offsets`).
+
+        Raises:
+            StoreError: the features read hold NaN/Inf (a missing chunk reads as NaN).
+        """
+        from deepwide.store import check_finite
+
+        splits = {"train": self.train, "dev": self.dev, "test": self.test}
+        rows = {name: np.concatenate([np.arange(self.frame_offset[u], self.frame_offset[u] + self.n_frames[u])
+                                      for u in s.utts] or [np.zeros(0, np.int64)]).astype(np.int64)
+                for name, s in splits.items()}
+        flat = np.unique(np.concatenate(list(rows.values())))
+        block = np.asarray(ds[self.source].isel({"layer": layer, "frame": flat}).values, np.float32)
+        check_finite(block, ds, self.source, int(ds["layer"].values[layer]))
+        return {name: block[np.searchsorted(flat, r)] for name, r in rows.items()}
+
+
+@dataclass
 class TrialData:
     """The ``asv`` task prepared on one store.
 
@@ -196,9 +258,10 @@ class Task:
 
     Attributes:
         name: registry name.
-        level: ``"frame"`` or ``"utterance"``.
+        level: ``"frame"``, ``"utterance"`` or ``"sequence"`` (every frame of whole utterances,
+            one label sequence each).
         kind: ``"content"`` or ``"speaker"``.
-        metric: ``"accuracy"`` or ``"eer"``.
+        metric: ``"accuracy"``, ``"eer"`` or ``"per"`` (phone error rate).
         label: the label it needs (a coord name, or ``"trials"``).
         split_coord: the coord that assigns samples to train/dev/test.
         utt_kinds: keep only utterances whose ``kind`` is one of these (None: all).
@@ -215,14 +278,14 @@ class Task:
     description: str
     utt_kinds: tuple[str, ...] | None = None
     speaker_disjoint: bool = False
-    prepare_fn: Callable[..., TaskData | TrialData] | None = field(default=None, compare=False, repr=False)
+    prepare_fn: Callable[..., TaskData | TrialData | SequenceData] | None = field(default=None, compare=False, repr=False)
 
     @property
     def higher_is_better(self) -> bool:
-        """Accuracy: higher is better; EER: lower is better."""
-        return self.metric != "eer"
+        """Accuracy: higher is better; EER and error rates (PER, WER, CER): lower is better."""
+        return self.metric not in LOWER_IS_BETTER
 
-    def prepare(self, ds: Any, options: PrepareOptions | None = None) -> TaskData | TrialData:
+    def prepare(self, ds: Any, options: PrepareOptions | None = None) -> TaskData | TrialData | SequenceData:
         """Select samples and labels of this task from store ``ds`` (no features are read).
 
         Raises:
@@ -274,6 +337,9 @@ def store_labels(ds: Any) -> list[str]:
     have = []
     if _frames_available(ds) and "phone" in ds.coords and bool((np.asarray(ds["phone"].values) >= 0).any()):
         have.append("phone")
+    phones = _strings(_coord(ds, "phones"))
+    if _frames_available(ds) and phones is not None and bool((phones != "").any()):
+        have.append("phones")
     for name in UTT_LABELS:
         vals = _strings(_coord(ds, name))
         if vals is not None and bool((vals != "").any()):
@@ -487,6 +553,57 @@ def _prepare_frames(task: Task, ds: Any, options: PrepareOptions) -> TaskData:
     return TaskData(task, classes, *splits, source="hidden")
 
 
+# ---------------------------------------------------------------- sequence tasks
+def _whole_utterances(utts: np.ndarray, n_frames: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
+    """Whole utterances of ``utts`` in random order until ``cap`` frames (at least one); sorted."""
+    if n_frames[utts].sum() <= cap:
+        return utts
+    order = rng.permutation(utts)
+    keep = max(1, int(np.searchsorted(np.cumsum(n_frames[order]), cap, side="right")))
+    return np.sort(order[:keep])
+
+
+def _prepare_sequences(task: Task, ds: Any, options: PrepareOptions) -> SequenceData:
+    mode = str(ds.attrs.get("frames_mode", "none"))
+    if mode != "all" or not _frames_available(ds):
+        raise TaskError(
+            f"task {task.name!r} needs every frame of each utterance, but store {store_name(ds)!r} was "
+            f"extracted with --frames {mode}; re-extract it with `deepwide extract --frames all`"
+        )
+    seqs = _strings(_coord(ds, "phones"))
+    if seqs is None or not (seqs != "").any():
+        raise _missing(task, ds, "phone sequences (utterance coordinate 'phones', written by "
+                       "`deepwide extract` from the corpus's phone segments; re-extract older stores)")
+    from deepwide.store import phone_set_of
+
+    phone_set = phone_set_of(ds)
+    vocabulary = [p for p in phone_set if p.lower() not in SILENCE_SYMBOLS]
+    index = {p: i + 1 for i, p in enumerate(vocabulary)}
+    targets, unknown = [], set()
+    for text in seqs:
+        symbols = text.split()
+        unknown.update(p for p in symbols if p not in index and p.lower() not in SILENCE_SYMBOLS)
+        targets.append(np.array([index[p] for p in symbols if p in index], np.int64))
+    if unknown:
+        raise TaskError(
+            f"task {task.name!r}: store {store_name(ds)!r} has phone sequences with symbols outside its "
+            f"phone set ({', '.join(sorted(unknown)[:5])}); re-extract it from a consistent manifest"
+        )
+    has = np.array([len(t) > 0 for t in targets])
+    code = _utterance_selection(task, ds, np.where(has, "x", "").astype(object), options)
+    n_frames = np.asarray(ds["n_stored"].values, np.int64)
+    offset = np.asarray(ds["frame_offset"].values, np.int64)
+    rng = np.random.default_rng(options.seed)
+    caps = (options.max_train_frames, options.max_eval_frames, options.max_eval_frames)
+    splits = []
+    for c, cap in enumerate(caps):
+        utts = _whole_utterances(np.flatnonzero((code == c) & (n_frames > 0)), n_frames, cap, rng)
+        splits.append(SequenceSplit(utts=utts, targets=tuple(targets[u] for u in utts)))
+    if not len(splits[0]) or not len(splits[2]):
+        raise TaskError(f"task {task.name!r}: store {store_name(ds)!r} has no phone-labelled train or test utterances")
+    return SequenceData(task, vocabulary, *splits, frame_offset=offset, n_frames=n_frames)
+
+
 # ---------------------------------------------------------------- speaker verification
 def _prepare_trials(task: Task, ds: Any, options: PrepareOptions) -> TrialData:
     trials = _trials(ds)
@@ -558,6 +675,9 @@ _register(Task("sid-frame", "frame", "speaker", "accuracy", "speaker", "sid_spli
 _register(Task("asv", "utterance", "speaker", "eer", "trials", "split",
                "speaker verification EER on the trial list (cosine, and cosine after LDA)",
                prepare_fn=_prepare_trials))
+_register(Task("pr", "sequence", "content", "per", "phones", "split",
+               "phone recognition (SUPERB PR): linear CTC heads on every frame, greedy decoding, PER",
+               speaker_disjoint=True, prepare_fn=_prepare_sequences))
 _register(Task("er", "utterance", "speaker", "accuracy", "emotion", "split",
                "emotion recognition on utterances with an emotion label (corpus splits)",
                prepare_fn=_prepare_utterance))

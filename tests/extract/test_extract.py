@@ -78,6 +78,13 @@ def test_coords_and_attrs(reference_store: Path, corpus: Manifest) -> None:
     assert attrs["frames_mode"] == "all" and attrs["frame_rate_hz"] == 50.0
 
 
+def test_phone_sequences_are_stored_per_utterance(reference_store: Path, corpus: Manifest) -> None:
+    ds = open_store(reference_store)
+    want = {u.utt_id: " ".join(p for p, _, _ in u.phones if p) for u in corpus}
+    got = dict(zip(ds.utt_id.values.tolist(), ds.phones.values.tolist(), strict=True))
+    assert got == {k: want[k] for k in got} and all(got.values())
+
+
 def test_layer_subset_sampled_frames_float32(tmp_path: Path, corpus: Manifest, encoder: FakeEncoder, reference_store: Path) -> None:
     out = tmp_path / "s"
     _extract(encoder, corpus, out, layers=(3, 1), frames="sample:5", dtype="float32", seed=7)

@@ -82,3 +82,12 @@ def test_without_dev_the_last_state_is_kept() -> None:
     train = _planted(30, 0)
     fit = fit_ctc_layers(train, 6, steps=5, batch_utts=8, seed=0)
     assert np.isnan(fit.dev_error).all() and (fit.best_step == 5).all() and fit.weight.shape == (2, 12, 7)
+
+
+def test_weighted_sum_head_weights_the_informative_layer() -> None:
+    from deepwide.probing.ctc import fit_ctc_weighted
+
+    train, dev, test = _planted(200, 0), _planted(40, 1), _planted(60, 2)
+    fit = fit_ctc_weighted(train, 6, dev=dev, steps=300, batch_utts=16, lr=3e-2, eval_every=50, seed=0)
+    assert error_rate(fit.decode(test), test.targets) < 0.15
+    assert fit.weights.sum() == pytest.approx(1.0) and fit.weights[1] > fit.weights[0]

@@ -246,3 +246,25 @@ def test_merge_replaces_same_tasks_and_keeps_others(results: xr.Dataset, tmp_pat
     assert merge_results(on_gpu, results.sel(task=["asv"]))[2] == ["phone"]  # how it ran is no conflict
     with pytest.raises(ConfigError, match="it was probed with tol=0.5"):
         merge_results(old.assign_attrs(config=json.dumps(dict(cfg, tol=0.5))), results.sel(task=["asv"]))
+
+
+def test_pr_finds_phones_where_they_are_planted_and_refuses_sampled_stores(tmp_path) -> None:
+    from deepwide.errors import TaskError
+    from deepwide.probing.run import ProbeConfig, probe_stores
+    from tests.fakes import fake_feature_dataset
+
+    ds = fake_feature_dataset(n_speakers=10, utts_per_speaker=6, num_layers=3, dim=12, frames_per_utt=30,
+                              speaker_strength=0.5, phone_strength=3.0, phone_sequences=True)
+    cfg = ProbeConfig(n_boot=100, ctc_steps=150, ctc_lr=3e-2, ctc_eval_every=50)
+    res = probe_stores([ds], ["pr"], cfg, seed=0).sel(model="fake-model", task="pr")
+    per = res["score"].values
+    assert str(res["metric"].item()) == "per" and not bool(res["higher_is_better"])
+    assert per[3] < 0.35 < 0.8 < per[0]  # phone signal grows with depth; layer 0 has none
+    assert (res["ci_low"].values <= per).all() and (per <= res["ci_high"].values).all()
+    assert float(res["ws_score"]) < 0.5 and abs(float(res["ws_weight"].sum()) - 1) < 1e-6
+    assert int(res["n_test"][0]) == 12  # utterances of the 2 test speakers
+    sampled = ds.assign_attrs(frames_mode="sample:4")
+    with pytest.raises(TaskError, match=r"extracted with --frames sample:4; re-extract it with `deepwide extract --frames all`"):
+        probe_stores([sampled], ["pr"], cfg)
+    with pytest.raises(TaskError, match="phone sequences"):
+        probe_stores([ds.drop_vars("phones")], ["pr"], cfg)

@@ -25,6 +25,11 @@ Bookkeeping that only writers need lives in the ``.deepwide`` sub-group (a plan 
 and shards, one progress file per shard, lock files); xarray ignores it. Readers read the
 plan and the progress files for a store's completion; creating, writing and finalizing a
 store is :mod:`deepwide.store_writer`.
+
+A store may live on an fsspec URL (``memory://NAME``, ``s3://…``; ``file://`` URLs are local
+folders): every reader here opens it through zarr's fsspec support. Such a store is written
+in one go without bookkeeping (no shards, no resume, no locks) and read by its completion
+attr alone.
 """
 
 from __future__ import annotations
@@ -79,25 +84,41 @@ IDENTITY_ATTRS = {
 # ---------------------------------------------------------------------------------------------
 # paths, attrs and completion (the plan and the progress files a reader needs)
 # ---------------------------------------------------------------------------------------------
-def _local(path: str | Path) -> Path | None:
-    """``Path`` for a local store, ``None`` for an fsspec URL (no bookkeeping there)."""
+def local_path(path: str | Path) -> Path | None:
+    """``Path`` for a local store (``file://`` URLs included), ``None`` for any other fsspec
+    URL (``memory://``, ``s3://`` …: no bookkeeping there, see :data:`URL_UNSUPPORTED`)."""
     s = str(path)
     if "://" in s and not s.startswith("file://"):
         return None
     return Path(s.removeprefix("file://")).expanduser()
 
 
+def zarr_location(path: str | Path) -> str:
+    """What zarr and xarray open for ``path``: the local folder, or the fsspec URL as given."""
+    p = local_path(path)
+    return str(p) if p is not None else str(path)
+
+
+#: What a store on an fsspec URL (not ``file://``) does not support, and what to do instead.
+URL_UNSUPPORTED = "is not supported on fsspec URLs; write to a local folder and copy it"
+
+
 def bookkeeping_dir(path: str | Path) -> Path:
-    """Folder of the ``.deepwide`` bookkeeping group of a local store."""
-    p = _local(path)
+    """Folder of the ``.deepwide`` bookkeeping group of a local store.
+
+    Raises:
+        StoreError: ``path`` is an fsspec URL (the writer's plan, progress and lock files need
+            a local folder).
+    """
+    p = local_path(path)
     if p is None:
-        raise StoreError(f"{path}: writing stores needs a local path; extract locally, then copy it")
+        raise StoreError(f"{path}: the writer's bookkeeping (plan, progress and lock files) {URL_UNSUPPORTED}")
     return p / BOOKKEEPING
 
 
 def is_store(path: str | Path) -> bool:
     """True when ``path`` holds a Zarr group with deepwide attrs (cheap: reads one JSON file)."""
-    p = _local(path)
+    p = local_path(path)
     if p is not None and not (p / "zarr.json").is_file():
         return False
     try:
@@ -113,11 +134,11 @@ def read_attrs(path: str | Path) -> dict[str, Any]:
     Raises:
         StoreError: no Zarr group at ``path``.
     """
-    p = _local(path)
+    p = local_path(path)
     if p is not None and not p.exists():
         raise StoreError(f"no feature store at {path}; run `deepwide extract --out {path}` first")
     try:
-        group = zarr.open_group(str(p) if p is not None else str(path), mode="r", zarr_format=3)
+        group = zarr.open_group(zarr_location(path), mode="r", zarr_format=3)
     except Exception as exc:  # zarr raises several types for a folder that is not a group
         raise StoreError(f"{path} is not a Zarr v3 feature store ({type(exc).__name__}); check the path") from exc
     return dict(group.attrs)
@@ -138,7 +159,10 @@ def read_plan(path: str | Path) -> dict[str, Any]:
 
 
 def read_shard_state(path: str | Path, shard: int) -> dict[str, Any]:
-    """Progress of ``shard``: ``{"next_batch": int | None, "done": bool, ...}`` (empty if unstarted)."""
+    """Progress of ``shard``: ``{"next_batch": int | None, "done": bool, ...}`` (empty if
+    unstarted, and on an fsspec URL, where nothing records progress)."""
+    if local_path(path) is None:
+        return {}
     f = bookkeeping_dir(path) / "shards" / f"{shard}.json"
     if not f.is_file():
         return {}
@@ -192,7 +216,7 @@ def read_completion(path: str | Path, attrs: Mapping[str, Any] | None = None) ->
     except (ValueError, TypeError, AttributeError) as exc:
         raise StoreError(f"{path}: malformed completion record ({exc}); re-extract the store") from exc
     progress: dict[int, float] = {}
-    p = _local(path)
+    p = local_path(path)
     if not complete and p is not None and (p / BOOKKEEPING / "plan.json").is_file():
         plan = read_plan(path)
         starts = plan.get("shard_starts", [0] * (shards + 1))
@@ -337,13 +361,11 @@ def check_same_corpus(stores: Sequence[xr.Dataset], *, same_utterances: bool = F
 
 
 def _open_dataset(path: str | Path) -> xr.Dataset:
-    p = _local(path)
+    p = local_path(path)
     if p is not None and not p.exists():
         raise StoreError(f"no feature store at {path}; run `deepwide extract --out {path}` first")
     try:
-        return xr.open_zarr(
-            str(p) if p is not None else str(path), consolidated=False, chunks=None, zarr_format=3
-        )
+        return xr.open_zarr(zarr_location(path), consolidated=False, chunks=None, zarr_format=3)
     except Exception as exc:  # zarr/xarray raise many types for a non-store
         raise StoreError(f"{path} is not a readable Zarr v3 feature store ({type(exc).__name__}: {exc}); check the path") from exc
 
@@ -420,6 +442,11 @@ def open_store(path: str | Path, *, require_complete: bool = True) -> xr.Dataset
         )
     if require_complete:
         comp = read_completion(path, ds.attrs)
+        if not comp.complete and local_path(path) is None:
+            raise StoreError(
+                f"store {path} is incomplete: its extraction did not finish, and resuming "
+                f"{URL_UNSUPPORTED} (or delete it and extract again)"
+            )
         if not comp.complete:
             raise StoreError(
                 f"store {path} is {comp.describe()}; finish it by rerunning the same "
@@ -501,8 +528,7 @@ def validate_store(path: str | Path, *, data: bool = True) -> list[str]:
 
 def _data_problems(path: str | Path, ds: xr.Dataset) -> list[str]:
     problems: list[str] = []
-    p = _local(path)
-    group = zarr.open_group(str(p) if p is not None else str(path), mode="r", zarr_format=3)
+    group = zarr.open_group(zarr_location(path), mode="r", zarr_format=3)
     for name in ("hidden", "pooled"):
         if name in group:
             arr = group[name]
@@ -603,7 +629,7 @@ def store_info(path: str | Path) -> StoreInfo:
     n_frames = ds["n_frames"].values
     rate = float(attrs.get("frame_rate_hz", 50.0))
     nbytes = {name: int(ds[name].size * ds[name].dtype.itemsize) for name in ("hidden", "pooled") if name in ds}
-    p = _local(path)
+    p = local_path(path)
     disk = None
     if p is not None:
         disk = sum(f.stat().st_size for f in p.rglob("*") if f.is_file())

@@ -6,6 +6,10 @@ replaced atomically by zarr, so killing a writer never leaves a torn chunk. The 
 bookkeeping (plan, one progress file per shard, lock files) lives in the store's
 ``.deepwide`` sub-group; a writer refuses a store made by another model, corpus or
 configuration (:func:`check_identity`).
+
+A store on an fsspec URL (not ``file://``) is created in place, without bookkeeping, by one
+writer that writes every batch and then marks it complete (:func:`mark_complete`); nothing
+there can be renamed atomically, locked or resumed.
 """
 
 from __future__ import annotations
@@ -40,8 +44,10 @@ from deepwide.store import (
     bookkeeping_dir,
     is_store,
     json_attr,
+    local_path,
     read_attrs,
     read_completion,
+    zarr_location,
 )
 
 log = logging.getLogger(__name__)
@@ -113,12 +119,13 @@ def create_store(
     """Create the store at ``path`` with its coords, attrs and pre-allocated (unwritten) arrays.
 
     The store is built in a temporary folder next to ``path`` and renamed into place, so
-    concurrent creators race safely: exactly one wins, the others find the store there.
+    concurrent creators race safely: exactly one wins, the others find the store there. On an
+    fsspec URL it is written in place without bookkeeping (its single writer keeps the plan).
 
     Args:
-        path: where the store goes (local folder).
+        path: where the store goes (a local folder or an fsspec URL).
         skeleton: coords, attrs, shapes and the writer plan.
-        before_rename: called once the temporary store is complete (a test hook).
+        before_rename: called once the temporary store is complete (a test hook; local only).
 
     Returns:
         True if this call created the store, False if a store already existed at ``path``.
@@ -126,6 +133,8 @@ def create_store(
     Raises:
         StoreError: ``path`` exists and is neither an empty folder nor a deepwide store.
     """
+    if local_path(path) is None:
+        return _create_url_store(str(path), skeleton)
     p = bookkeeping_dir(path).parent
     if p.exists():
         if p.is_dir() and not any(p.iterdir()):
@@ -156,6 +165,20 @@ def create_store(
     return True
 
 
+def _create_url_store(url: str, skeleton: StoreSkeleton) -> bool:
+    """:func:`create_store` on an fsspec URL: in place, no bookkeeping group."""
+    from fsspec.core import url_to_fs  # zarr's URL stores need fsspec anyway
+
+    if is_store(url):
+        return False
+    fs, root = url_to_fs(url)
+    if fs.exists(root) and (not fs.isdir(root) or fs.ls(root, detail=False)):
+        raise StoreError(f"{url} exists and is not a deepwide feature store; choose another --out")
+    _write_skeleton(url, skeleton, bookkeeping=False)
+    log.info("created feature store %s (no bookkeeping on a URL: written in one go)", url)
+    return True
+
+
 def _remove_stale_temps(p: Path) -> None:
     """Delete ``.NAME.tmp-HOST-PID`` folders of creators on this host that are gone."""
     prefix = f".{p.name}.tmp-{_host()}-"
@@ -166,7 +189,7 @@ def _remove_stale_temps(p: Path) -> None:
                 shutil.rmtree(cand, ignore_errors=True)
 
 
-def _write_skeleton(tmp: Path, sk: StoreSkeleton) -> None:
+def _write_skeleton(tmp: Path | str, sk: StoreSkeleton, *, bookkeeping: bool = True) -> None:
     n_utt = len(sk.utt_coords["utt_id"])
     coords: dict[str, Any] = {"layer": ("layer", np.asarray(sk.layers, dtype=np.int64))}
     for name in UTT_STRING_COORDS + tuple(n for n in OPTIONAL_UTT_STRING_COORDS if n in sk.utt_coords):
@@ -207,6 +230,9 @@ def _write_skeleton(tmp: Path, sk: StoreSkeleton) -> None:
         compressors=_compressors(),
         dimension_names=("layer", "utt", "feat"),
     )
+    if not bookkeeping:
+        return
+    tmp = Path(tmp)
     group.create_group(BOOKKEEPING, attributes={"about": "deepwide writer bookkeeping"})
     book = tmp / BOOKKEEPING
     (book / "shards").mkdir(parents=True, exist_ok=True)
@@ -219,7 +245,7 @@ def _write_skeleton(tmp: Path, sk: StoreSkeleton) -> None:
 # ---------------------------------------------------------------------------------------------
 def open_arrays(path: str | Path) -> tuple[zarr.Array | None, zarr.Array]:
     """``(hidden or None, pooled)`` zarr arrays of a store, opened for writing."""
-    group = zarr.open_group(str(bookkeeping_dir(path).parent), mode="r+", zarr_format=3)
+    group = zarr.open_group(zarr_location(path), mode="r+", zarr_format=3)
     hidden = group["hidden"] if "hidden" in group else None
     return hidden, group["pooled"]  # type: ignore[return-value]
 
@@ -265,12 +291,19 @@ def finalize_store(path: str | Path) -> bool:
             return True
         if comp.missing:
             return False
-        group = zarr.open_group(str(book.parent), mode="r+", zarr_format=3)
-        group.attrs["completion"] = json.dumps(
-            {"complete": True, "shards": comp.shards, "done": list(range(comp.shards))}
-        )
-    log.info("feature store %s is complete", book.parent)
+        mark_complete(book.parent, comp.shards)
     return True
+
+
+def mark_complete(path: str | Path, shards: int = 1) -> None:
+    """Write the completion record ``complete`` (every one of ``shards`` shards done).
+
+    :func:`finalize_store` calls it once the progress files say every shard is done; a store
+    on an fsspec URL has no progress files, so its one writer calls it after its last write.
+    """
+    group = zarr.open_group(zarr_location(path), mode="r+", zarr_format=3)
+    group.attrs["completion"] = json.dumps({"complete": True, "shards": shards, "done": list(range(shards))})
+    log.info("feature store %s is complete", path)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,6 +9,10 @@ batches (on a CPU in forked single-threaded jobs, :mod:`deepwide.extract.compute
 accelerator in this process, with audio decoded ahead by worker processes) under
 ``torch.inference_mode``, gather the stored frames and the pooled means, and hand them in
 order to the writer thread, which appends them to the store while the next batches run.
+
+A store on an fsspec URL (``memory://``, ``s3://`` …; ``file://`` is a local folder) is
+written in one go without bookkeeping: no shards, no locks, no resume (an interrupted one is
+refused on a rerun), and marked complete after its last batch.
 """
 
 from __future__ import annotations
@@ -33,7 +37,14 @@ from tqdm.auto import tqdm
 from deepwide import __version__
 from deepwide.corpora.manifest import Manifest
 from deepwide.devices import resolve_device
-from deepwide.errors import DiskFullError, ModelError, disk_full_message, is_disk_full
+from deepwide.errors import (
+    ConfigError,
+    DiskFullError,
+    ModelError,
+    StoreError,
+    disk_full_message,
+    is_disk_full,
+)
 from deepwide.extract.compute import BatchTask, ForkedJobs, default_jobs, run_batch_task
 from deepwide.extract.config import ExtractConfig
 from deepwide.extract.faults import fault_point
@@ -48,8 +59,10 @@ from deepwide.extract.plan import ExtractPlan, build_plan, plan_from_store
 from deepwide.extract.writer import ShardWriter
 from deepwide.models.base import SpeechEncoder
 from deepwide.store import (
+    URL_UNSUPPORTED,
     UTT_STRING_COORDS,
     is_store,
+    local_path,
     read_attrs,
     read_completion,
     read_plan,
@@ -62,6 +75,7 @@ from deepwide.store_writer import (
     create_store,
     default_chunks,
     finalize_store,
+    mark_complete,
     open_arrays,
     write_shard_state,
 )
@@ -82,7 +96,7 @@ class ExtractReport:
     """What one extraction run did.
 
     Attributes:
-        store: the store path.
+        store: the store path (or fsspec URL).
         created: this run created the store.
         complete: the store is complete after the run.
         shards_written: shards this run worked on.
@@ -93,7 +107,7 @@ class ExtractReport:
         skipped: utterances left out of the store (bad audio), ``(utt_id, reason)``.
     """
 
-    store: Path
+    store: Path | str
     created: bool
     complete: bool
     shards_written: tuple[int, ...]
@@ -330,14 +344,16 @@ def extract_features(
     """Extract every chosen layer of ``encoder`` over ``manifest`` into the store ``out``.
 
     Creates the store (pre-allocated, from a plan of batches and shards) or resumes it; a run
-    killed at any point and rerun gives the same store as an uninterrupted run.
+    killed at any point and rerun gives the same store as an uninterrupted run. On an fsspec
+    URL the store is written in one go, without bookkeeping (no ``shard``, no resume).
 
     Args:
         encoder: a :class:`deepwide.models.base.SpeechEncoder` (``hidden_states``,
             ``num_frames``, ``num_params``, ``num_layers``, ``dim``, ``frame_rate_hz``,
             ``model_id``, ``config_dict()``, ``weights_hash()``).
         manifest: the whole corpus (``config.splits`` selects from it).
-        out: store path (local).
+        out: store path: a local folder, a ``file://`` URL, or another fsspec URL
+            (``memory://NAME`` …: written in one go; no ``shard``, no resume).
         config: what to extract.
         shard: ``(k, n)`` to write only shard k of n (other shards by other processes);
             ``None`` writes every unfinished shard and excludes every other writer.
@@ -358,16 +374,19 @@ def extract_features(
         An :class:`ExtractReport`.
 
     Raises:
-        StoreError: another model/corpus/config made the store, another writer holds it, or
-            the shard count differs.
+        StoreError: another model/corpus/config made the store, another writer holds it, the
+            shard count differs, or an incomplete store on an fsspec URL (not resumable).
         AudioError: bad audio under ``on_bad_audio="error"``.
-        ConfigError: bad layers/device.
+        ConfigError: bad layers/device, or ``shard`` with an fsspec URL.
         ModelError: ``encoder`` is not a SpeechEncoder (the members it lacks are named).
         DiskFullError: the disk is (or, checked before starting, would be) full; the message
             names the disk and the space needed, and rerunning resumes.
     """
     config = config or ExtractConfig()
-    out = Path(out).expanduser()
+    local = local_path(out)
+    out = local if local is not None else str(out)
+    if local is None and shard is not None:
+        raise ConfigError(f"{out}: --shard {shard[0]}/{shard[1]} {URL_UNSUPPORTED}")
     if not isinstance(encoder, SpeechEncoder):
         members = [*SpeechEncoder.__annotations__, *(k for k, v in vars(SpeechEncoder).items()
                                                       if callable(v) and not k.startswith("_"))]
@@ -420,8 +439,14 @@ def extract_features(
         stats = np.zeros(4)  # batches, utterances, audio seconds, elapsed
         if completion.complete:
             log.info("store %s is already complete", out)
+        elif local is None and not created:
+            raise StoreError(
+                f"store {out} is incomplete (an interrupted extraction, or one still running) and "
+                f"resuming {URL_UNSUPPORTED} (or delete it and rerun)"
+            )
         else:
-            plan = plan_from_store(read_plan(out), _read_utt_coords(out), selected, config)
+            if local is not None:
+                plan = plan_from_store(read_plan(out), _read_utt_coords(out), selected, config)
             todo = [shard[0]] if shard else list(completion.missing)
             old_plan = plan
 
@@ -430,7 +455,8 @@ def extract_features(
 
             if check_space and not created:
                 check_free_space(out, left())
-            with _disk_full_resumes(out, left), WriterLock(out, shard[0] if shard else None):
+            lock: Any = WriterLock(out, shard[0] if shard else None) if local is not None else contextlib.nullcontext()
+            with _disk_full_resumes(out, left), lock:
                 torch_dtype = torch.float16 if config.dtype == "float16" else torch.float32
 
                 def compute(
@@ -449,8 +475,15 @@ def extract_features(
                         else None
                     )
                     for k in todo:
-                        stats += _extract_shard(plan, out, k, config, compute, pool, executor, workers, progress)
-                complete = finalize_store(out)
+                        stats += _extract_shard(
+                            plan, out, k, config, compute, pool, executor, workers, progress,
+                            bookkeeping=local is not None,
+                        )
+                if local is not None:
+                    complete = finalize_store(out)
+                else:  # the only writer of a URL store has written every batch
+                    mark_complete(out, completion.shards)
+                    complete = True
     report = ExtractReport(
         store=out,
         created=created,
@@ -526,7 +559,7 @@ def free_bytes(path: Path) -> int:
     return int(shutil.disk_usage(p).free)
 
 
-def check_free_space(out: Path, needed: int) -> None:
+def check_free_space(out: Path | str, needed: int) -> None:
     """Refuse to start when the disk of ``out`` clearly cannot hold the ``needed`` bytes.
 
     Raises:
@@ -547,10 +580,14 @@ def check_free_space(out: Path, needed: int) -> None:
 
 
 @contextlib.contextmanager
-def _disk_full_resumes(out: Path, bytes_left: Callable[[], int]) -> Iterator[None]:
+def _disk_full_resumes(out: Path | str, bytes_left: Callable[[], int]) -> Iterator[None]:
     """Turn a full disk (ENOSPC/EDQUOT, or an atomic writer's DiskFullError) met while writing
     ``out`` into one :class:`DiskFullError` line naming the disk, the space still needed and
-    that rerunning resumes."""
+    that rerunning resumes. A store on an fsspec URL is on no local disk and is not resumed:
+    its errors pass unchanged."""
+    if local_path(out) is None:
+        yield
+        return
     try:
         yield
     except Exception as exc:
@@ -565,7 +602,7 @@ def _disk_full_resumes(out: Path, bytes_left: Callable[[], int]) -> Iterator[Non
         ) from exc
 
 
-def _has_work(out: Path, plan: ExtractPlan, shards: list[int]) -> bool:
+def _has_work(out: Path | str, plan: ExtractPlan, shards: list[int]) -> bool:
     """Whether any of ``shards`` has batches left (so that starting jobs is worth it)."""
     return any(_shard_start(plan, k, read_shard_state(out, k)) is not None for k in shards)
 
@@ -616,7 +653,7 @@ def _run_here(
 
 def _extract_shard(
     plan: ExtractPlan,
-    out: Path,
+    out: Path | str,
     k: int,
     config: ExtractConfig,
     compute: Callable[..., tuple[np.ndarray | None, np.ndarray]],
@@ -624,13 +661,18 @@ def _extract_shard(
     executor: Any,
     workers: int,
     progress: bool,
+    *,
+    bookkeeping: bool = True,
 ) -> np.ndarray:
-    """Compute and write the unfinished batches of shard ``k``. Returns [batches, utts, audio s, s]."""
+    """Compute and write the unfinished batches of shard ``k``. Returns [batches, utts, audio s, s].
+
+    ``bookkeeping=False`` (a store on an fsspec URL, one writer): no chunk lock, no progress file.
+    """
     state = read_shard_state(out, k)
     b0, b1 = int(plan.shard_starts[k]), int(plan.shard_starts[k + 1])
     start = _shard_start(plan, k, state)
     if start is None:
-        if not state.get("done"):  # every batch written, the flag not yet
+        if not state.get("done") and bookkeeping:  # every batch written, the flag not yet
             write_shard_state(out, k, {"next_batch": b1, "done": True, "shard": k})
         return np.zeros(4)
     if start > b0:
@@ -640,7 +682,7 @@ def _extract_shard(
     tasks = _batch_tasks(plan, batches, store_frames=config.frames_per_utt != 0)
     outputs = pool.run(tasks) if pool is not None else _run_here(tasks, compute, executor, workers)
     total_s = sum(plan.batch_seconds(b) for b in batches)
-    writer = ShardWriter(out, plan, k, start, b1, hidden_arr, pooled_arr, depth=2)
+    writer = ShardWriter(out, plan, k, start, b1, hidden_arr, pooled_arr, depth=2, bookkeeping=bookkeeping)
     n_utts = 0
     t0 = time.perf_counter()
     desc = f"extract shard {k}/{plan.n_shards}" if plan.n_shards > 1 else "extract"

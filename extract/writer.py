@@ -5,7 +5,8 @@ rows until whole chunks are complete and writes those unlocked (nobody else owns
 them); only the first chunk of a (resumed) run and the last chunk of a shard can be shared
 with a neighbouring shard, and those partial writes run under the store's chunk lock. After
 each write it records in the shard's progress file the batches whose every row is on disk;
-a run killed at any moment resumes from there and recomputes the same batches.
+a run killed at any moment resumes from there and recomputes the same batches. A store on an
+fsspec URL has no bookkeeping: its one writer writes without locks or progress files.
 """
 
 from __future__ import annotations
@@ -34,10 +35,10 @@ class SequentialWriter:
     Args:
         array: the zarr array.
         start: row where the first appended block goes.
-        lock: chunk-lock file used for partial-chunk writes.
+        lock: chunk-lock file used for partial-chunk writes (None: no other writer).
     """
 
-    def __init__(self, array: zarr.Array, start: int, lock: Path) -> None:
+    def __init__(self, array: zarr.Array, start: int, lock: Path | None) -> None:
         self.array = array
         self.chunk = int(array.chunks[1])
         self.written = int(start)  # rows before this are on disk
@@ -94,6 +95,8 @@ class ShardWriter:
         hidden: the ``hidden`` array (None without frames).
         pooled: the ``pooled`` array.
         depth: batches queued before :meth:`submit` blocks.
+        bookkeeping: take the store's chunk lock and record progress in its shard file;
+            ``False`` for the only writer of a store without bookkeeping (an fsspec URL).
     """
 
     def __init__(
@@ -106,6 +109,8 @@ class ShardWriter:
         hidden: zarr.Array | None,
         pooled: zarr.Array,
         depth: int = 2,
+        *,
+        bookkeeping: bool = True,
     ) -> None:
         self.store = store
         self.plan = plan
@@ -113,7 +118,8 @@ class ShardWriter:
         self.next_batch = start
         self.durable = start
         self.stop = stop
-        lock = bookkeeping_dir(store) / "chunks.lock"
+        self.bookkeeping = bookkeeping
+        lock = bookkeeping_dir(store) / "chunks.lock" if bookkeeping else None
         first_utt = int(plan.batch_starts[start])
         self.frames = (
             SequentialWriter(hidden, int(plan.frame_offset[first_utt]) if first_utt < len(plan.utts) else 0, lock)
@@ -214,4 +220,5 @@ class ShardWriter:
         if b == self.durable and not done:
             return
         self.durable = b
-        write_shard_state(self.store, self.shard, {"next_batch": b, "done": done, "shard": self.shard})
+        if self.bookkeeping:
+            write_shard_state(self.store, self.shard, {"next_batch": b, "done": done, "shard": self.shard})

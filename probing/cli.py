@@ -16,6 +16,16 @@ from deepwide.probing.tasks import TASKS
 log = logging.getLogger(__name__)
 
 
+class _StorePath(click.Path):
+    """``click.Path`` that hands an fsspec URL (``memory://NAME``, ``file:///abs`` …) on as the
+    string it is (a ``Path`` would fold ``//`` into ``/``); local paths convert as before."""
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> object:
+        if isinstance(value, str) and "://" in value:
+            return value
+        return super().convert(value, param, ctx)
+
+
 def _task_lines() -> str:
     return "\n".join(f"  {n:<10} {TASKS.get(n).description}" for n in TASKS.names())
 
@@ -27,9 +37,9 @@ def _task_lines() -> str:
 )
 @click.option("--task", "tasks", multiple=True, required=True, type=click.Choice([*TASKS.names(), "all"]),
               help="Task to probe (repeatable); 'all' = every task the stores can serve.")
-@click.option("--store", "stores", multiple=True, required=True, type=click.Path(path_type=Path),
+@click.option("--store", "stores", multiple=True, required=True, type=_StorePath(path_type=Path),
               help="Feature store of one model (repeatable: several models in one table).")
-@click.option("--null", "nulls", multiple=True, type=click.Path(path_type=Path),
+@click.option("--null", "nulls", multiple=True, type=_StorePath(path_type=Path),
               help="Store of a random-init twin, probed as its own null model entry (repeatable).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write probe.nc and probe.csv here; earlier results there of the same models, seed "
@@ -57,8 +67,8 @@ def _task_lines() -> str:
 def probe(
     ctx: click.Context,
     tasks: tuple[str, ...],
-    stores: tuple[Path, ...],
-    nulls: tuple[Path, ...],
+    stores: tuple[Path | str, ...],
+    nulls: tuple[Path | str, ...],
     out_dir: Path | None,
     device: str,
     max_train_frames: int,

@@ -63,6 +63,11 @@ def _task_lines() -> str:
 @click.option("--include-silence", is_flag=True, help="Keep silence frames in the phone task.")
 @click.option("--segment-frames", type=click.IntRange(min=1), default=1, show_default=True,
               help="sid-frame: average this many consecutive frames per sample.")
+@click.option("--head", "asr_head", type=click.Choice(["linear", "blstm"]), default="linear", show_default=True,
+              help="asr: a linear CTC head per layer (and on the weighted sum), or SUPERB's 2 x BiLSTM(1024) "
+                   "on the weighted sum (for a GPU).")
+@click.option("--ctc-steps", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="pr/asr: Adam steps of the CTC heads (16 utterances each).")
 @click.pass_context
 def probe(
     ctx: click.Context,
@@ -80,6 +85,8 @@ def probe(
     weighted_sum: bool,
     include_silence: bool,
     segment_frames: int,
+    asr_head: str,
+    ctc_steps: int,
 ) -> None:
     """Layerwise linear probes (and the weighted-sum probe) on one or more feature stores.
 
@@ -102,7 +109,8 @@ def probe(
     kwargs = {} if penalties is None else {"penalties": penalties}
     config = ProbeConfig(
         max_train_frames=max_train_frames, max_eval_frames=max_eval_frames, include_silence=include_silence,
-        segment_frames=segment_frames, tol=tol, max_iter=max_iter, n_boot=n_boot, weighted_sum=weighted_sum, device=device, **kwargs,
+        segment_frames=segment_frames, tol=tol, max_iter=max_iter, n_boot=n_boot, weighted_sum=weighted_sum, device=device,
+        asr_head=asr_head, ctc_steps=ctc_steps, **kwargs,
     )
     if out_dir is not None:  # refuse an --out this run cannot be merged into before probing
         check_output_folder(out_dir, list(stores), config, nulls=list(nulls), seed=seed)

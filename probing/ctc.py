@@ -20,7 +20,9 @@ utterances in the store's ragged layout (``offsets``) and one label sequence per
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -120,15 +122,16 @@ def greedy_decode_layers(weight: torch.Tensor, bias: torch.Tensor, data: CtcSet,
     return out
 
 
-def edit_counts(hyps: list[list[int]], refs: tuple[np.ndarray, ...] | list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """``(edits (U,), reference lengths (U,))`` of hypotheses against references (torchaudio)."""
+def edit_counts(hyps: Sequence[Sequence[Any]], refs: Sequence[Sequence[Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """``(edits (U,), reference lengths (U,))`` of hypotheses against references (torchaudio's
+    ``edit_distance``; units are labels, words or characters: anything comparable)."""
     import torchaudio.functional as taf
 
-    edits = np.array([taf.edit_distance(list(map(int, r)), h) for h, r in zip(hyps, refs, strict=True)], np.int64)
+    edits = np.array([taf.edit_distance(list(r), list(h)) for h, r in zip(hyps, refs, strict=True)], np.int64)
     return edits, np.array([len(r) for r in refs], np.int64)
 
 
-def error_rate(hyps: list[list[int]], refs: tuple[np.ndarray, ...] | list[np.ndarray]) -> float:
+def error_rate(hyps: Sequence[Sequence[Any]], refs: Sequence[Sequence[Any]]) -> float:
     """``Σ edits / Σ reference length`` (PER for phones, WER for words, CER for characters)."""
     edits, n = edit_counts(hyps, refs)
     return float(edits.sum() / max(int(n.sum()), 1))
@@ -314,13 +317,112 @@ def fit_ctc_weighted(
     return best
 
 
+class _BlstmHead(torch.nn.Module):
+    """SUPERB's ASR downstream: 2-layer BiLSTM on the weighted sum of layers, then a linear
+    projection to the CTC classes. ``(L, B, T, D)`` + ``(B,)`` lengths -> ``(B, T, C)`` log-probs."""
+
+    def __init__(self, num_layers: int, dim: int, classes: int, hidden: int) -> None:
+        super().__init__()
+        self.logits_w = torch.nn.Parameter(torch.zeros(num_layers))
+        self.lstm = torch.nn.LSTM(dim, hidden, num_layers=2, bidirectional=True, batch_first=True)
+        self.out = torch.nn.Linear(2 * hidden, classes)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        h = torch.einsum("l,lbtd->btd", torch.softmax(self.logits_w, 0), x)
+        packed = torch.nn.utils.rnn.pack_padded_sequence(h, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        y, _ = self.lstm(packed)
+        y, _ = torch.nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=h.shape[1])
+        return torch.log_softmax(self.out(y), dim=-1)
+
+
+@dataclass
+class BlstmCtcFit:
+    """A trained BiLSTM CTC head on the weighted sum of layers.
+
+    Attributes:
+        weights: ``(L,)`` softmax layer weights; ``head``: the trained module (CPU, eval mode).
+        dev_error, best_step: the kept state's dev error rate and step.
+    """
+
+    weights: np.ndarray
+    head: torch.nn.Module
+    dev_error: float
+    best_step: int
+
+    def decode(self, data: CtcSet, batch_utts: int = 16) -> list[list[int]]:
+        """Greedy label sequence of every utterance."""
+        out: list[list[int]] = []
+        with torch.no_grad():
+            for s in range(0, data.num_utts, batch_utts):
+                xb, lens = data.batch(np.arange(s, min(s + batch_utts, data.num_utts)), torch.device("cpu"))
+                best = self.head(xb, lens).argmax(-1).numpy()
+                out.extend(greedy_collapse(best[i, : int(lens[i])]) for i in range(len(lens)))
+        return out
+
+
+def fit_ctc_blstm(
+    train: CtcSet,
+    num_labels: int,
+    *,
+    dev: CtcSet | None = None,
+    hidden: int = 1024,
+    steps: int = 1000,
+    batch_utts: int = 16,
+    lr: float = 1e-2,
+    eval_every: int = 100,
+    seed: int = 0,
+    device: str = "cpu",
+) -> BlstmCtcFit:
+    """SUPERB's ASR downstream on cached layers (weighted sum -> 2 × BiLSTM(``hidden``) ->
+    linear -> CTC), Adam; the state with the lowest dev error is kept. Meant for a GPU at
+    ``hidden=1024``; runs on the CPU for small stores. Other arguments as :func:`fit_ctc_layers`."""
+    import copy
+
+    dev_ = torch.device(device)
+    torch.manual_seed(seed)
+    nl, _, d = train.x.shape
+    head = _BlstmHead(nl, d, num_labels + 1, hidden).to(dev_)
+    adam = torch.optim.Adam(head.parameters(), lr=lr)
+
+    def snapshot(err: float, step: int) -> BlstmCtcFit:
+        kept = copy.deepcopy(head).cpu().eval()
+        return BlstmCtcFit(torch.softmax(kept.logits_w.detach(), 0).double().numpy(), kept, err, step)
+
+    best = snapshot(float("nan"), 0)
+    rng = np.random.default_rng(seed)
+    order, pos = rng.permutation(train.num_utts), 0
+    batch_utts = min(batch_utts, train.num_utts)
+    for step in range(1, steps + 1):
+        if pos + batch_utts > len(order):
+            order, pos = rng.permutation(train.num_utts), 0
+        utts = np.sort(order[pos : pos + batch_utts])
+        pos += batch_utts
+        xb, lens = train.batch(utts, dev_)
+        head.train()
+        loss = layer_ctc_losses(head(xb, lens)[None], lens, [train.targets[u] for u in utts]).sum()
+        adam.zero_grad(set_to_none=True)
+        loss.backward()
+        adam.step()
+        if dev is not None and dev.num_utts and (step % eval_every == 0 or step == steps):
+            cur = snapshot(float("nan"), step)
+            err = error_rate(cur.decode(dev), dev.targets)
+            if not err >= best.dev_error:
+                cur.dev_error = err
+                best = cur
+    if dev is None or not dev.num_utts:
+        best = snapshot(float("nan"), steps)
+    return best
+
+
 __all__ = [
     "BLANK",
+    "BlstmCtcFit",
     "CtcFit",
     "CtcSet",
     "edit_counts",
     "error_rate",
     "WeightedCtcFit",
+    "fit_ctc_blstm",
     "fit_ctc_layers",
     "fit_ctc_weighted",
     "greedy_collapse",

@@ -42,7 +42,14 @@ from deepwide import __version__
 from deepwide.config import atomic_target, config_to_dict
 from deepwide.devices import resolve_device
 from deepwide.errors import ConfigError, DiskFullError, TaskError, disk_full_state, is_disk_full
-from deepwide.probing.ctc import CtcSet, edit_counts, fit_ctc_layers, fit_ctc_weighted
+from deepwide.probing.ctc import (
+    CtcSet,
+    edit_counts,
+    error_rate,
+    fit_ctc_blstm,
+    fit_ctc_layers,
+    fit_ctc_weighted,
+)
 from deepwide.probing.solver import DEFAULT_PENALTIES, fit_softmax_path, standardise
 from deepwide.probing.stats import (
     DEFAULT_BOOT,
@@ -77,7 +84,10 @@ class ProbeConfig:
         weighted_sum: also train the SUPERB weighted-sum probe.
         ws_steps, ws_batch, ws_lr: its Adam schedule.
         ctc_steps, ctc_batch, ctc_lr, ctc_eval_every: Adam steps, utterances per batch, learning
-            rate and dev-evaluation interval of the CTC heads of sequence tasks (``pr``).
+            rate and dev-evaluation interval of the CTC heads of sequence tasks (``pr``, ``asr``).
+        asr_head: ``"linear"`` (a CTC head per layer and on the weighted sum) or ``"blstm"``
+            (SUPERB's ASR downstream on the weighted sum: a 2-layer BiLSTM of ``blstm_hidden``
+            units per direction, then the CTC head; no per-layer curve).
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
         max_batch_bytes: memory budget of one batched solve (layers are split to fit).
     """
@@ -98,12 +108,16 @@ class ProbeConfig:
     ctc_batch: int = 16
     ctc_lr: float = 1e-2
     ctc_eval_every: int = 100
+    asr_head: str = "linear"
+    blstm_hidden: int = 1024
     device: str = "auto"
     max_batch_bytes: int = 2 * 1024**3
 
     def __post_init__(self) -> None:
         if not self.penalties or any(p <= 0 for p in self.penalties):
             raise ValueError("penalties must be a non-empty tuple of positive numbers")
+        if self.asr_head not in ("linear", "blstm"):
+            raise ValueError(f"asr_head must be linear or blstm, not {self.asr_head!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
         if self.n_boot < 10:
@@ -131,6 +145,7 @@ class TaskResult:
     n_test: np.ndarray
     majority: float
     eer_cosine: np.ndarray | None = None
+    cer: np.ndarray | None = None  # asr: character error rate per layer
     ws_weight: np.ndarray | None = None
     layer_norm: np.ndarray | None = None
     ws_score: float = float("nan")
@@ -287,23 +302,43 @@ def probe_sequences(data: SequenceData, ds: Any, config: ProbeConfig, seed: int 
         f1=nan.copy(), penalty=nan.copy(), n_train=np.full(n_layers, len(data.train), np.int64),
         n_test=np.full(n_layers, len(data.test), np.int64), majority=1.0,
     )
-    fit = fit_ctc_layers(sets["train"], v, dev=dev, **schedule)  # type: ignore[arg-type]
-    edits = []
-    for layer, hyps in enumerate(fit.decode(sets["test"])):
-        e, n = edit_counts(hyps, sets["test"].targets)
-        edits.append(e)
-        result.score[layer] = e.sum() / max(int(n.sum()), 1)
-    n_ref = np.array([len(t) for t in sets["test"].targets], np.float64)
-    result.ci_low, result.ci_high = bootstrap_ratio_ci(np.stack(edits, 1), n_ref, n_boot=config.n_boot, seed=seed)
-    if config.weighted_sum:
+    words = data.task.metric == "wer"
+    refs = sets["test"].targets
+    ref_units = [_words(t, data.vocabulary) for t in refs] if words else list(refs)
+    n_ref = np.array([len(r) for r in ref_units], np.float64)
+
+    def counts(hyps: list[list[int]]) -> np.ndarray:
+        """``(U,)`` edits of greedy outputs against the references, in the task's units."""
+        return edit_counts([_words(h, data.vocabulary) for h in hyps] if words else hyps, ref_units)[0]
+
+    if not words or config.asr_head == "linear":
+        fit = fit_ctc_layers(sets["train"], v, dev=dev, **schedule)  # type: ignore[arg-type]
+        edits = []
+        if words:
+            result.cer = nan.copy()
+        for layer, hyps in enumerate(fit.decode(sets["test"])):
+            edits.append(counts(hyps))
+            result.score[layer] = edits[-1].sum() / max(n_ref.sum(), 1.0)
+            if result.cer is not None:
+                result.cer[layer] = error_rate(hyps, refs)
+        result.ci_low, result.ci_high = bootstrap_ratio_ci(np.stack(edits, 1), n_ref, n_boot=config.n_boot, seed=seed)
+    if config.weighted_sum or (words and config.asr_head == "blstm"):
         result.layer_norm = layer_norms(feats["train"])
-        ws = fit_ctc_weighted(sets["train"], v, dev=dev, **schedule)  # type: ignore[arg-type]
-        e, n = edit_counts(ws.decode(sets["test"]), sets["test"].targets)
+        if words and config.asr_head == "blstm":
+            ws = fit_ctc_blstm(sets["train"], v, dev=dev, hidden=config.blstm_hidden, **schedule)  # type: ignore[arg-type]
+        else:
+            ws = fit_ctc_weighted(sets["train"], v, dev=dev, **schedule)  # type: ignore[arg-type]
+        e = counts(ws.decode(sets["test"]))
         result.ws_weight = ws.weights
-        result.ws_score = float(e.sum() / max(int(n.sum()), 1))
+        result.ws_score = float(e.sum() / max(n_ref.sum(), 1.0))
         lo, hi = bootstrap_ratio_ci(e[:, None], n_ref, n_boot=config.n_boot, seed=seed)
         result.ws_ci = (float(lo[0]), float(hi[0]))
     return result
+
+
+def _words(labels: np.ndarray | list[int], vocabulary: list[str]) -> list[str]:
+    """Character labels (``1..V``) -> the words they spell (split at spaces)."""
+    return "".join(vocabulary[int(i) - 1] for i in labels).split()
 
 
 # ----------------------------------------------------------------- verification
@@ -482,7 +517,8 @@ def results_dataset(entries: Sequence[ModelEntry], tasks: Sequence[Task], config
     def full(fill: float = np.nan, dtype: Any = np.float64, s: tuple[int, ...] = shape) -> np.ndarray:
         return np.full(s, fill, dtype)
 
-    v = {name: full() for name in ("score", "ci_low", "ci_high", "f1", "penalty", "eer_cosine", "ws_weight", "layer_norm")}
+    v = {name: full() for name in ("score", "ci_low", "ci_high", "f1", "penalty", "eer_cosine", "cer", "ws_weight",
+                                   "layer_norm")}
     n_train, n_test = full(0, np.int64), full(0, np.int64)
     scal = {name: full(s=(n_models, n_tasks)) for name in ("majority", "ws_score", "ws_ci_low", "ws_ci_high")}
     backend = np.full((n_models, n_tasks), "", dtype=object)
@@ -498,6 +534,8 @@ def results_dataset(entries: Sequence[ModelEntry], tasks: Sequence[Task], config
             n_test[m, t, nl] = r.n_test
             if r.eer_cosine is not None:
                 v["eer_cosine"][m, t, nl] = r.eer_cosine
+            if r.cer is not None:
+                v["cer"][m, t, nl] = r.cer
             if r.ws_weight is not None:
                 v["ws_weight"][m, t, nl] = r.ws_weight
                 v["layer_norm"][m, t, nl] = r.layer_norm
@@ -541,6 +579,7 @@ def results_dataset(entries: Sequence[ModelEntry], tasks: Sequence[Task], config
         "test metric (fraction); asv: EER of `backend`, pr: phone error rate (both lower is better)"
     )
     ds["eer_cosine"].attrs["description"] = "asv only: EER of plain cosine scoring (centred); NaN elsewhere"
+    ds["cer"].attrs["description"] = "asr only: character error rate of the layer's CTC head; NaN elsewhere"
     ds["backend"].attrs["description"] = (
         "asv only: what scored `score`, 'lda' (cosine after LDA) or 'cosine' (plain cosine: fewer than "
         "2 training speakers outside the trial list); '' elsewhere"

@@ -8,6 +8,7 @@ labels — it never reads features; :meth:`TaskData.load_layer` then reads one l
 |---|---|---|---|---|---|
 | ``phone`` | frame | stored frames with a phone (silence excluded by default) | ``phone`` | ``split`` | accuracy |
 | ``pr`` | sequence | whole utterances (every frame) with phones | ``phones`` (silence dropped) | ``split`` | PER |
+| ``asr`` | sequence | whole utterances (every frame) with a transcript | ``text`` (characters) | ``split`` | WER (+ CER) |
 | ``ks`` | utterance | ``kind == "keyword"`` | ``keyword`` | ``split`` | accuracy |
 | ``ic`` | utterance | ``kind == "command"`` | ``intent`` | ``split`` | accuracy |
 | ``sid`` | utterance | ``sid_split != ""`` | ``speaker`` | ``sid_split`` | accuracy |
@@ -261,7 +262,7 @@ class Task:
         level: ``"frame"``, ``"utterance"`` or ``"sequence"`` (every frame of whole utterances,
             one label sequence each).
         kind: ``"content"`` or ``"speaker"``.
-        metric: ``"accuracy"``, ``"eer"`` or ``"per"`` (phone error rate).
+        metric: ``"accuracy"``, ``"eer"``, ``"per"`` (phone error rate) or ``"wer"`` (word).
         label: the label it needs (a coord name, or ``"trials"``).
         split_coord: the coord that assigns samples to train/dev/test.
         utt_kinds: keep only utterances whose ``kind`` is one of these (None: all).
@@ -337,9 +338,10 @@ def store_labels(ds: Any) -> list[str]:
     have = []
     if _frames_available(ds) and "phone" in ds.coords and bool((np.asarray(ds["phone"].values) >= 0).any()):
         have.append("phone")
-    phones = _strings(_coord(ds, "phones"))
-    if _frames_available(ds) and phones is not None and bool((phones != "").any()):
-        have.append("phones")
+    for name in ("phones", "text"):  # the sequence tasks' targets
+        values = _strings(_coord(ds, name))
+        if _frames_available(ds) and values is not None and bool((values != "").any()):
+            have.append(name)
     for name in UTT_LABELS:
         vals = _strings(_coord(ds, name))
         if vals is not None and bool((vals != "").any()):
@@ -563,21 +565,24 @@ def _whole_utterances(utts: np.ndarray, n_frames: np.ndarray, cap: int, rng: np.
     return np.sort(order[:keep])
 
 
-def _prepare_sequences(task: Task, ds: Any, options: PrepareOptions) -> SequenceData:
-    mode = str(ds.attrs.get("frames_mode", "none"))
-    if mode != "all" or not _frames_available(ds):
-        raise TaskError(
-            f"task {task.name!r} needs every frame of each utterance, but store {store_name(ds)!r} was "
-            f"extracted with --frames {mode}; re-extract it with `deepwide extract --frames all`"
-        )
+#: Characters of the ``asr`` task (lower-cased text; anything else becomes a word break).
+ASR_ALPHABET = tuple(" '" + "abcdefghijklmnopqrstuvwxyz")
+
+
+def normalise_text(text: str) -> str:
+    """Lower-case, letters and apostrophes only, single spaces: what ``asr`` transcribes."""
+    kept = "".join(c if c in ASR_ALPHABET else " " for c in text.lower())
+    return " ".join(kept.split())
+
+
+def _phone_targets(task: Task, ds: Any) -> tuple[list[str], list[np.ndarray]]:
     seqs = _strings(_coord(ds, "phones"))
     if seqs is None or not (seqs != "").any():
         raise _missing(task, ds, "phone sequences (utterance coordinate 'phones', written by "
                        "`deepwide extract` from the corpus's phone segments; re-extract older stores)")
     from deepwide.store import phone_set_of
 
-    phone_set = phone_set_of(ds)
-    vocabulary = [p for p in phone_set if p.lower() not in SILENCE_SYMBOLS]
+    vocabulary = [p for p in phone_set_of(ds) if p.lower() not in SILENCE_SYMBOLS]
     index = {p: i + 1 for i, p in enumerate(vocabulary)}
     targets, unknown = [], set()
     for text in seqs:
@@ -589,6 +594,25 @@ def _prepare_sequences(task: Task, ds: Any, options: PrepareOptions) -> Sequence
             f"task {task.name!r}: store {store_name(ds)!r} has phone sequences with symbols outside its "
             f"phone set ({', '.join(sorted(unknown)[:5])}); re-extract it from a consistent manifest"
         )
+    return vocabulary, targets
+
+
+def _char_targets(task: Task, ds: Any) -> tuple[list[str], list[np.ndarray]]:
+    texts = _strings(_coord(ds, "text"))
+    if texts is None or not (texts != "").any():
+        raise _missing(task, ds, "transcripts (utterance coordinate 'text')")
+    index = {c: i + 1 for i, c in enumerate(ASR_ALPHABET)}
+    return list(ASR_ALPHABET), [np.array([index[c] for c in normalise_text(t)], np.int64) for t in texts]
+
+
+def _prepare_sequences(task: Task, ds: Any, options: PrepareOptions) -> SequenceData:
+    mode = str(ds.attrs.get("frames_mode", "none"))
+    if mode != "all" or not _frames_available(ds):
+        raise TaskError(
+            f"task {task.name!r} needs every frame of each utterance, but store {store_name(ds)!r} was "
+            f"extracted with --frames {mode}; re-extract it with `deepwide extract --frames all`"
+        )
+    vocabulary, targets = (_phone_targets if task.label == "phones" else _char_targets)(task, ds)
     has = np.array([len(t) > 0 for t in targets])
     code = _utterance_selection(task, ds, np.where(has, "x", "").astype(object), options)
     n_frames = np.asarray(ds["n_stored"].values, np.int64)
@@ -600,7 +624,7 @@ def _prepare_sequences(task: Task, ds: Any, options: PrepareOptions) -> Sequence
         utts = _whole_utterances(np.flatnonzero((code == c) & (n_frames > 0)), n_frames, cap, rng)
         splits.append(SequenceSplit(utts=utts, targets=tuple(targets[u] for u in utts)))
     if not len(splits[0]) or not len(splits[2]):
-        raise TaskError(f"task {task.name!r}: store {store_name(ds)!r} has no phone-labelled train or test utterances")
+        raise TaskError(f"task {task.name!r}: store {store_name(ds)!r} has no labelled train or test utterances")
     return SequenceData(task, vocabulary, *splits, frame_offset=offset, n_frames=n_frames)
 
 
@@ -677,6 +701,9 @@ _register(Task("asv", "utterance", "speaker", "eer", "trials", "split",
                prepare_fn=_prepare_trials))
 _register(Task("pr", "sequence", "content", "per", "phones", "split",
                "phone recognition (SUPERB PR): linear CTC heads on every frame, greedy decoding, PER",
+               speaker_disjoint=True, prepare_fn=_prepare_sequences))
+_register(Task("asr", "sequence", "content", "wer", "text", "split",
+               "speech recognition (SUPERB ASR): character CTC heads, greedy decoding, WER (and CER)",
                speaker_disjoint=True, prepare_fn=_prepare_sequences))
 _register(Task("er", "utterance", "speaker", "accuracy", "emotion", "split",
                "emotion recognition on utterances with an emotion label (corpus splits)",

@@ -32,6 +32,7 @@ def fake_feature_dataset(
     phone_strength: float = 2.0,
     structure: bool = True,
     phone_sequences: bool = False,
+    transcripts: bool = False,
 ) -> xr.Dataset:
     """Build an in-memory feature-store dataset.
 
@@ -39,7 +40,8 @@ def fake_feature_dataset(
     strengths) plus unit Gaussian noise; with ``structure=False`` every layer is pure noise
     (a stand-in for a random twin). With ``phone_sequences`` the store also carries the
     ``phones`` utterance coordinate (each utterance's 5-frame phone segments, in order), which
-    the ``pr`` task reads.
+    the ``pr`` task reads; with ``transcripts``, ``text`` is one word spelling those segments
+    with a letter each (``a`` for phone 0 …), which the ``asr`` task reads.
 
     Returns:
         ``xr.Dataset`` with ``hidden (layer, frame, feat)`` float32, ``pooled (layer, utt, feat)``
@@ -56,7 +58,7 @@ def fake_feature_dataset(
     sid_pattern = ["train"] * (utts_per_speaker - 2) + ["dev", "test"]
 
     utt_rows = []
-    sequences = []
+    sequences, words = [], []
     hidden = np.zeros((num_layers + 1, n_utt * frames_per_utt, dim), np.float32)
     phone_lab = np.zeros(n_utt * frames_per_utt, np.int16)
     utt_index = np.repeat(np.arange(n_utt, dtype=np.int32), frames_per_utt)
@@ -69,6 +71,7 @@ def fake_feature_dataset(
         sl = slice(u * frames_per_utt, (u + 1) * frames_per_utt)
         phone_lab[sl] = ph
         sequences.append(" ".join(PHONES[k] for k in seg[: -(-frames_per_utt // 5)]))
+        words.append("".join(chr(ord("a") + int(k)) for k in seg[: -(-frames_per_utt // 5)]))
         for layer in range(num_layers + 1):
             depth = layer / num_layers
             x = rng.normal(size=(frames_per_utt, dim))
@@ -113,7 +116,7 @@ def fake_feature_dataset(
             "keyword": ("utt", col("keyword")),
             "intent": ("utt", col("intent")),
             "emotion": ("utt", np.full(n_utt, "", dtype=object)),
-            "text": ("utt", np.full(n_utt, "", dtype=object)),
+            "text": ("utt", np.array(words, dtype=object) if transcripts else np.full(n_utt, "", dtype=object)),
             **({"phones": ("utt", np.array(sequences, dtype=object))} if phone_sequences else {}),
             "n_frames": ("utt", np.full(n_utt, frames_per_utt, np.int64)),
             "n_stored": ("utt", np.full(n_utt, frames_per_utt, np.int64)),

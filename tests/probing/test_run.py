@@ -268,3 +268,21 @@ def test_pr_finds_phones_where_they_are_planted_and_refuses_sampled_stores(tmp_p
         probe_stores([sampled], ["pr"], cfg)
     with pytest.raises(TaskError, match="phone sequences"):
         probe_stores([ds.drop_vars("phones")], ["pr"], cfg)
+
+
+def test_asr_scores_words_and_characters_with_either_head() -> None:
+    from deepwide.probing.run import ProbeConfig, probe_stores
+    from tests.fakes import fake_feature_dataset
+
+    ds = fake_feature_dataset(n_speakers=10, utts_per_speaker=6, num_layers=3, dim=12, frames_per_utt=30,
+                              speaker_strength=0.5, phone_strength=3.0, transcripts=True)
+    cfg = ProbeConfig(n_boot=100, ctc_steps=150, ctc_lr=3e-2, ctc_eval_every=50, weighted_sum=False)
+    res = probe_stores([ds], ["asr"], cfg, seed=0).sel(model="fake-model", task="asr")
+    assert str(res["metric"].item()) == "wer" and not bool(res["higher_is_better"])
+    cer, wer = res["cer"].values, res["score"].values
+    assert cer[3] < 0.35 < 0.8 < cer[0] and wer[3] <= 1.0  # one word per utterance: WER is 0 or 1 each
+    assert np.isnan(res["ws_score"])
+    blstm = ProbeConfig(n_boot=100, ctc_steps=20, ctc_eval_every=10, asr_head="blstm", blstm_hidden=16)
+    res = probe_stores([ds], ["asr"], blstm, seed=0).sel(model="fake-model", task="asr")
+    assert np.isnan(res["score"].values).all() and 0 <= float(res["ws_score"]) <= 2
+    assert abs(float(res["ws_weight"].sum()) - 1) < 1e-6

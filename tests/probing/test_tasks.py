@@ -18,13 +18,13 @@ def _speakers(ds, data: TaskData, split: str) -> set[str]:
 
 
 def test_registry_lists_all_tasks() -> None:
-    assert TASKS.names() == sorted(["phone", "pr", "ks", "ic", "sid", "sid-frame", "asv", "er"])
-    with pytest.raises(UnknownNameError, match="valid tasks: asv, er"):
+    assert TASKS.names() == sorted(["phone", "pr", "asr", "ks", "ic", "sid", "sid-frame", "asv", "er"])
+    with pytest.raises(UnknownNameError, match="valid tasks: asr, asv, er"):
         TASKS.get("nope")
     for name in TASKS.names():
         t = TASKS.get(name)
         assert t.level in ("frame", "utterance", "sequence") and t.kind in ("content", "speaker")
-        assert t.metric in ("accuracy", "eer", "per")
+        assert t.metric in ("accuracy", "eer", "per", "wer")
     assert not TASKS.get("asv").higher_is_better and TASKS.get("sid").higher_is_better
     assert not TASKS.get("pr").higher_is_better and TASKS.get("pr").level == "sequence"
 

@@ -95,13 +95,21 @@ def run_variant(
     warmup: int,
     batch_seconds: float,
     crop_seconds: float,
+    teacher_spec: str = TEACHER,
+    student: str = STUDENT,
+    objective: str = "predlayer",
 ) -> dict[str, Any]:
-    """Train ``warmup + steps`` steps and report the speed of the last ``steps``."""
+    """Train ``warmup + steps`` steps and report the speed of the last ``steps``.
+
+    ``teacher`` is the loaded teacher, ``teacher_spec`` the spec its config records;
+    ``student`` a preset (scaled to the teacher's width) and ``objective`` its objective.
+    The run folder ``out`` keeps ``metrics.jsonl`` (one line per step).
+    """
     config = make_config(
-        teacher=TEACHER,
+        teacher=teacher_spec,
         corpus=str(manifest.root),
-        student=STUDENT,
-        objective="predlayer",
+        student=student,
+        objective=objective,
         steps=warmup + steps,
         batch_seconds=batch_seconds,
         max_crop_seconds=crop_seconds,

@@ -125,7 +125,7 @@ def hand_loop(encoder: Any, manifest: Manifest, out: Path, device: str) -> None:
             np.save(out / f"{utt.utt_id}_{layer}.npy", s[0, :n].cpu().numpy())
 
 
-def _batches(manifest: Manifest, config: ExtractConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+def padded_batches(manifest: Manifest, config: ExtractConfig) -> list[tuple[np.ndarray, np.ndarray]]:
     """deepwide's batches of ``manifest``, decoded and padded by deepwide's own loader:
     [(wavs (B, S), lengths (B,))]."""
     plan = build_plan(manifest, config)
@@ -241,7 +241,7 @@ def main() -> None:
         manifest, corpus_desc = make_corpus(args.corpus, tmp, args.max_utts)
         config = ExtractConfig(batch_seconds=args.batch_seconds, dtype=args.dtype)
         audio_s = sum(len(load_audio(manifest.audio_path(u))) for u in manifest.utterances) / 16000
-        batches = _batches(manifest, config)
+        batches = padded_batches(manifest, config)
         hand_loop(encoder, Manifest(manifest.corpus_id, manifest.root, manifest.utterances[:3]), tmp / "warm", args.device)
 
         def deepwide(name: str, n_jobs: int) -> None:

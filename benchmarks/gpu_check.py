@@ -363,7 +363,7 @@ def check_extract(report: Report, sizes: Sizes, device: str, root: Path, teacher
     manifest = distill_gpu.fabricate_corpus(root / "extract-corpus", sizes.extract_utts, sizes.extract_utt_seconds)
     audio_s = sizes.extract_utts * sizes.extract_utt_seconds
     config = ExtractConfig(frames=sizes.extract_frames)
-    batches = extract_bench._batches(manifest, config)
+    batches = extract_bench.padded_batches(manifest, config)
     extract_bench.forward_only(teacher, batches[:1], device)  # warm-up (kernels, allocator)
     t0 = time.perf_counter()
     extract_bench.forward_only(teacher, batches, device)

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure, SubFigure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
 
-from deepwide.figures.results import PUBLISHED_TASKS, ordered_tasks, relative_depth, task_info
+from deepwide.figures.results import ordered_tasks, relative_depth, task_info
 from deepwide.figures.style import (
     PUBLISHED_COLOR,
     SEQUENTIAL_CMAP,
@@ -32,6 +32,12 @@ from deepwide.figures.style import (
     model_styles,
     new_figure,
     styled,
+)
+from deepwide.figures.superb import (
+    MEASURED_LABEL,
+    PUBLISHED_LABEL,
+    PUBLISHED_TASKS,
+    SuperbTask,
 )
 
 log = logging.getLogger(__name__)
@@ -287,7 +293,7 @@ def plot_params_vs_score(
     Args:
         scores: rows (model, task, score, ci_low, ci_high), scores as fractions.
         probe: the probe dataset (tasks' metric/direction, per-model facts).
-        published: table like :data:`~deepwide.figures.results.PUBLISHED_SUPERB`, or ``None``.
+        published: rows like :attr:`~deepwide.figures.superb.PublishedSuperb.rows`, or ``None``.
         styles: model → style mapping.
         score_name: what ``scores`` is, for the row title.
         title_notes: task → note shown in its panel title (e.g. ``"best layer"`` for a task
@@ -563,6 +569,88 @@ def plot_label_cca_rank(
     return fig
 
 
+# ---------------------------------------------------------------------------------------------
+# figure 7
+
+
+@styled
+def plot_superb_units(
+    published: pd.DataFrame,
+    measured: pd.DataFrame,
+    tasks: Sequence[SuperbTask],
+    styles: ModelStyles | None = None,
+    models: Sequence[str] | None = None,
+) -> Figure:
+    """Figure 7: published SUPERB rows and this study's scores in SUPERB units, in two rows.
+
+    Top row ("published, SUPERB protocol"): one dot per published model and task. Bottom row
+    ("measured here, deepwide protocol"): each model's score ± 95 % CI, random twins hollow,
+    ``†`` beside a best-layer score. The rows never share an axis (different protocols: not
+    comparable); within a row the panels share the model axis: the published models in the
+    source's order, the measured ones in style order (each model followed by its random twin),
+    neither ranked by score.
+
+    Args:
+        published: rows like :attr:`~deepwide.figures.superb.PublishedSuperb.rows` (in %).
+        measured: :func:`~deepwide.figures.superb.superb_scores` (model, column, score,
+            ci_low, ci_high in %, source).
+        tasks: the SUPERB tasks to draw, one column each (those with a measurement).
+        styles: model → style mapping.
+        models: the measured model ids to draw (default: those of ``measured``).
+    """
+    styles = styles or ModelStyles({})
+    models = list(models) if models is not None else list(dict.fromkeys(measured["model"]))
+    models = [m for m in styles.order(models) if m in set(measured["model"])]
+    n_pub, n_meas = len(published), len(models)
+    fig = new_figure(figure_width(len(tasks), 1.5) + 1.2, 0.16 * (n_pub + n_meas) + 2.2)
+    top, bottom = _subfigures(fig, [n_pub + 4, n_meas + 4], rows=True)
+    top.suptitle(f"{PUBLISHED_LABEL} (Ashihara et al. 2022 and neighbours)", color=PUBLISHED_COLOR)
+    bottom.suptitle(f"{MEASURED_LABEL} (weighted-sum probe, 95 % CI; † best layer)")
+    pub_axes = top.subplots(1, len(tasks), squeeze=False, sharey=True)[0]
+    meas_axes = bottom.subplots(1, len(tasks), squeeze=False, sharey=True)[0]
+    y_pub = np.arange(n_pub)[::-1]
+    y_meas = {m: n_meas - 1 - i for i, m in enumerate(models)}
+    for j, st in enumerate(tasks):
+        ax = pub_axes[j]
+        ax.scatter(published[st.column], y_pub, marker="s", s=14, color=PUBLISHED_COLOR, zorder=3)
+        ax.set_title(st.column, color=PUBLISHED_COLOR)
+        ax.set_xlabel(st.header)
+        ax = meas_axes[j]
+        sub = measured[measured["column"] == st.column].set_index("model")
+        for m in models:
+            if m not in sub.index:
+                continue
+            r, sty, y = sub.loc[m], styles[m], y_meas[m]
+            s, lo, hi = float(r["score"]), float(r["ci_low"]), float(r["ci_high"])
+            ax.errorbar(
+                [s],
+                [y],
+                xerr=[[max(s - lo, 0.0)], [max(hi - s, 0.0)]],
+                color=sty.color,
+                marker=sty.marker,
+                markersize=4,
+                markerfacecolor="white" if sty.linestyle != "-" else sty.color,
+                linestyle="none",
+                capsize=2,
+                elinewidth=0.8,
+                alpha=sty.alpha,
+            )
+            if r["source"] == "best layer":
+                ax.annotate("†", (s, y), xytext=(4, 2), textcoords="offset points", fontsize=7)
+        ax.set_title(f"{st.column} ({st.task})")
+        ax.set_xlabel(st.header)
+    for ax, labels, ys in (
+        (pub_axes[0], list(published["model"]), y_pub),
+        (meas_axes[0], models, [y_meas[m] for m in models]),
+    ):
+        ax.set_yticks(list(ys), labels)
+    for ax in (*pub_axes, *meas_axes):
+        ax.margins(x=0.15, y=0.08)
+        ax.grid(axis="y", visible=False)
+        finish_axes(ax)
+    return fig
+
+
 __all__ = [
     "default_styles",
     "metric_label",
@@ -571,5 +659,6 @@ __all__ = [
     "plot_params_vs_score",
     "plot_probe_curves",
     "plot_similarity_heatmaps",
+    "plot_superb_units",
     "plot_ws_weights",
 ]

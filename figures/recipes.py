@@ -12,6 +12,8 @@ Figures (file stems):
 4. ``fig4_depth_width_grid`` — the sweep's depth × width grid by content and speaker score.
 5. ``fig5_ws_weights`` — weighted-sum layer weights per task and model, layer norms beside.
 6. ``fig6_label_cca_rank`` — label-CCA and effective rank against relative depth.
+7. ``fig7_superb_units`` — published SUPERB rows and this study's scores in SUPERB units,
+   in separate rows (never on a shared axis).
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from matplotlib.figure import Figure
 from deepwide.config import atomic_write_bytes
 from deepwide.figures import plots
 from deepwide.figures.results import (
-    PUBLISHED_SUPERB,
     Results,
     best_layer_tasks,
     headline_scores,
@@ -37,6 +38,7 @@ from deepwide.figures.results import (
     model_roles,
 )
 from deepwide.figures.style import ModelStyles, figure_bytes, model_styles
+from deepwide.figures.superb import measured_superb_tasks, published_superb, superb_scores
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +182,7 @@ def _params_against_score(res: Results, styles: ModelStyles) -> list[BuiltFigure
     scores, name = headline_scores(res.probe)
     notes = {} if name == "best layer" else {t: "best layer" for t in best_layer_tasks(scores)}
     fig = plots.plot_params_vs_score(
-        scores, res.probe, PUBLISHED_SUPERB, styles, name, title_notes=notes
+        scores, res.probe, published_superb().rows, styles, name, title_notes=notes
     )
     return [
         BuiltFigure(
@@ -251,6 +253,34 @@ def _label_cca_and_rank(res: Results, styles: ModelStyles) -> list[BuiltFigure]:
     ]
 
 
+def _superb_units(res: Results, styles: ModelStyles) -> list[BuiltFigure]:
+    """Figure 7: the published SUPERB rows and the measured scores in SUPERB units, apart."""
+    if res.probe is None:
+        raise _Skip("needs probe.nc")
+    tasks = measured_superb_tasks(res.probe)
+    if not tasks:
+        raise _Skip("probe.nc has none of the SUPERB tasks (pr, ks, ic, sid, er, asr, asv)")
+    pub = published_superb()
+    measured = superb_scores(res.probe)
+    fig = plots.plot_superb_units(
+        pub.rows, measured, tasks, styles, [str(m) for m in res.probe["model"].values]
+    )
+    return [
+        BuiltFigure(
+            "fig7_superb_units",
+            "SUPERB units: published and measured",
+            "Top: the published SUPERB results (Ashihara et al. 2022, Table 2, and neighbours; "
+            "SUPERB protocol). Bottom: this study's models on the same tasks in the same units "
+            "(PER, WER, EER: lower is better; accuracy), weighted-sum probe score with 95 % CI, "
+            "† where only the best single layer has a score; hollow markers are random twins. "
+            "Only tasks the results measure are drawn. deepwide's protocol (linear probes on "
+            "cached features, synthetic or smaller data) is not SUPERB's: the rows are not "
+            "comparable and have separate axes.",
+            fig,
+        )
+    ]
+
+
 RECIPES: list[tuple[str, str, Callable[[Results, ModelStyles], list[BuiltFigure]]]] = [
     ("fig1_probe_curves", "Layerwise probes", _layerwise_probe_curves),
     ("fig2_similarity", "Similarity heatmaps", _similarity_heatmaps),
@@ -258,6 +288,7 @@ RECIPES: list[tuple[str, str, Callable[[Results, ModelStyles], list[BuiltFigure]
     ("fig4_depth_width_grid", "Depth × width", _depth_width_grid),
     ("fig5_ws_weights", "Weighted-sum layer weights", _weighted_sum_weights),
     ("fig6_label_cca_rank", "Label-CCA and effective rank", _label_cca_and_rank),
+    ("fig7_superb_units", "SUPERB units: published and measured", _superb_units),
 ]
 
 

@@ -11,9 +11,12 @@
   every model against its random twin; where in depth each kind of information peaks; how
   close each student's layers come to the teacher's.
 - **Tables**: best single layer per task (score ± CI) and the weighted-sum probe per task.
+- **SUPERB units**: every model's scores in SUPERB's units, and apart from them the published
+  SUPERB rows (package data, :mod:`~deepwide.figures.superb`), never ranked together.
 - **Figures**, then **Method notes** on how each interval was computed.
 
-Every number comes from the results files; nothing is hard-coded. Difference intervals are
+Every number comes from the results files, except the published SUPERB rows, which are package
+data with their citation. Difference intervals are
 derived from the two stored per-model 95 % bootstrap intervals by MOVER
 (:func:`~deepwide.figures.results.mover_difference`), which is conservative here.
 
@@ -46,7 +49,12 @@ from deepwide.figures.html_renderer import render_html
 from deepwide.figures.markdown_renderer import FIGURE_DIR, render_markdown
 from deepwide.figures.recipes import BuiltFigure, SkippedFigure, build_figures
 from deepwide.figures.results import Results, load_results, model_facts, model_roles
-from deepwide.figures.sections import add_method_notes, add_setup_section, add_tables_section
+from deepwide.figures.sections import (
+    add_method_notes,
+    add_setup_section,
+    add_superb_section,
+    add_tables_section,
+)
 from deepwide.figures.style import figure_bytes
 
 log = logging.getLogger(__name__)
@@ -61,7 +69,8 @@ def build_report(res: Results) -> tuple[Doc, list[BuiltFigure], list[SkippedFigu
     doc = Doc()
     doc.h(1, "deepwide: deep versus wide students")
     doc.p(
-        f"Results folder: {res.root}. Every number below is read from the results files there; "
+        f"Results folder: {res.root}. Every number below is read from the results files there "
+        "(except the published SUPERB rows, cited where they are shown); "
         "scores are percentages of the task metric on the test split."
     )
     add_setup_section(doc, res, facts, roles)
@@ -75,6 +84,7 @@ def build_report(res: Results) -> tuple[Doc, list[BuiltFigure], list[SkippedFigu
     add_similarity_section(doc, res)
     if res.probe is not None:
         add_tables_section(doc, res, roles)
+        add_superb_section(doc, res)
     built, skipped = build_figures(res)
     doc.h(2, "Figures")
     for bf in built:

@@ -6,9 +6,8 @@ file is optional; what is missing only removes the figures and report sections t
 (without recorded roles, each model's role is guessed, with a warning). A file that exists but does not
 follow the schema (wrong dims, missing variables) is a user error (:class:`StoreError`).
 
-The only numbers here that do not come from a results folder are :data:`PUBLISHED_SUPERB`,
-the SUPERB table of Ashihara et al. (Interspeech 2022) as quoted in the reference notes; they
-are drawn only as a labelled "published" context layer and never mixed into findings.
+Every number here comes from a results folder; the published SUPERB rows the figures and the
+report show beside them are package data, read by :mod:`~deepwide.figures.superb`.
 """
 
 from __future__ import annotations
@@ -69,97 +68,6 @@ _DISTILL_COLUMNS = ("model", "depth", "width")
 
 #: Roles ``study.json`` records (``"roles": {model_id: role}``) -> the role figures use.
 STUDY_ROLES = {"teacher": "teacher", "student": "student", "random": "null", "baseline": "reference"}
-
-#: SUPERB results quoted in the reference notes (paper.md): params in M, metrics in %.
-#: Context only, drawn as a clearly labelled "published (SUPERB)" layer.
-PUBLISHED_SUPERB = pd.DataFrame(
-    [
-        ("HuBERT Base", "HuBERT", 94.68, 12, 768, 5.41, 96.30, 98.34, 81.42, 64.92, 6.42, 5.11),
-        ("DistilHuBERT", "Distil", 23.49, 2, 768, 16.27, 95.98, 94.99, 73.54, 63.02, 13.37, 8.55),
-        ("FitHuBERT", "Fit", 22.49, 12, 480, 13.32, 96.27, 91.25, 55.71, 59.82, 12.09, 8.00),
-        (
-            "3-L One-PredLayer",
-            "3-L One",
-            30.58,
-            3,
-            768,
-            13.34,
-            96.69,
-            94.15,
-            75.71,
-            63.95,
-            12.23,
-            6.48,
-        ),
-        (
-            "12-L Half-L2L",
-            "12-L Half",
-            26.87,
-            12,
-            384,
-            10.67,
-            97.24,
-            96.97,
-            69.52,
-            63.24,
-            10.96,
-            6.13,
-        ),
-        (
-            "DPHuBERT",
-            "DP",
-            23.59,
-            math.nan,
-            math.nan,
-            9.67,
-            96.36,
-            97.92,
-            76.83,
-            63.16,
-            10.47,
-            5.84,
-        ),
-        (
-            "STaRHuBERT",
-            "STaR",
-            22.31,
-            math.nan,
-            math.nan,
-            8.16,
-            96.27,
-            97.55,
-            77.58,
-            63.01,
-            9.35,
-            5.39,
-        ),
-    ],
-    columns=[
-        "model",
-        "short",
-        "params_m",
-        "layers",
-        "width",
-        "PR",
-        "KS",
-        "IC",
-        "SID",
-        "ER",
-        "ASR",
-        "ASV",
-    ],
-)
-#: study task -> (published column, its metric label, higher is better)
-PUBLISHED_TASKS: dict[str, tuple[str, str, bool]] = {
-    "phone": ("PR", "PER %", False),
-    "ks": ("KS", "accuracy %", True),
-    "ic": ("IC", "accuracy %", True),
-    "sid": ("SID", "accuracy %", True),
-    "er": ("ER", "accuracy %", True),
-    "asr": ("ASR", "WER %", False),
-    "asv": ("ASV", "EER %", False),
-}
-
 
 @dataclass
 class Results:

@@ -1,5 +1,6 @@
 """The report's sections other than the findings: the setup (models, corpus, seeds, tasks), the
-score tables, and the method notes on how each interval was computed."""
+score tables, the SUPERB-units tables (published and measured, apart), and the method notes on
+how each interval was computed."""
 
 from __future__ import annotations
 
@@ -10,6 +11,14 @@ import pandas as pd
 from deepwide.figures.document import Doc, Table
 from deepwide.figures.formatting import fmt_params, format_cell, metric_name, pts, score_ci
 from deepwide.figures.results import Results, best_layer_table, ordered_tasks, task_info, ws_table
+from deepwide.figures.superb import (
+    CAVEAT,
+    MEASURED_LABEL,
+    PUBLISHED_LABEL,
+    SUPERB_TASKS,
+    published_superb,
+    superb_scores,
+)
 
 
 def add_setup_section(doc: Doc, res: Results, facts: pd.DataFrame, roles: dict[str, str]) -> None:
@@ -164,6 +173,67 @@ def add_tables_section(doc: Doc, res: Results, roles: dict[str, str]) -> None:
                 "(weights learnt on train, as in SUPERB).",
             )
         )
+
+
+def add_superb_section(doc: Doc, res: Results) -> None:
+    """Every model's scores in SUPERB units beside the published SUPERB rows, as two tables.
+
+    The blocks are never sorted or ranked together: the published rows keep their source's
+    order, the measured rows the probe's model order; a task the results lack is ``—``.
+    """
+    assert res.probe is not None
+    pub = published_superb()
+    header = ["model", "params (M)"] + [st.header for st in SUPERB_TASKS]
+    doc.h(2, "SUPERB units")
+    doc.p(
+        "Each model's score on the SUPERB tasks the results have, in SUPERB's units (PER, WER "
+        "and EER in %, lower is better (↓); accuracy in %), and apart from them the published "
+        "SUPERB rows."
+    )
+    doc.p("Caveat: " + CAVEAT)
+    doc.h(3, PUBLISHED_LABEL)
+    rows = [
+        [r["model"], f"{r['params_m']:.2f}"]
+        + [f"{r[st.column]:.2f}" for st in SUPERB_TASKS]
+        + [r["source"]]
+        for _, r in pub.rows.iterrows()
+    ]
+    doc.table(
+        Table(
+            header + ["source"],
+            rows,
+            f"{PUBLISHED_LABEL}. Source: {pub.citation} (the rows whose source column says so; "
+            f"the others from their own papers). Protocol: {pub.protocol}. In the source's order, "
+            "not ranked; parameters as published (HuBERT Base counts its pre-training heads).",
+        )
+    )
+    doc.h(3, MEASURED_LABEL)
+    scores = superb_scores(res.probe).set_index(["model", "column"])
+    params = dict(
+        zip(res.probe["model"].values, res.probe["params"].values.astype(float), strict=True)
+    )
+    rows = []
+    for m in res.probe["model"].values:
+        row = [m, f"{params[m] / 1e6:.2f}" if math.isfinite(params[m]) else "—"]
+        for st in SUPERB_TASKS:
+            if (m, st.column) in scores.index:
+                r = scores.loc[(m, st.column)]
+                mark = f"† (layer {int(r['layer'])})" if r["source"] == "best layer" else ""
+                row.append(f"{r['score']:.1f}{mark}")
+            else:
+                row.append("—")
+        rows.append(row)
+    doc.table(
+        Table(
+            header,
+            rows,
+            f"{MEASURED_LABEL}: score in % on the test split of the weighted-sum probe (layer "
+            "weights learnt on train, as SUPERB's downstreams sit on the weighted sum); † the "
+            "model has no weighted-sum score for that task, so it is its best single layer's "
+            "(chosen on test, optimistic). — : the results have no such task. In the probe's "
+            "model order, not ranked. Not comparable with the published block.",
+        )
+    )
 
 
 def add_method_notes(doc: Doc) -> None:

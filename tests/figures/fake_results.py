@@ -5,7 +5,9 @@ DistilHuBERT-shaped 2×256 PredLayer) and a random twin of each; tasks phone/ks/
 and sid/asv (speaker). Planted structure: content scores grow with relative depth and are
 higher for the deep student, speaker scores fall with depth and are higher for the wide
 students, except ASV, where the deep student has the lower EER (so one finding contradicts the
-paper's claim). Random twins sit near the majority class.
+paper's claim). Random twins sit near the majority class. ``with_pr=True`` adds a SUPERB PR
+task (``pr``: content, metric ``per``, lower is better; PER falls with depth, lower for the deep
+student; random twins near 1.0, the PER of an empty output).
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ _AMP = {
     (DISTIL, "speaker"): 0.47,
 }
 _ASV_EER = {TEACHER: 0.08, DEEP: 0.11, WIDE: 0.16, DISTIL: 0.18}
+#: the optional SUPERB PR task (``with_pr``): task -> (kind, metric, level, majority)
+PR_TASK: dict[str, tuple[str, str, str, float]] = {"pr": ("content", "per", "sequence", 1.0)}
+#: best (lowest) PER of each trained model on ``pr``
+_PR_PER = {TEACHER: 0.21, DEEP: 0.27, WIDE: 0.38, DISTIL: 0.42}
 
 
 @dataclass
@@ -89,27 +95,31 @@ def _with_facts(ds: xr.Dataset) -> xr.Dataset:
     return ds.assign({k: ("model", v) for k, v in _facts().items()})
 
 
-def build_probe(seed: int = 0) -> xr.Dataset:
-    """The ``probe.nc`` dataset: dims (model, task, layer), layer 0..12."""
+def build_probe(seed: int = 0, with_pr: bool = False) -> xr.Dataset:
+    """The ``probe.nc`` dataset: dims (model, task, layer), layer 0..12 (+ ``pr`` if asked)."""
     rng = np.random.default_rng(seed)
-    ids, tasks, layers = model_ids(), list(TASKS), np.arange(13)
+    all_tasks = {**TASKS, **(PR_TASK if with_pr else {})}
+    ids, tasks, layers = model_ids(), list(all_tasks), np.arange(13)
     shape = (len(ids), len(tasks), len(layers))
     score = np.full(shape, np.nan)
     lo, hi, f1 = (np.full(shape, np.nan) for _ in range(3))
     wsw, norm = np.full(shape, np.nan), np.full(shape, np.nan)
     ws = np.full(shape[:2], np.nan)
     ws_lo, ws_hi = np.full(shape[:2], np.nan), np.full(shape[:2], np.nan)
-    n_test = {"phone": 6000, "ks": 400, "ic": 360, "sid": 288, "asv": 500}
+    n_test = {"phone": 6000, "ks": 400, "ic": 360, "sid": 288, "asv": 500, "pr": 200}
     for i, m in enumerate(ids):
         base = m.removeprefix("random:")
         null = m != base
         L = TRAINED[base][0]
         rel = np.arange(L + 1) / L
         for j, t in enumerate(tasks):
-            kind, metric, _, maj = TASKS[t]
+            kind, metric, _, maj = all_tasks[t]
             if metric == "eer":
                 best = 0.45 if null else _ASV_EER[base]
                 s = best + (0.5 - best) * 0.6 * rel + rng.normal(0, 0.003, L + 1)
+            elif metric == "per":
+                best = 0.95 if null else _PR_PER[base]
+                s = best + (0.98 - best) * (1 - rel) ** 2 + rng.normal(0, 0.003, L + 1)
             else:
                 amp = 0.03 if null else _AMP[(base, kind)]
                 shape_ = (
@@ -132,7 +142,7 @@ def build_probe(seed: int = 0) -> xr.Dataset:
             h = 1.96 * np.sqrt(ws[i, j] * (1 - ws[i, j]) / n_test[t])
             ws_lo[i, j], ws_hi[i, j] = ws[i, j] - h, ws[i, j] + h * 0.9
     dims3, dims2 = ("model", "task", "layer"), ("model", "task")
-    majority = np.array([[TASKS[t][3] for t in tasks] for _ in ids])
+    majority = np.array([[all_tasks[t][3] for t in tasks] for _ in ids])
     ds = xr.Dataset(
         {
             "score": (dims3, score),
@@ -153,10 +163,13 @@ def build_probe(seed: int = 0) -> xr.Dataset:
                 ).astype(np.int64),
             ),
             "majority": (dims2, majority),
-            "metric": ("task", np.array([TASKS[t][1] for t in tasks], dtype=object)),
-            "higher_is_better": ("task", np.array([TASKS[t][1] != "eer" for t in tasks])),
-            "level": ("task", np.array([TASKS[t][2] for t in tasks], dtype=object)),
-            "kind": ("task", np.array([TASKS[t][0] for t in tasks], dtype=object)),
+            "metric": ("task", np.array([all_tasks[t][1] for t in tasks], dtype=object)),
+            "higher_is_better": (
+                "task",
+                np.array([all_tasks[t][1] not in ("eer", "per") for t in tasks]),
+            ),
+            "level": ("task", np.array([all_tasks[t][2] for t in tasks], dtype=object)),
+            "kind": ("task", np.array([all_tasks[t][0] for t in tasks], dtype=object)),
             "ws_weight": (dims3, wsw),
             "layer_norm": (dims3, norm),
             "ws_score": (dims2, ws),
@@ -296,12 +309,13 @@ def write_fake_results(
     parts: tuple[str, ...] = ("probe", "labels", "spectrum", "similarity", "distill"),
     measures: tuple[str, ...] = ("cka",),
     seed: int = 0,
+    with_pr: bool = False,
 ) -> FakeResults:
     """Write the chosen parts of a fake results folder (NetCDF + CSV twins) under ``root``."""
     root.mkdir(parents=True, exist_ok=True)
     fr = FakeResults(
         root,
-        build_probe(seed),
+        build_probe(seed, with_pr=with_pr),
         build_labels(seed),
         build_spectrum(seed),
         [build_similarity(s, me, seed) for me in measures for s in (DEEP, WIDE, DISTIL)],

@@ -17,8 +17,9 @@ from matplotlib.colors import to_hex
 from deepwide.cli import cli
 from deepwide.errors import ConfigError, StoreError
 from deepwide.figures.recipes import build_figures, make_figures
-from deepwide.figures.results import PUBLISHED_TASKS, load_results
+from deepwide.figures.results import load_results
 from deepwide.figures.style import OKABE_ITO, panel_axes
+from deepwide.figures.superb import PUBLISHED_TASKS, SUPERB_TASKS
 from tests.figures.fake_results import TASKS, TEACHER, TRAINED, model_ids, write_fake_results
 
 MEASURES = ("cka", "svcca")
@@ -45,6 +46,8 @@ def _expected_panels() -> dict[str, int]:
         "fig4_depth_width_grid": objectives * 2,  # content and speaker
         "fig5_ws_weights": len(TASKS) + 1,  # + layer norms
         "fig6_label_cca_rank": 2 + 1,  # phone, speaker label-CCA + effective rank
+        # published and measured rows, a column per measured SUPERB task
+        "fig7_superb_units": 2 * sum(st.task in TASKS for st in SUPERB_TASKS),
     }
 
 
@@ -150,6 +153,7 @@ def test_missing_inputs_skip_their_figures_and_say_so(fake, tmp_path: Path, capl
         "fig3_params_vs_score",
         "fig4_depth_width_grid",
         "fig5_ws_weights",
+        "fig7_superb_units",
     }
     assert {s.stem for s in skipped} == {"fig2_similarity", "fig6_label_cca_rank"}
     assert (

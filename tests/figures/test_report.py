@@ -64,7 +64,7 @@ def test_html_is_self_contained(report) -> None:
     )
     png = base64.b64decode(srcs[0].split(",", 1)[1])
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
-    assert len(srcs) == 6  # figures 1, 2 (cka only), 3, 4, 5, 6
+    assert len(srcs) == 7  # figures 1, 2 (cka only), 3, 4, 5, 6, 7
 
 
 def test_deep_vs_wide_numbers_match_the_results(report) -> None:
@@ -121,7 +121,7 @@ def test_every_model_is_compared_with_its_random_twin(report) -> None:
 def test_markdown_twin_links_existing_figures(report) -> None:
     _, out, _, md = report
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
-    assert len(links) == 6
+    assert len(links) == 7
     for link in links:
         assert (out / link).is_file()
 

@@ -46,3 +46,18 @@ def test_bundled_teacher_carries_a_model_card_that_agrees_with_its_weights_and_d
     figures = re.findall(r"\d+\.\d %|\[\d+\.\d, \d+\.\d\]|\(layer \d+\)", table)
     assert len(figures) >= 24
     assert [f for f in figures if f not in docs] == []
+
+
+def test_published_superb_table_is_package_data_of_deepwide_figures_and_loads() -> None:
+    """figures/data/superb_published.toml (the report's published SUPERB rows) ships in the
+    wheel: every file of figures/data matches a package-data pattern of deepwide.figures."""
+    from deepwide.figures.superb import load_published_superb, published_superb_path
+
+    data = ROOT / "figures" / "data"
+    patterns = _setuptools()["package-data"]["deepwide.figures"]
+    files = [p.relative_to(data.parent).as_posix() for p in data.rglob("*") if p.is_file()]
+    assert "data/superb_published.toml" in files
+    assert [f for f in files if not any(fnmatch.fnmatchcase(f, pat) for pat in patterns)] == []
+    assert published_superb_path().resolve() == (data / "superb_published.toml").resolve()
+    pub = load_published_superb()
+    assert len(pub.rows) == 7 and "12-L Half-L2L" in set(pub.rows["model"])

@@ -9,7 +9,9 @@ Facts used here (espeak-ng 1.52's ``speak_lib.h``):
 ``espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS=2, buflength, data_path, options)`` returns the
 sample rate (22050 Hz); ``espeak_EVENT`` is ``(type, unique_identifier, text_position, length,
 audio_position, sample, user_data, id)``; type 7 is a phoneme (label in ``id.string``), 1 a
-word (``text_position`` is 1-based, ``length`` in characters), 0 ends the list.
+word (``text_position`` is 1-based, ``length`` in characters), 0 ends the list;
+``espeak_TextToPhonemes(&textptr, textmode, phonememode)`` returns one clause's phoneme names
+and moves ``textptr`` on (NULL after the last), ``phonememode`` bits 8–23 being the separator.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ _PARAM_RANGE = 4
 _EVENT_LIST_TERMINATED = 0
 _EVENT_WORD = 1
 _EVENT_PHONEME = 7
+#: phonememode of espeak_TextToPhonemes: ASCII phoneme names (bit 1 clear), separated by spaces
+_PHONEME_NAMES_SPACED = ord(" ") << 8
 
 #: espeak's accepted range of the rate parameter (words per minute).
 RATE_RANGE = (80, 450)
@@ -123,6 +127,8 @@ class _Library:
             ctypes.c_uint, ctypes.POINTER(ctypes.c_uint), ctypes.c_void_p,
         ]
         lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+        lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
         options = _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_DONT_EXIT
         sr = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path.encode(), options)
         if sr <= 0:
@@ -184,6 +190,23 @@ class _Library:
         phones, words = _segments(events, text, len(wav))
         return wav.astype(np.int16, copy=False).tobytes(), phones, words
 
+    def phonemes(self, voice: str, texts: list[str]) -> list[str] | str:
+        """espeak's phoneme names of each text (see :meth:`EspeakEngine.phonemes`), or an error message."""
+        if not self._set_voice(voice):
+            return f"espeak-ng has no voice {voice!r}; use e.g. 'en-us'"
+        out = []
+        for text in texts:
+            buf = ctypes.create_string_buffer(text.encode("utf-8"))
+            ptr = ctypes.c_char_p(ctypes.addressof(buf))
+            parts: list[str] = []
+            for _ in range(len(buf)):  # one clause a call; never more calls than bytes
+                if not ptr.value:
+                    break
+                got = self.lib.espeak_TextToPhonemes(ctypes.byref(ptr), _CHARS_UTF8, _PHONEME_NAMES_SPACED)
+                parts.append((got or b"").decode("ascii", "replace"))
+            out.append(" ".join(" ".join(parts).split()))
+        return out
+
 
 # -- the zygote: a small process holding an engine that never speaks ---------------------------
 def _encode(obj: Any) -> bytes:
@@ -243,8 +266,8 @@ def _zygote_main() -> None:
     """Entry point of the zygote process (``python -c``; argv[1] is the voice folder).
 
     It initialises espeak-ng once and never speaks; for each request (arguments of
-    :meth:`_Library.speak` on stdin) it forks a child that speaks once from that pristine
-    state, writes the result to stdout and exits. The zygote imports little, so a fork
+    :meth:`_Library.speak`, or the two of :meth:`_Library.phonemes`, on stdin) it forks a
+    child that answers it once from that pristine state, writes the result to stdout and exits. The zygote imports little, so a fork
     costs ~2 ms instead of ~9 ms from a process that has scipy loaded.
     """
     import sys
@@ -263,7 +286,7 @@ def _zygote_main() -> None:
         if pid == 0:
             code = 0
             try:
-                _write_msg(out, library.speak(*args))
+                _write_msg(out, library.phonemes(*args) if len(args) == 2 else library.speak(*args))
             except BaseException:  # noqa: B036 - the child must never return into the loop
                 code = 1
             finally:
@@ -402,6 +425,36 @@ class EspeakEngine:
             phones=phones,
             words=words,
         )
+
+    def phonemes(self, texts: list[str], *, voice: str = "en-us") -> list[str]:
+        """espeak's phoneme names of each text, as its rules and dictionary pronounce it.
+
+        One request for all ``texts`` (a fresh fork of the helper, as :meth:`synthesize`).
+
+        Args:
+            texts: words or sentences (UTF-8).
+            voice: espeak voice name, e.g. ``"en-us"``.
+
+        Returns:
+            Per text, espeak's ASCII phoneme names separated by single spaces, a stress mark
+            (``'`` primary, ``,`` secondary) leading the name it stresses, e.g. ``"h @ l 'oU"``
+            for ``"hello"``; ``""`` when espeak pronounces nothing.
+
+        Raises:
+            CorpusError: unknown voice name, or the helper failed.
+        """
+        if os.getpid() != self._pid:
+            raise RuntimeError("an EspeakEngine cannot be shared across processes; call get_engine()")
+        args = (voice, [str(t) for t in texts])
+        with self._lock:
+            if self._zygote is not None:
+                result = self._zygote.speak(args)  # type: ignore[arg-type]
+            else:  # pragma: no cover - non-POSIX platforms
+                assert self._library is not None
+                result = self._library.phonemes(*args)
+        if isinstance(result, str):
+            raise CorpusError(result)
+        return [str(r) for r in result]
 
     def _voice_file(self, definition: str) -> str:
         """Write ``definition`` once into the voice folder; returns its ``file:`` name."""

@@ -11,6 +11,7 @@ import click
 from deepwide.extract.config import (
     BAD_AUDIO_POLICIES,
     DTYPES,
+    PHONE_SOURCES,
     ExtractConfig,
     parse_frames,
     parse_shard,
@@ -33,13 +34,14 @@ from deepwide.params import INDEX_LIST
 @click.option("--jobs", type=click.IntRange(min=0), default=None, help="CPU: forked one-thread model replicas running batches in parallel (0: none) [default: one per core, at most 4].")
 @click.option("--shard", default=None, help="k/n: write only shard k of n (one process per shard; under torchrun each rank takes its own).")
 @click.option("--on-bad-audio", type=click.Choice(BAD_AUDIO_POLICIES), default="error", show_default=True, help="Stop at bad audio, or skip and record it.")
+@click.option("--phones-from", type=click.Choice(PHONE_SOURCES), default=ExtractConfig.phones_from, show_default=True, help="Phone sequences (pr targets) of a corpus without phone segments: its transcripts through CMUdict and espeak-ng, ARPAbet with stress (SUPERB PR) or without; segments: none.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar in audio seconds.")
 @click.option("--no-space-check", is_flag=True, help="Start even when the disk has less free space than the store's estimated size.")
 @click.pass_context
 def extract(
     ctx: click.Context, model: str, corpus: str, out: str, splits: str | None, layers: tuple[int, ...] | None,
     frames: str, dtype: str, batch_seconds: float, device: str, workers: int | None, jobs: int | None, shard: str | None,
-    on_bad_audio: str, progress: bool, no_space_check: bool,
+    on_bad_audio: str, phones_from: str, progress: bool, no_space_check: bool,
 ) -> None:
     """Cache every chosen layer of MODEL over CORPUS in the feature store OUT.
 
@@ -55,7 +57,7 @@ def extract(
         ExtractConfig,
         dict(
             layers=layers, frames=frames, dtype=dtype, splits=parse_splits(splits),
-            batch_seconds=batch_seconds, seed=seed, on_bad_audio=on_bad_audio,
+            batch_seconds=batch_seconds, seed=seed, on_bad_audio=on_bad_audio, phones_from=phones_from,
         ),
         where="extract options",
     )

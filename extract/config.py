@@ -1,7 +1,7 @@
 """Extraction settings: what a store holds (:class:`ExtractConfig`) and how a run goes.
 
 :class:`ExtractConfig` fields decide the *content* of a store (layers, frames, dtype, splits,
-batching, seed of the frame sample, bad-audio policy); a store made with one config is never
+batching, seed of the frame sample, bad-audio policy, source of phone sequences); a store made with one config is never
 appended to with another. Runtime settings that cannot change values (device, workers, shard)
 are arguments of :func:`deepwide.extract.extract_features`, not part of the config.
 """
@@ -17,6 +17,9 @@ from deepwide.errors import ConfigError
 
 DTYPES = ("float16", "float32")
 BAD_AUDIO_POLICIES = ("error", "skip")
+#: Where the ``phones`` of a corpus without phone segments come from: its transcripts through
+#: CMUdict (+ espeak-ng) with stress, the same without stress, or nowhere (segments only).
+PHONE_SOURCES = ("lexicon", "lexicon-nostress", "segments")
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,11 @@ class ExtractConfig:
         seed: seed of the frame sample (only used with ``sample:K``).
         on_bad_audio: ``"error"`` stops at the first unreadable/empty/non-finite file;
             ``"skip"`` leaves such utterances out and records them in the store's ``skipped``.
+        phones_from: the ``phones`` coordinate (``pr`` targets) of a corpus that has no phone
+            segments: ``"lexicon"`` reads its transcripts through CMUdict (espeak-ng for
+            unknown words) as ARPAbet with stress, as SUPERB PR does; ``"lexicon-nostress"``
+            the same with the 39 plain phones; ``"segments"`` writes none. A corpus with phone
+            segments always takes them (see :mod:`deepwide.corpora.lexicon`).
     """
 
     layers: tuple[int, ...] | None = None
@@ -44,6 +52,7 @@ class ExtractConfig:
     batch_seconds: float = 64.0
     seed: int = 0
     on_bad_audio: str = "error"
+    phones_from: str = "lexicon"
 
     def __post_init__(self) -> None:
         if self.layers is not None:
@@ -64,6 +73,8 @@ class ExtractConfig:
             raise ValueError(f"batch_seconds must be > 0, got {self.batch_seconds}")
         if self.on_bad_audio not in BAD_AUDIO_POLICIES:
             raise ValueError(f"on_bad_audio {self.on_bad_audio!r} not in {BAD_AUDIO_POLICIES}")
+        if self.phones_from not in PHONE_SOURCES:
+            raise ValueError(f"phones_from {self.phones_from!r} not in {PHONE_SOURCES}")
 
     @property
     def frames_per_utt(self) -> int | None:
@@ -90,9 +101,10 @@ class ExtractConfig:
         """The JSON-able content key of a store made with this config (``extract_config`` attr).
 
         Only settings that change stored values are included; the seed only when frames are
-        sampled.
+        sampled; ``phones_from`` only when it is not the default, so stores made before it
+        existed keep their identity (and resume).
         """
-        return {
+        identity: dict[str, Any] = {
             "layers": list(self.resolve_layers(num_layers)),
             "frames": self.frames,
             "dtype": self.dtype if self.frames != "none" else None,
@@ -101,6 +113,9 @@ class ExtractConfig:
             "seed": int(self.seed) if self.frames.startswith("sample:") else None,
             "on_bad_audio": self.on_bad_audio,
         }
+        if self.phones_from != ExtractConfig.phones_from:
+            identity["phones_from"] = self.phones_from
+        return identity
 
 
 def parse_frames(text: str) -> int | None:

@@ -25,7 +25,7 @@ import os
 import shutil
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,8 @@ import torch
 from tqdm.auto import tqdm
 
 from deepwide import __version__
-from deepwide.corpora.manifest import Manifest
+from deepwide.corpora.lexicon import lexicon_phones
+from deepwide.corpora.manifest import Manifest, Utterance
 from deepwide.devices import resolve_device
 from deepwide.errors import (
     ConfigError,
@@ -174,7 +175,7 @@ def build_skeleton(
     utt_coords: dict[str, np.ndarray] = {
         name: np.array([getattr(u, name) or "" for u in plan.utts], dtype=object) for name in UTT_STRING_COORDS
     }
-    utt_coords["phones"] = np.array([" ".join(p for p, _, _ in u.phones if p) for u in plan.utts], dtype=object)
+    utt_coords["phones"], phone_source = utterance_phones(plan.utts, manifest, config)
     utt_coords.update(n_frames=plan.n_frames, n_stored=plan.n_stored, frame_offset=plan.frame_offset)
     frame_coords = plan.frame_coords(phone_index) if config.frames_per_utt != 0 else None
     kept = {u.utt_id for u in plan.utts}
@@ -196,6 +197,8 @@ def build_skeleton(
         completion={"complete": False, "shards": plan.n_shards, "done": []},
         skipped=[list(s) for s in plan.skipped],
     )
+    if phone_source is not None:
+        attrs["phone_source"] = json.dumps(phone_source, sort_keys=True)
     return StoreSkeleton(
         utt_coords=utt_coords,
         frame_coords=frame_coords,
@@ -208,6 +211,27 @@ def build_skeleton(
         plan=plan.to_json(),
         shards=plan.n_shards,
     )
+
+
+def utterance_phones(
+    utts: Sequence[Utterance], manifest: Manifest, config: ExtractConfig
+) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """The ``phones`` coordinate of ``utts`` and, when a lexicon made it, its ``phone_source`` record.
+
+    A corpus with phone segments (any utterance of ``manifest``) keeps them as the only source,
+    so its phone inventory stays its own; one without reads its transcripts through the lexicon
+    (:func:`deepwide.corpora.lexicon.lexicon_phones`) unless ``config.phones_from`` is
+    ``"segments"``.
+
+    Returns:
+        ``((n_utt,) object array of space-separated phones, "" for none; dict or None)``.
+    """
+    segments = np.array([" ".join(p for p, _, _ in u.phones if p) for u in utts], dtype=object)
+    texts = [u.text or "" for u in utts]
+    if config.phones_from == "segments" or any(u.phones for u in manifest.utterances) or not any(texts):
+        return segments, None
+    made = lexicon_phones(texts, stress=config.phones_from == "lexicon", where=manifest.corpus_id)
+    return np.array(made.phones, dtype=object), made.source()
 
 
 def compute_batch(

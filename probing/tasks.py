@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from deepwide.corpora.lexicon import ARPABET_PLAIN, ARPABET_STRESSED
 from deepwide.errors import TaskError
 from deepwide.registry import Registry
 
@@ -575,26 +576,35 @@ def normalise_text(text: str) -> str:
     return " ".join(kept.split())
 
 
+#: ``pr`` vocabulary of a store whose phones came from a lexicon (attr ``phone_source``, keyed
+#: by its ``stress``): SUPERB PR's fixed ARPAbet inventory, so that every store of a corpus
+#: shares it (69 stressed phones; 39 without stress). SIL/SPN are silence, never targets.
+PR_LEXICON_VOCABULARY: dict[bool, tuple[str, ...]] = {True: ARPABET_STRESSED, False: ARPABET_PLAIN}
+
+
 def _phone_targets(task: Task, ds: Any) -> tuple[list[str], list[np.ndarray]]:
     seqs = _strings(_coord(ds, "phones"))
     if seqs is None or not (seqs != "").any():
         raise _missing(task, ds, "phone sequences (utterance coordinate 'phones', written by "
-                       "`deepwide extract` from the corpus's phone segments; re-extract older stores)")
-    from deepwide.store import phone_set_of
+                       "`deepwide extract` from the corpus's phone segments or, without them, from its "
+                       "transcripts through a pronunciation lexicon; re-extract older stores)")
+    from deepwide.store import json_attr, phone_set_of
 
     vocabulary = [p for p in phone_set_of(ds) if p.lower() not in SILENCE_SYMBOLS]
+    symbols = {p for text in seqs for p in text.split() if p.lower() not in SILENCE_SYMBOLS}
+    source = json_attr(ds.attrs, "phone_source")
+    where = "phone set"
+    if not symbols <= set(vocabulary) and isinstance(source, dict):
+        vocabulary = list(PR_LEXICON_VOCABULARY[bool(source.get("stress", True))])
+        where = f"ARPAbet inventory ({len(vocabulary)} phones)"
     index = {p: i + 1 for i, p in enumerate(vocabulary)}
-    targets, unknown = [], set()
-    for text in seqs:
-        symbols = text.split()
-        unknown.update(p for p in symbols if p not in index and p.lower() not in SILENCE_SYMBOLS)
-        targets.append(np.array([index[p] for p in symbols if p in index], np.int64))
+    unknown = symbols - set(index)
     if unknown:
         raise TaskError(
             f"task {task.name!r}: store {store_name(ds)!r} has phone sequences with symbols outside its "
-            f"phone set ({', '.join(sorted(unknown)[:5])}); re-extract it from a consistent manifest"
+            f"{where} ({', '.join(sorted(unknown)[:5])}); re-extract it from a consistent manifest"
         )
-    return vocabulary, targets
+    return vocabulary, [np.array([index[p] for p in text.split() if p in index], np.int64) for text in seqs]
 
 
 def _char_targets(task: Task, ds: Any) -> tuple[list[str], list[np.ndarray]]:

@@ -114,7 +114,7 @@ def test_config_errors_are_one_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("line", "says"), [
-    ('tasks = ["phone", "bogus"]', "tasks: unknown task 'bogus'; valid tasks: asv"),
+    ('tasks = ["phone", "bogus"]', "tasks: unknown task 'bogus'; valid tasks: asr, asv"),
     ('tasks = "phone"', "tasks must be a list"),
     ('measures = ["nope"]', "measures: unknown measure 'nope'"),
     ('labels = ["x"]', "unknown label 'x'"),

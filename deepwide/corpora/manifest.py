@@ -43,6 +43,9 @@ class Utterance:
         text, keyword, intent, emotion: labels where the corpus has them.
         phones: phone segments ``(phone, start_s, end_s)`` on the manifest's phone set.
         words: word segments ``(word, start_s, end_s)``.
+        folds: the utterance's split in each fold of a corpus's cross-validation protocol
+            (IEMOCAP: five leave-one-session-out folds), each one of :data:`SPLITS`; empty
+            when the corpus has no folds.
     """
 
     utt_id: str
@@ -58,17 +61,22 @@ class Utterance:
     emotion: str | None = None
     phones: tuple[Segment, ...] = ()
     words: tuple[Segment, ...] = ()
+    folds: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
             raise ValueError(f"utterance {self.utt_id}: split {self.split!r} not in {SPLITS}")
         if self.sid_split is not None and self.sid_split not in SPLITS:
             raise ValueError(f"utterance {self.utt_id}: sid_split {self.sid_split!r} not in {SPLITS}")
+        bad = [f for f in self.folds if f not in SPLITS]
+        if bad:
+            raise ValueError(f"utterance {self.utt_id}: fold split {bad[0]!r} not in {SPLITS}")
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["phones"] = [list(s) for s in self.phones]
         d["words"] = [list(s) for s in self.words]
+        d["folds"] = list(self.folds)
         return {k: v for k, v in d.items() if v is not None and v != [] }
 
     @classmethod
@@ -76,6 +84,7 @@ class Utterance:
         d = dict(d)
         d["phones"] = tuple((str(p), float(a), float(b)) for p, a, b in d.get("phones", ()))
         d["words"] = tuple((str(w), float(a), float(b)) for w, a, b in d.get("words", ()))
+        d["folds"] = tuple(str(f) for f in d.get("folds", ()))
         return cls(**d)
 
 

@@ -22,9 +22,12 @@ every fold), as s3prl carves ~20 % of its training utterances for dev.
 Manifest: ``utt_id`` = the utterance name (``Ses01F_impro01_F000``), ``speaker`` = session +
 the gender letter of its last part (``Ses01_F``; 10 speakers), ``emotion`` one of
 :data:`CLASSES`, ``text`` from the transcription when present, ``kind`` ``sentence``, no
-``sid_split`` (not a speaker-ID corpus). A spec picks the fold by name: ``iemocap:PATH`` is
-fold 1, ``iemocap-fold3:PATH`` fold 3; the corpus id names the fold
-(``iemocap-fold3:/abs/PATH``), so each fold's stores are kept apart.
+``sid_split`` (not a speaker-ID corpus). ``iemocap:PATH`` is the whole protocol: every
+utterance carries its split in each of the five folds (``folds``, fold ``k`` at index
+``k - 1``), so one store serves all five (``deepwide probe --task er`` reports the mean and the
+spread over folds), and ``split`` is fold 1's. ``iemocap-fold3:PATH`` is fold 3 alone (no
+``folds``; ``split`` is fold 3's); its corpus id names the fold (``iemocap-fold3:/abs/PATH``),
+so each fold's stores are kept apart.
 """
 
 from __future__ import annotations
@@ -141,13 +144,33 @@ def _label_files(session: Path) -> list[Path]:
     return files
 
 
-def iemocap_corpus(path: Path, *, test_session: int = 1, on_bad_audio: str = "error") -> Manifest:
+def fold_splits(utts_by_session: dict[int, list[str]], test_session: int) -> dict[str, str]:
+    """The split of every utterance in fold ``test_session``: Session ``test_session`` is
+    ``test``; the other sessions' utterances are ranked by a salted hash and cut 80/20 into
+    ``train``/``dev`` (:func:`deepwide.corpora.common.hashed_splits`, the same salt in every fold).
+
+    Args:
+        utts_by_session: session number -> its utterance ids.
+        test_session: the fold, one of :data:`SESSIONS`.
+
+    Returns:
+        ``{utt_id: split}`` for every utterance given.
+    """
+    train_ids = [u for k, us in utts_by_session.items() if k != test_session for u in us]
+    split = hashed_splits(train_ids, DEV_FRACTIONS, DEV_SALT)
+    split.update({u: "test" for u in utts_by_session.get(test_session, ())})
+    return split
+
+
+def iemocap_corpus(path: Path, *, test_session: int | None = None, on_bad_audio: str = "error") -> Manifest:
     """Read IEMOCAP into a manifest for one fold of SUPERB's 4-class ER protocol.
 
     Args:
         path: ``IEMOCAP_full_release`` (holding ``Session1`` … ``Session5``) or its parent.
-        test_session: the fold, 1 … 5: Session ``test_session`` is ``test``; the other
-            sessions' utterances are split 80/20 into ``train``/``dev`` (seeded hash).
+        test_session: one fold, 1 … 5: Session ``test_session`` is ``test``; the other
+            sessions' utterances are split 80/20 into ``train``/``dev`` (seeded hash; see
+            :func:`fold_splits`). ``None``: all five folds in each utterance's ``folds``,
+            ``split`` that of fold 1.
         on_bad_audio: ``"error"`` or ``"skip"`` (skipped files go to ``meta["skipped"]``).
 
     Returns:
@@ -162,7 +185,7 @@ def iemocap_corpus(path: Path, *, test_session: int = 1, on_bad_audio: str = "er
             missing, or no utterance of the four classes.
         AudioError: a kept utterance's wav unreadable, empty or not 16 kHz.
     """
-    if test_session not in SESSIONS:
+    if test_session is not None and test_session not in SESSIONS:
         raise ConfigError(f"test_session={test_session!r} is not valid; use one of 1, 2, 3, 4, 5 (the fold)")
     root = _sessions_root(Path(path))
     bad = BadFiles(on_bad_audio)
@@ -206,19 +229,20 @@ def iemocap_corpus(path: Path, *, test_session: int = 1, on_bad_audio: str = "er
         raise CorpusError(
             f"{root}: no utterance labelled {', '.join(sorted(LABEL_MAP))}; expected IEMOCAP's EmoEvaluation files"
         )
-    if not utts_by_session[test_session]:
-        raise CorpusError(
-            f"{root / f'Session{test_session}'}: no usable utterance of the four classes for the test fold"
-        )
-
-    train_ids = [u[0] for k, us in utts_by_session.items() if k != test_session for u in us]
-    split = hashed_splits(train_ids, DEV_FRACTIONS, DEV_SALT)
-    split.update({u[0]: "test" for u in utts_by_session[test_session]})
+    folds = SESSIONS if test_session is None else (test_session,)
+    for k in folds:
+        if not utts_by_session[k]:
+            raise CorpusError(
+                f"{root / f'Session{k}'}: no usable utterance of the four classes for the test fold {k}"
+            )
+    ids_by_session = {k: [u[0] for u in us] for k, us in utts_by_session.items()}
+    fold_split = [fold_splits(ids_by_session, k) for k in folds]
     rows = sorted(u for us in utts_by_session.values() for u in us)
     utts = [
         Utterance(
-            utt_id=utt_id, path=rel_posix(wav, root), speaker=speaker_of(utt_id), split=split[utt_id],
+            utt_id=utt_id, path=rel_posix(wav, root), speaker=speaker_of(utt_id), split=fold_split[0][utt_id],
             duration_s=dur, kind="sentence", text=texts.get(utt_id), emotion=emotion,
+            folds=tuple(f[utt_id] for f in fold_split) if test_session is None else (),
         )
         for utt_id, emotion, wav, dur in rows
     ]  # fmt: skip
@@ -232,14 +256,17 @@ def iemocap_corpus(path: Path, *, test_session: int = 1, on_bad_audio: str = "er
     meta = {
         "adapter": "iemocap",
         "protocol": "superb-er (4 classes, exc -> happy; leave one session out)",
-        "test_session": test_session,
-        "split_policy": f"test = Session{test_session}; other sessions hashed 80/20 into train/dev",
+        "test_session": test_session if test_session is not None else "all (folds 1-5; split = fold 1)",
+        "split_policy": (f"test = Session{test_session}" if test_session is not None else
+                         "fold k: test = Session k")
+        + "; other sessions hashed 80/20 into train/dev",
         "kept": dict(sorted(Counter(u.emotion for u in utts).items())),
         "dropped": dict(sorted(dropped.items())),
         "without_text": without_text,
         **bad.as_meta(),
     }
-    corpus_id = f"iemocap-fold{test_session}:{root.resolve()}"
+    name = "iemocap" if test_session is None else f"iemocap-fold{test_session}"
+    corpus_id = f"{name}:{root.resolve()}"
     return Manifest(corpus_id=corpus_id, root=root, utterances=utts, meta=meta)
 
 

@@ -268,6 +268,7 @@ ROW_FIELDS: dict[str, tuple[str, bool]] = {
     "emotion": ("a string or null", True),
     "phones": ("a list of [phone, start_s, end_s]", False),
     "words": ("a list of [word, start_s, end_s]", False),
+    "folds": (f"a list of splits ({', '.join(SPLITS)}), one per fold", False),
 }
 REQUIRED_ROW_FIELDS = ("utt_id", "path", "speaker", "split", "duration_s")
 
@@ -400,7 +401,7 @@ def check_row(row: Any, where: str) -> dict[str, Any]:
                 f"fix that line or regenerate the manifest"
             )
     for name, (expected, nullable) in ROW_FIELDS.items():
-        if name not in row or name in ("duration_s", "phones", "words"):
+        if name not in row or name in ("duration_s", "phones", "words", "folds"):
             continue
         value = row[name]
         if value is None and nullable:
@@ -414,6 +415,9 @@ def check_row(row: Any, where: str) -> dict[str, Any]:
     duration = row["duration_s"]
     if not _is_number(duration) or not math.isfinite(duration) or duration <= 0:
         raise _bad(where, "duration_s", ROW_FIELDS["duration_s"][0], duration)
+    folds = row.get("folds", [])
+    if not isinstance(folds, list) or not all(isinstance(f, str) and f in SPLITS for f in folds):
+        raise _bad(where, "folds", ROW_FIELDS["folds"][0], folds)
     slack = max(SEGMENT_END_SLACK_S, 0.01 * duration)
     for name in ("phones", "words"):
         segs = row.get(name, [])

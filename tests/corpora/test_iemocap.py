@@ -102,10 +102,24 @@ def test_iemocap_folds_leave_one_session_out(iemo: fab.Fabricated, folds: dict[i
     assert sorted(tested) == sorted(kept)  # the five test sets cover every kept utterance once
     assert len({m.corpus_id for m in folds.values()}) == 5
     assert len({m.content_hash() for m in folds.values()}) == 5
-    fold1 = resolve_corpus(f"iemocap:{iemo.root}")
-    assert fold1.corpus_id == folds[1].corpus_id and fold1.content_hash() == folds[1].content_hash()
     assert resolve_corpus(f"iemocap:{iemo.root}", test_session=3).content_hash() == folds[3].content_hash()
     assert iemocap_corpus(iemo.root, test_session=4).content_hash() == folds[4].content_hash()  # seeded
+    assert all(u.folds == () for m in folds.values() for u in m)  # a single fold carries no folds
+
+
+def test_iemocap_whole_protocol_carries_every_fold(iemo: fab.Fabricated, folds: dict[int, Manifest],
+                                                   tmp_path: Path) -> None:
+    """``iemocap:PATH``: each utterance's ``folds[k-1]`` is its split in fold k, ``split`` fold 1's."""
+    whole = resolve_corpus(f"iemocap:{iemo.root}")
+    assert whole.corpus_id.startswith("iemocap:") and whole.corpus_id != folds[1].corpus_id
+    by_fold = {k: {u.utt_id: u.split for u in m} for k, m in folds.items()}
+    assert [u.utt_id for u in whole] == [u.utt_id for u in folds[1]]
+    for u in whole:
+        assert u.folds == tuple(by_fold[k][u.utt_id] for k in range(1, 6))
+        assert u.split == u.folds[0]
+    assert whole.meta["test_session"].startswith("all")
+    again = Manifest.load(whole.save(tmp_path))
+    assert [u.folds for u in again] == [u.folds for u in whole] and again.content_hash() == whole.content_hash()
 
 
 def test_iemocap_is_registered(tmp_path: Path) -> None:

@@ -155,6 +155,8 @@ ROW_CASES = [
     ((1, "phones", [["sil", 0.0, 0.5], ["ah", 0.4, 0.9]]), "field 'phones[1]' must be a segment starting at or after"),
     ((1, "phones", [["sil", 0.0, 9.0]]), "ending by the utterance's duration_s (1.5 s)"),
     ((1, "words", [["hello", 0.1]]), "field 'words[0]' must be [word, start_s, end_s]"),
+    ((1, "folds", ["train", "valid"]), "field 'folds' must be a list of splits (train, dev, test), one per fold"),
+    ((1, "folds", "train"), "field 'folds' must be a list of splits"),
     ((1, "colour", "red"), "unknown field 'colour'; valid fields: utt_id, path"),
     ((1, "speaker", None), "field 'speaker' must be a non-empty string, got null"),
 ]

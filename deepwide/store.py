@@ -55,8 +55,10 @@ UTT_STRING_COORDS = (
     "utt_id", "speaker", "split", "sid_split", "kind", "keyword", "intent", "emotion", "text",
 )
 #: Utterance strings written since deepwide 0.2 (older stores lack them; readers see ``""``):
-#: ``phones``, the utterance's phone segments as space-separated symbols (silence included).
-OPTIONAL_UTT_STRING_COORDS = ("phones",)
+#: ``phones``, the utterance's phone segments as space-separated symbols (silence included);
+#: ``folds``, its split in each fold of the corpus's cross-validation protocol, comma-separated
+#: (``"train,dev,test,train,train"``; written only by corpora with folds, e.g. ``iemocap:``).
+OPTIONAL_UTT_STRING_COORDS = ("phones", "folds")
 UTT_INT_COORDS = ("n_frames", "n_stored", "frame_offset")
 FRAME_COORDS = {"utt_index": np.int32, "frame_index": np.int32, "phone": np.int16}
 

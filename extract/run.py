@@ -176,6 +176,8 @@ def build_skeleton(
         name: np.array([getattr(u, name) or "" for u in plan.utts], dtype=object) for name in UTT_STRING_COORDS
     }
     utt_coords["phones"], phone_source = utterance_phones(plan.utts, manifest, config)
+    if any(u.folds for u in plan.utts):
+        utt_coords["folds"] = np.array([",".join(u.folds) for u in plan.utts], dtype=object)
     utt_coords.update(n_frames=plan.n_frames, n_stored=plan.n_stored, frame_offset=plan.frame_offset)
     frame_coords = plan.frame_coords(phone_index) if config.frames_per_utt != 0 else None
     kept = {u.utt_id for u in plan.utts}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -24,6 +24,8 @@ from deepwide.config import config_from_dict
 from deepwide.params import INDEX_LIST
 
 log = logging.getLogger(__name__)
+
+C = TypeVar("C")
 
 _STORE = click.Path(exists=False, file_okay=False, dir_okay=True, path_type=str)
 _OUT = click.Path(file_okay=False, dir_okay=True, path_type=str)
@@ -61,8 +63,13 @@ def _frames_per_utt_option(
     )
 
 
-def _seed(ctx: click.Context) -> int:
-    return int(getattr(ctx.obj, "seed", 0) or 0)
+def _config(ctx: click.Context, cls: type[C], command: str, **fields: Any) -> C:
+    """``cls`` built from a command's option values and the global ``--seed``.
+
+    Errors name ``analyze <command>``.
+    """
+    seed = int(getattr(ctx.obj, "seed", 0) or 0)
+    return config_from_dict(cls, dict(fields, seed=seed), where=f"analyze {command}")
 
 
 def _echo(output: Any) -> None:
@@ -129,17 +136,15 @@ def similarity(
 ) -> None:
     """A (layer_a, layer_b) similarity grid between two stores of the same corpus."""
     la = _sorted(layers)
-    config = config_from_dict(
+    config = _config(
+        ctx,
         SimilarityConfig,
-        dict(
-            measure=measure,
-            frames_per_utt=frames_per_utt,
-            layers_a=la,
-            layers_b=_sorted(layers_b) if layers_b is not None else la,
-            seed=_seed(ctx),
-            block_rows=block_rows,
-        ),
-        where="analyze similarity",
+        "similarity",
+        measure=measure,
+        frames_per_utt=frames_per_utt,
+        layers_a=la,
+        layers_b=_sorted(layers_b) if layers_b is not None else la,
+        block_rows=block_rows,
     )
     _echo(run_similarity(store_a, store_b, out_dir, config, null=null_store))
 
@@ -183,17 +188,15 @@ def labels(
     out_dir: str,
 ) -> None:
     """Cross-validated label-CCA per layer: where phone and speaker information sit."""
-    config = config_from_dict(
+    config = _config(
+        ctx,
         LabelsConfig,
-        dict(
-            labels=tuple(dict.fromkeys(labels)),
-            level=level,
-            frames_per_utt=frames_per_utt,
-            folds=folds,
-            seed=_seed(ctx),
-            layers=_sorted(layers),
-        ),
-        where="analyze labels",
+        "labels",
+        labels=tuple(dict.fromkeys(labels)),
+        level=level,
+        frames_per_utt=frames_per_utt,
+        folds=folds,
+        layers=_sorted(layers),
     )
     _echo(run_labels(stores, out_dir, config))
 
@@ -220,14 +223,12 @@ def spectrum(
     out_dir: str,
 ) -> None:
     """Effective rank and participation ratio per layer: how much width each model uses."""
-    config = config_from_dict(
+    config = _config(
+        ctx,
         SpectrumConfig,
-        dict(
-            level=level,
-            frames_per_utt=frames_per_utt,
-            seed=_seed(ctx),
-            layers=_sorted(layers),
-        ),
-        where="analyze spectrum",
+        "spectrum",
+        level=level,
+        frames_per_utt=frames_per_utt,
+        layers=_sorted(layers),
     )
     _echo(run_spectrum(stores, out_dir, config))

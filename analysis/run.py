@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,23 +44,39 @@ def run_similarity(
         config,
         null=open_feature_store(null) if null is not None else None,
     )
-    paths = write_result(ds, out_dir, similarity_stem(ds), config)
-    return AnalysisOutput(ds, paths, format_similarity(ds))
+    return _written(ds, out_dir, similarity_stem(ds), config, format_similarity)
 
 
 def run_labels(
     stores: Sequence[str | Path], out_dir: str | Path, config: LabelsConfig
 ) -> AnalysisOutput:
     """Open the stores, compute :func:`label_cca_table`, write ``labels.nc``/``.csv``."""
-    ds = label_cca_table([open_feature_store(p) for p in stores], config)
-    paths = write_result(ds, out_dir, "labels", config)
-    return AnalysisOutput(ds, paths, format_labels(ds))
+    return _per_store_table(label_cca_table, "labels", format_labels, stores, out_dir, config)
 
 
 def run_spectrum(
     stores: Sequence[str | Path], out_dir: str | Path, config: SpectrumConfig
 ) -> AnalysisOutput:
     """Open the stores, compute :func:`spectrum_table`, write ``spectrum.nc``/``.csv``."""
-    ds = spectrum_table([open_feature_store(p) for p in stores], config)
-    paths = write_result(ds, out_dir, "spectrum", config)
-    return AnalysisOutput(ds, paths, format_spectrum(ds))
+    return _per_store_table(spectrum_table, "spectrum", format_spectrum, stores, out_dir, config)
+
+
+def _per_store_table(
+    compute: Callable[[list[Any], Any], Any],
+    stem: str,
+    fmt: Callable[[Any], str],
+    stores: Sequence[str | Path],
+    out_dir: str | Path,
+    config: Any,
+) -> AnalysisOutput:
+    """``compute`` over the opened ``stores``, written as ``<stem>.nc``/``.csv`` and formatted."""
+    ds = compute([open_feature_store(p) for p in stores], config)
+    return _written(ds, out_dir, stem, config, fmt)
+
+
+def _written(
+    ds: Any, out_dir: str | Path, stem: str, config: Any, fmt: Callable[[Any], str]
+) -> AnalysisOutput:
+    """``ds`` written under ``out_dir`` as ``stem``, with its ``fmt`` table."""
+    paths = write_result(ds, out_dir, stem, config)
+    return AnalysisOutput(ds, paths, fmt(ds))

@@ -26,6 +26,7 @@ from deepwide.figures.style import (
     PUBLISHED_COLOR,
     SEQUENTIAL_CMAP,
     SIMILARITY_CMAP,
+    ModelStyle,
     ModelStyles,
     figure_width,
     finish_axes,
@@ -139,6 +140,33 @@ def _subfigures(
     else:
         sfs = fig.subfigures(1, len(ratios), width_ratios=list(ratios), wspace=0.03)
     return list(np.atleast_1d(sfs))
+
+
+def _ci_point(
+    ax: Axes,
+    x: float,
+    y: float,
+    style: ModelStyle,
+    *,
+    markersize: float,
+    xerr: list[list[float]] | None = None,
+    yerr: list[list[float]] | None = None,
+) -> None:
+    """One model's score at ``(x, y)`` with its CI bar; hollow unless the style's line is solid."""
+    ax.errorbar(
+        [x],
+        [y],
+        xerr=xerr,
+        yerr=yerr,
+        color=style.color,
+        marker=style.marker,
+        markersize=markersize,
+        markerfacecolor="white" if style.linestyle != "-" else style.color,
+        linestyle="none",
+        capsize=2,
+        elinewidth=0.8,
+        alpha=style.alpha,
+    )
 
 
 def _log_params_axis(ax: Axes) -> None:
@@ -317,19 +345,7 @@ def plot_params_vs_score(
         for m in styles.order([m for m in models if m in sub.index]):
             st = styles[m]
             s, lo, hi = (100 * float(sub.loc[m, c]) for c in ("score", "ci_low", "ci_high"))
-            ax.errorbar(
-                [params[m] / 1e6],
-                [s],
-                yerr=[[s - lo], [hi - s]],
-                color=st.color,
-                marker=st.marker,
-                markersize=5,
-                markerfacecolor="white" if st.linestyle != "-" else st.color,
-                linestyle="none",
-                capsize=2,
-                elinewidth=0.8,
-                alpha=st.alpha,
-            )
+            _ci_point(ax, params[m] / 1e6, s, st, markersize=5, yerr=[[s - lo], [hi - s]])
         _log_params_axis(ax)
         ax.set_title(f"{t} ({notes[t]})" if t in notes else t)
         ax.set_xlabel("parameters (M)")
@@ -622,19 +638,7 @@ def plot_superb_units(
                 continue
             r, sty, y = sub.loc[m], styles[m], y_meas[m]
             s, lo, hi = float(r["score"]), float(r["ci_low"]), float(r["ci_high"])
-            ax.errorbar(
-                [s],
-                [y],
-                xerr=[[max(s - lo, 0.0)], [max(hi - s, 0.0)]],
-                color=sty.color,
-                marker=sty.marker,
-                markersize=4,
-                markerfacecolor="white" if sty.linestyle != "-" else sty.color,
-                linestyle="none",
-                capsize=2,
-                elinewidth=0.8,
-                alpha=sty.alpha,
-            )
+            _ci_point(ax, s, y, sty, markersize=4, xerr=[[max(s - lo, 0.0)], [max(hi - s, 0.0)]])
             if r["source"] == "best layer":
                 ax.annotate("†", (s, y), xytext=(4, 2), textcoords="offset points", fontsize=7)
         ax.set_title(f"{st.column} ({st.task})")

@@ -126,16 +126,13 @@ def _layerwise_probe_curves(res: Results, styles: ModelStyles) -> list[BuiltFigu
     if res.probe is None:
         raise _Skip("needs probe.nc")
     fig = plots.plot_probe_curves(res.probe, styles)
-    return [
-        BuiltFigure(
-            "fig1_probe_curves",
-            "Layerwise probes",
-            "Test score of a linear probe on each layer (95 % bootstrap CI shaded) against relative "
-            "depth (layer / number of layers); content tasks left, speaker tasks right. Dashed: "
-            "random-weight twins; dotted grey: majority class.",
-            fig,
-        )
-    ]
+    return _single(
+        "fig1_probe_curves",
+        "Test score of a linear probe on each layer (95 % bootstrap CI shaded) against relative "
+        "depth (layer / number of layers); content tasks left, speaker tasks right. Dashed: "
+        "random-weight twins; dotted grey: majority class.",
+        fig,
+    )
 
 
 def _similarity_heatmaps(res: Results, styles: ModelStyles) -> list[BuiltFigure]:
@@ -184,17 +181,14 @@ def _params_against_score(res: Results, styles: ModelStyles) -> list[BuiltFigure
     fig = plots.plot_params_vs_score(
         scores, res.probe, published_superb().rows, styles, name, title_notes=notes
     )
-    return [
-        BuiltFigure(
-            "fig3_params_vs_score",
-            "Parameters against score",
-            f"Top: this study's models, {name} score with 95 % CI against parameter count (log "
-            "scale); hollow markers are random twins. Bottom: the published SUPERB results of "
-            "Ashihara et al. (2022) and neighbours, on their own axes — a context layer of other "
-            "models, corpora and metrics (PER, EER: lower is better), not a comparison.",
-            fig,
-        )
-    ]
+    return _single(
+        "fig3_params_vs_score",
+        f"Top: this study's models, {name} score with 95 % CI against parameter count (log "
+        "scale); hollow markers are random twins. Bottom: the published SUPERB results of "
+        "Ashihara et al. (2022) and neighbours, on their own axes — a context layer of other "
+        "models, corpora and metrics (PER, EER: lower is better), not a comparison.",
+        fig,
+    )
 
 
 def _depth_width_grid(res: Results, styles: ModelStyles) -> list[BuiltFigure]:
@@ -204,16 +198,13 @@ def _depth_width_grid(res: Results, styles: ModelStyles) -> list[BuiltFigure]:
         raise _Skip("needs at least two students that differ in depth or width")
     _, name = headline_scores(res.probe)  # type: ignore[arg-type]
     fig = plots.plot_depth_width_grid(table, name)
-    return [
-        BuiltFigure(
-            "fig4_depth_width_grid",
-            "Depth × width",
-            f"Each trained student at its depth (layers) and width (dim), coloured by the mean "
-            f"{name} score over content tasks and over speaker tasks (EER enters as 1 − EER); "
-            "one row per distillation objective.",
-            fig,
-        )
-    ]
+    return _single(
+        "fig4_depth_width_grid",
+        f"Each trained student at its depth (layers) and width (dim), coloured by the mean "
+        f"{name} score over content tasks and over speaker tasks (EER enters as 1 − EER); "
+        "one row per distillation objective.",
+        fig,
+    )
 
 
 def _weighted_sum_weights(res: Results, styles: ModelStyles) -> list[BuiltFigure]:
@@ -221,16 +212,13 @@ def _weighted_sum_weights(res: Results, styles: ModelStyles) -> list[BuiltFigure
     if res.probe is None or "ws_weight" not in res.probe:
         raise _Skip("needs ws_weight in probe.nc")
     fig = plots.plot_ws_weights(res.probe, styles)
-    return [
-        BuiltFigure(
-            "fig5_ws_weights",
-            "Weighted-sum layer weights",
-            "Softmax layer weights of the weighted-sum probe, scaled by the number of layers (1 = "
-            "uniform), against relative depth; last panel: each layer's mean feature norm, which "
-            "the weights multiply.",
-            fig,
-        )
-    ]
+    return _single(
+        "fig5_ws_weights",
+        "Softmax layer weights of the weighted-sum probe, scaled by the number of layers (1 = "
+        "uniform), against relative depth; last panel: each layer's mean feature norm, which "
+        "the weights multiply.",
+        fig,
+    )
 
 
 def _label_cca_and_rank(res: Results, styles: ModelStyles) -> list[BuiltFigure]:
@@ -243,14 +231,11 @@ def _label_cca_and_rank(res: Results, styles: ModelStyles) -> list[BuiltFigure]:
         if res.labels is not None
         else []
     ) + (["effective rank (exp of the spectral entropy)"] if res.spectrum is not None else [])
-    return [
-        BuiltFigure(
-            "fig6_label_cca_rank",
-            "Label-CCA and effective rank",
-            f"{' and '.join(parts)} of each layer against relative depth; dashed: random twins.",
-            fig,
-        )
-    ]
+    return _single(
+        "fig6_label_cca_rank",
+        f"{' and '.join(parts)} of each layer against relative depth; dashed: random twins.",
+        fig,
+    )
 
 
 def _superb_units(res: Results, styles: ModelStyles) -> list[BuiltFigure]:
@@ -265,20 +250,17 @@ def _superb_units(res: Results, styles: ModelStyles) -> list[BuiltFigure]:
     fig = plots.plot_superb_units(
         pub.rows, measured, tasks, styles, [str(m) for m in res.probe["model"].values]
     )
-    return [
-        BuiltFigure(
-            "fig7_superb_units",
-            "SUPERB units: published and measured",
-            "Top: the published SUPERB results (Ashihara et al. 2022, Table 2, and neighbours; "
-            "SUPERB protocol). Bottom: this study's models on the same tasks in the same units "
-            "(PER, WER, EER: lower is better; accuracy), weighted-sum probe score with 95 % CI, "
-            "† where only the best single layer has a score; hollow markers are random twins. "
-            "Only tasks the results measure are drawn. deepwide's protocol (linear probes on "
-            "cached features, synthetic or smaller data) is not SUPERB's: the rows are not "
-            "comparable and have separate axes.",
-            fig,
-        )
-    ]
+    return _single(
+        "fig7_superb_units",
+        "Top: the published SUPERB results (Ashihara et al. 2022, Table 2, and neighbours; "
+        "SUPERB protocol). Bottom: this study's models on the same tasks in the same units "
+        "(PER, WER, EER: lower is better; accuracy), weighted-sum probe score with 95 % CI, "
+        "† where only the best single layer has a score; hollow markers are random twins. "
+        "Only tasks the results measure are drawn. deepwide's protocol (linear probes on "
+        "cached features, synthetic or smaller data) is not SUPERB's: the rows are not "
+        "comparable and have separate axes.",
+        fig,
+    )
 
 
 RECIPES: list[tuple[str, str, Callable[[Results, ModelStyles], list[BuiltFigure]]]] = [
@@ -290,6 +272,12 @@ RECIPES: list[tuple[str, str, Callable[[Results, ModelStyles], list[BuiltFigure]
     ("fig6_label_cca_rank", "Label-CCA and effective rank", _label_cca_and_rank),
     ("fig7_superb_units", "SUPERB units: published and measured", _superb_units),
 ]
+
+
+def _single(stem: str, caption: str, fig: Figure) -> list[BuiltFigure]:
+    """The one figure of a single-figure recipe, with its title from :data:`RECIPES`."""
+    title = next(t for s, t, _ in RECIPES if s == stem)
+    return [BuiltFigure(stem, title, caption, fig)]
 
 
 def build_figures(res: Results) -> tuple[list[BuiltFigure], list[SkippedFigure]]:

@@ -50,6 +50,7 @@ from deepwide.probing.ctc import (
     fit_ctc_layers,
     fit_ctc_weighted,
 )
+from deepwide.probing.folds import bootstrap_fold_mean_ci, fold_means
 from deepwide.probing.solver import DEFAULT_PENALTIES, fit_softmax_path, standardise
 from deepwide.probing.stats import (
     DEFAULT_BOOT,
@@ -60,7 +61,15 @@ from deepwide.probing.stats import (
     macro_f1,
     majority_accuracy,
 )
-from deepwide.probing.tasks import TASKS, PrepareOptions, SequenceData, Task, TaskData, TrialData
+from deepwide.probing.tasks import (
+    TASKS,
+    FoldedData,
+    PrepareOptions,
+    SequenceData,
+    Task,
+    TaskData,
+    TrialData,
+)
 from deepwide.probing.weighted import fit_weighted_sum, layer_norms
 
 log = logging.getLogger(__name__)
@@ -151,6 +160,10 @@ class TaskResult:
     ws_score: float = float("nan")
     ws_ci: tuple[float, float] = (float("nan"), float("nan"))
     backend: str = ""  # asv: "lda" or "cosine" (what scored ``score``); "" for classification
+    fold_sd: np.ndarray | None = None  # folded tasks: standard deviation of the fold scores per layer
+    n_folds: int = 0  # folded tasks: how many folds ``score`` averages (0: not folded)
+    correct: np.ndarray | None = None  # classification: (n_test, L + 1) 1.0/0.0 per test sample (not saved)
+    ws_correct: np.ndarray | None = None  # classification: (n_test,) of the weighted-sum probe (not saved)
 
 
 @dataclass
@@ -229,6 +242,7 @@ def probe_classification(data: TaskData, ds: Any, config: ProbeConfig, seed: int
         result.ws_weight = ws.weights
         result.ws_score = float(correct.mean())
         result.ws_ci = bootstrap_mean_ci(correct, data.test.groups, n_boot=config.n_boot, seed=seed)
+        result.ws_correct = correct
 
     per_layer = (len(y_tr) + len(y_dv) + len(y_te)) * dim * 4 * 2 + dim * dim * 8
     chunk = max(1, int(config.max_batch_bytes // max(per_layer, 1)))
@@ -268,6 +282,48 @@ def probe_classification(data: TaskData, ds: Any, config: ProbeConfig, seed: int
     result.score = correct_all.mean(axis=0) if len(y_te) else result.score
     lo, hi = bootstrap_mean_ci(correct_all, data.test.groups, n_boot=config.n_boot, seed=seed)
     result.ci_low, result.ci_high = np.asarray(lo), np.asarray(hi)
+    result.correct = correct_all
+    return result
+
+
+def probe_folds(data: FoldedData, ds: Any, config: ProbeConfig, seed: int = 0) -> TaskResult:
+    """A classification task over every fold of the store's cross-validation protocol.
+
+    Each fold is probed on its own (:func:`probe_classification`: its own probes, penalties
+    and weighted sum, chosen on its dev split). The scores are SUPERB's: the mean over folds of
+    the fold test accuracies; the interval resamples every fold's test utterances
+    (:func:`deepwide.probing.folds.bootstrap_fold_mean_ci`); ``fold_sd`` is the standard
+    deviation of the fold scores (ddof 1).
+
+    Returns:
+        A :class:`TaskResult` with ``n_folds`` set; ``n_test`` counts the test utterances of
+        all folds, ``n_train`` their mean per fold, ``penalty`` is NaN (chosen per fold),
+        ``f1``, ``majority``, ``ws_weight`` and ``layer_norm`` are means over folds.
+    """
+    folds = []
+    for k, fold in enumerate(data.folds, start=1):
+        log.info("%s · %s: fold %d of %d", ds.attrs.get("model_id", "?"), data.task.name, k, len(data.folds))
+        folds.append(probe_classification(fold, ds, config, seed))
+    groups = [f.test.groups for f in data.folds]
+    scores = fold_means([r.correct for r in folds])  # (K, L + 1)
+    lo, hi = bootstrap_fold_mean_ci([r.correct for r in folds], groups, n_boot=config.n_boot, seed=seed)
+    first = folds[0]
+    n_layers = scores.shape[1]
+    result = TaskResult(
+        task=data.task, layers=first.layers, score=scores.mean(axis=0), ci_low=np.asarray(lo), ci_high=np.asarray(hi),
+        f1=np.mean([r.f1 for r in folds], axis=0), penalty=np.full(n_layers, np.nan),
+        n_train=np.full(n_layers, round(float(np.mean([r.n_train[0] for r in folds]))), np.int64),
+        n_test=np.full(n_layers, sum(int(r.n_test[0]) for r in folds), np.int64),
+        majority=float(np.mean([r.majority for r in folds])),
+        fold_sd=scores.std(axis=0, ddof=1) if len(folds) > 1 else np.zeros(n_layers), n_folds=len(folds),
+    )
+    if all(r.ws_correct is not None for r in folds):
+        ws = [r.ws_correct for r in folds]
+        result.ws_weight = np.mean([r.ws_weight for r in folds], axis=0)
+        result.layer_norm = np.mean([r.layer_norm for r in folds], axis=0)
+        result.ws_score = float(fold_means([w[:, None] for w in ws]).mean())
+        wlo, whi = bootstrap_fold_mean_ci(ws, groups, n_boot=config.n_boot, seed=seed)
+        result.ws_ci = (float(wlo[0]), float(whi[0]))
     return result
 
 
@@ -497,6 +553,8 @@ def probe_stores(
                 entry.results[task.name] = probe_asv(data, entry.ds, config, seed)
             elif isinstance(data, SequenceData):
                 entry.results[task.name] = probe_sequences(data, entry.ds, config, seed)
+            elif isinstance(data, FoldedData):
+                entry.results[task.name] = probe_folds(data, entry.ds, config, seed)
             else:
                 entry.results[task.name] = probe_classification(data, entry.ds, config, seed)
     if skip_unservable:
@@ -518,10 +576,11 @@ def results_dataset(entries: Sequence[ModelEntry], tasks: Sequence[Task], config
         return np.full(s, fill, dtype)
 
     v = {name: full() for name in ("score", "ci_low", "ci_high", "f1", "penalty", "eer_cosine", "cer", "ws_weight",
-                                   "layer_norm")}
+                                   "layer_norm", "fold_sd")}
     n_train, n_test = full(0, np.int64), full(0, np.int64)
     scal = {name: full(s=(n_models, n_tasks)) for name in ("majority", "ws_score", "ws_ci_low", "ws_ci_high")}
     backend = np.full((n_models, n_tasks), "", dtype=object)
+    n_folds = np.zeros((n_models, n_tasks), np.int64)
     for m, e in enumerate(entries):
         for t, task in enumerate(tasks):
             r = e.results.get(task.name)
@@ -536,6 +595,9 @@ def results_dataset(entries: Sequence[ModelEntry], tasks: Sequence[Task], config
                 v["eer_cosine"][m, t, nl] = r.eer_cosine
             if r.cer is not None:
                 v["cer"][m, t, nl] = r.cer
+            if r.fold_sd is not None:
+                v["fold_sd"][m, t, nl] = r.fold_sd
+            n_folds[m, t] = r.n_folds
             if r.ws_weight is not None:
                 v["ws_weight"][m, t, nl] = r.ws_weight
                 v["layer_norm"][m, t, nl] = r.layer_norm
@@ -548,6 +610,7 @@ def results_dataset(entries: Sequence[ModelEntry], tasks: Sequence[Task], config
     data_vars.update({"n_train": (dims3, n_train), "n_test": (dims3, n_test)})
     data_vars.update({name: (dims2, arr) for name, arr in scal.items()})
     data_vars["backend"] = (dims2, backend)
+    data_vars["n_folds"] = (dims2, n_folds)
     data_vars.update(
         num_layers=("model", np.array([_num_layers(e.ds) for e in entries], np.int64)),
         dim=("model", np.array([int(e.ds.attrs.get("dim", e.ds.sizes.get("feat", 0))) for e in entries], np.int64)),
@@ -580,6 +643,10 @@ def results_dataset(entries: Sequence[ModelEntry], tasks: Sequence[Task], config
     )
     ds["eer_cosine"].attrs["description"] = "asv only: EER of plain cosine scoring (centred); NaN elsewhere"
     ds["cer"].attrs["description"] = "asr only: character error rate of the layer's CTC head; NaN elsewhere"
+    ds["fold_sd"].attrs["description"] = (
+        "folded tasks only (er on a store with folds): standard deviation of the fold scores; NaN elsewhere"
+    )
+    ds["n_folds"].attrs["description"] = "folded tasks: how many folds `score` averages; 0 elsewhere"
     ds["backend"].attrs["description"] = (
         "asv only: what scored `score`, 'lda' (cosine after LDA) or 'cosine' (plain cosine: fewer than "
         "2 training speakers outside the trial list); '' elsewhere"
@@ -952,16 +1019,20 @@ def format_table(results: xr.Dataset) -> str:
             backend = str(r["backend"].item()) if "backend" in r else ""
             backend = f"; backend {backend}" if backend not in ("", "nan") else ""
             shown = [i for i in range(n_layers + 1) if np.isfinite(score[i])]
-            lines.append(f"{model}{null} · {task} ({metric}, {r['level'].item()}{backend}; "
+            n_folds = int(r["n_folds"]) if "n_folds" in r else 0
+            folds = f"; mean of {n_folds} folds" if n_folds else ""
+            lines.append(f"{model}{null} · {task} ({metric}, {r['level'].item()}{backend}{folds}; "
                          f"n_train {int(r['n_train'][shown[0]])}, n_test {int(r['n_test'][shown[0]])}; "
                          f"{_BASELINE_NAME.get(metric, 'majority')} {float(r['majority']):.3f})")
             extra = "eer_cos" if metric == "eer" else "f1"
-            lines.append(f"  layer  {metric:>8}  95% CI            {extra:>7}  penalty  ws_weight  norm")
+            lines.append(f"  layer  {metric:>8}  95% CI            {extra:>7}  {'fold_sd' if n_folds else 'penalty'}"
+                         "  ws_weight  norm")
             for layer in shown:
                 f1 = float(r["eer_cosine"][layer] if metric == "eer" else r["f1"][layer])
+                fourth = f"{float(r['fold_sd'][layer]):7.3f}" if n_folds else f"{float(r['penalty'][layer]):7.0e}"
                 lines.append(
                     f"  {layer:>5}  {score[layer]:8.3f}  [{float(r['ci_low'][layer]):.3f}, {float(r['ci_high'][layer]):.3f}]"
-                    f"  {f1:7.3f}  {float(r['penalty'][layer]):7.0e}  {float(r['ws_weight'][layer]):9.3f}"
+                    f"  {f1:7.3f}  {fourth}  {float(r['ws_weight'][layer]):9.3f}"
                     f"  {float(r['layer_norm'][layer]):6.1f}{'  *' if layer == best else ''}"
                 )
             if np.isfinite(float(r["ws_score"])):

@@ -31,7 +31,10 @@ Split policies:
   tasks) or ~20 % of each speaker's training utterances, at least one of every speaker with 2
   or more (speaker ID); the warning says how many.
 * ``er`` uses ``split`` as the corpus defines it (no speaker guard). It counts as a
-  ``"speaker"``-kind (paralinguistic) task, as the paper groups it with speaker ID.
+  ``"speaker"``-kind (paralinguistic) task, as the paper groups it with speaker ID. On a store
+  with ``folds`` (a cross-validation protocol: ``iemocap:PATH``, SUPERB's five
+  leave-one-session-out folds) it is prepared once per fold (:class:`FoldedData`, each fold's
+  split read from ``folds``) and scored as the mean over folds, with the spread beside it.
 
 Silence: the ``phone`` task excludes frames labelled with a silence symbol (``sil``, ``sp``,
 ``spn``, ``h#``, ``pau``, ``<sil>``, case-insensitive) unless ``include_silence=True``:
@@ -158,6 +161,20 @@ class TaskData:
 
 
 @dataclass
+class FoldedData:
+    """A classification task prepared once per fold of the store's cross-validation protocol.
+
+    Attributes:
+        task: the task.
+        folds: one :class:`TaskData` per fold (fold ``k`` at index ``k - 1``), each with the
+            splits of that fold.
+    """
+
+    task: Task
+    folds: list[TaskData]
+
+
+@dataclass
 class SequenceSplit:
     """One split of a sequence task: whole utterances and one label sequence each.
 
@@ -269,6 +286,7 @@ class Task:
         utt_kinds: keep only utterances whose ``kind`` is one of these (None: all).
         speaker_disjoint: drop dev/test samples of speakers seen in training.
         description: one line for ``--help``.
+        cross_validated: on a store with ``folds``, run every fold (:class:`FoldedData`).
     """
 
     name: str
@@ -280,14 +298,15 @@ class Task:
     description: str
     utt_kinds: tuple[str, ...] | None = None
     speaker_disjoint: bool = False
-    prepare_fn: Callable[..., TaskData | TrialData | SequenceData] | None = field(default=None, compare=False, repr=False)
+    cross_validated: bool = False
+    prepare_fn: Callable[..., TaskData | TrialData | SequenceData | FoldedData] | None = field(default=None, compare=False, repr=False)
 
     @property
     def higher_is_better(self) -> bool:
         """Accuracy: higher is better; EER and error rates (PER, WER, CER): lower is better."""
         return self.metric not in LOWER_IS_BETTER
 
-    def prepare(self, ds: Any, options: PrepareOptions | None = None) -> TaskData | TrialData | SequenceData:
+    def prepare(self, ds: Any, options: PrepareOptions | None = None) -> TaskData | TrialData | SequenceData | FoldedData:
         """Select samples and labels of this task from store ``ds`` (no features are read).
 
         Raises:
@@ -361,9 +380,32 @@ def _missing(task: Task, ds: Any, what: str) -> TaskError:
     )
 
 
-def _split_codes(ds: Any, task: Task) -> np.ndarray:
-    """``(n_utt,)`` int: 0 train, 1 dev, 2 test, -1 not used."""
-    vals = _strings(_coord(ds, task.split_coord))
+def store_folds(ds: Any) -> np.ndarray | None:
+    """The store's cross-validation folds: ``(n_utt, K)`` split names (``""`` for an utterance
+    in no fold), or None when the store has no ``folds``.
+
+    Raises:
+        TaskError: utterances list different numbers of folds.
+    """
+    vals = _strings(_coord(ds, "folds"))
+    if vals is None or not (vals != "").any():
+        return None
+    parts = [v.split(",") if v else [] for v in vals]
+    counts = sorted({len(p) for p in parts if p})
+    if len(counts) > 1:
+        raise TaskError(f"store {store_name(ds)!r}: its 'folds' list {' or '.join(map(str, counts))} folds "
+                        "per utterance; re-extract it from its corpus")
+    out = np.full((len(parts), counts[0]), "", dtype=object)
+    for i, p in enumerate(parts):
+        if p:
+            out[i] = p
+    return out
+
+
+def _split_codes(ds: Any, task: Task, values: np.ndarray | None = None) -> np.ndarray:
+    """``(n_utt,)`` int: 0 train, 1 dev, 2 test, -1 not used (from ``values`` when given,
+    else from the task's split coordinate)."""
+    vals = _strings(_coord(ds, task.split_coord)) if values is None else values
     if vals is None:
         raise _missing(task, ds, f"utterance split coordinate {task.split_coord!r}")
     code = np.full(vals.shape[0], -1, np.int64)
@@ -415,12 +457,14 @@ def _carve_dev(code: np.ndarray, speakers: np.ndarray, by_speaker: bool, seed: i
     return out
 
 
-def _utterance_selection(task: Task, ds: Any, labels: np.ndarray, options: PrepareOptions) -> np.ndarray:
-    """Split code per utterance after filters and split policy (-1 = unused)."""
+def _utterance_selection(task: Task, ds: Any, labels: np.ndarray, options: PrepareOptions,
+                         splits: np.ndarray | None = None) -> np.ndarray:
+    """Split code per utterance after filters and split policy (-1 = unused); ``splits``:
+    ``(n_utt,)`` split names to use instead of the task's split coordinate (one fold)."""
     speakers = _strings(_coord(ds, "speaker"))
     if speakers is None:
         raise _missing(task, ds, "utterance coordinate 'speaker'")
-    code = _split_codes(ds, task)
+    code = _split_codes(ds, task, splits)
     use = labels != ""
     if task.utt_kinds is not None:
         kinds = _strings(_coord(ds, "kind"))
@@ -466,11 +510,20 @@ def _encode(labels: np.ndarray, train_mask: np.ndarray, task: Task, ds: Any) -> 
 
 
 # ---------------------------------------------------------------- utterance tasks
-def _prepare_utterance(task: Task, ds: Any, options: PrepareOptions) -> TaskData:
+def _prepare_utterance(task: Task, ds: Any, options: PrepareOptions) -> TaskData | FoldedData:
     labels = _strings(_coord(ds, task.label))
     if labels is None or not (labels != "").any():
         raise _missing(task, ds, f"utterance label {task.label!r}")
-    code = _utterance_selection(task, ds, labels, options)
+    folds = store_folds(ds) if task.cross_validated else None
+    if folds is not None:
+        return FoldedData(task, [_utterance_task(task, ds, labels, options, folds[:, k])
+                                 for k in range(folds.shape[1])])
+    return _utterance_task(task, ds, labels, options)
+
+
+def _utterance_task(task: Task, ds: Any, labels: np.ndarray, options: PrepareOptions,
+                    splits: np.ndarray | None = None) -> TaskData:
+    code = _utterance_selection(task, ds, labels, options, splits)
     classes, y = _encode(labels, code == 0, task, ds)
     splits = []
     for i in range(3):
@@ -716,5 +769,6 @@ _register(Task("asr", "sequence", "content", "wer", "text", "split",
                "speech recognition (SUPERB ASR): character CTC heads, greedy decoding, WER (and CER)",
                speaker_disjoint=True, prepare_fn=_prepare_sequences))
 _register(Task("er", "utterance", "speaker", "accuracy", "emotion", "split",
-               "emotion recognition on utterances with an emotion label (corpus splits)",
-               prepare_fn=_prepare_utterance))
+               "emotion recognition on utterances with an emotion label (corpus splits; every fold of "
+               "a store with folds, e.g. IEMOCAP's five sessions: mean and spread)",
+               cross_validated=True, prepare_fn=_prepare_utterance))

@@ -20,6 +20,7 @@ utterances in the store's ragged layout (``offsets``) and one label sequence per
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -63,17 +64,32 @@ class CtcSet:
         return np.diff(self.offsets)
 
     def batch(self, utts: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Padded frames of ``utts``: ``((L, B, T_max, D) float32, (B,) int64 lengths)``."""
+        """Padded frames of ``utts``: ``((L, B, T_max, D) float32, (B,) int64 lengths)``, zero
+        past each utterance's length.
+
+        Each utterance's ``(L, T_u, D)`` slice is copied into a zeroed batch once, cast to
+        float32 in the same copy (no index arrays, no second pass to mask the padding).
+        """
         lens = self.lengths()[utts]
         t_max = int(lens.max()) if len(utts) else 0
-        rows = np.zeros((len(utts), t_max), np.int64)
-        mask = np.arange(t_max)[None, :] < lens[:, None]
+        frames = _tensor_view(self.x)
+        xb = torch.zeros(self.x.shape[0], len(utts), t_max, self.x.shape[2])
         for i, u in enumerate(utts):
-            rows[i, : lens[i]] = np.arange(self.offsets[u], self.offsets[u + 1])
-        xb = torch.from_numpy(np.asarray(self.x[:, rows.reshape(-1)], dtype=np.float32))
-        xb = xb.reshape(self.x.shape[0], len(utts), t_max, self.x.shape[2])
-        xb = xb * torch.from_numpy(mask)[None, :, :, None]
+            start, end = int(self.offsets[u]), int(self.offsets[u + 1])
+            xb[:, i, : end - start] = (frames[:, start:end] if frames is not None
+                                       else torch.from_numpy(np.asarray(self.x[:, start:end], np.float32)))
         return xb.to(device), torch.from_numpy(lens.astype(np.int64))
+
+
+def _tensor_view(x: np.ndarray) -> torch.Tensor | None:
+    """``x`` as a tensor sharing its memory (read only), or None where torch cannot view it
+    (byte order, negative strides, not an ndarray)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.from_numpy(x)
+    except (TypeError, ValueError):
+        return None
 
 
 @dataclass

@@ -107,6 +107,43 @@ def hashed_splits(keys: Iterable[str], fractions: Sequence[float], salt: str) ->
     return out
 
 
+def subset_utterances(manifest: Any, kinds: Sequence[str] | None = None, max_per_split: int | None = None,
+                      salt: str = "subset") -> Any:
+    """A manifest restricted to utterances of ``kinds``, at most ``max_per_split`` per content split.
+
+    The kept utterances of a split are those of lowest :func:`stable_unit` (``utt_id``,
+    ``salt``), so the subset depends only on the ids: every model extracted with the same
+    settings gets the same utterances. Trials are kept where both utterances are.
+
+    Args:
+        manifest: the corpus (:class:`~deepwide.corpora.manifest.Manifest`).
+        kinds: keep utterances whose ``kind`` is one of these (None: all).
+        max_per_split: cap per ``split`` value (None: no cap).
+
+    Returns:
+        The restricted manifest, utterances in the original order.
+
+    Raises:
+        CorpusError: nothing is left (the kinds named are not in the corpus).
+    """
+    import dataclasses
+
+    keep = [u for u in manifest.utterances if kinds is None or u.kind in kinds]
+    if not keep:
+        found = sorted({u.kind for u in manifest.utterances})
+        raise CorpusError(f"corpus {manifest.corpus_id} has no utterance of kind {', '.join(kinds or ())}; "
+                          f"its kinds are: {', '.join(found)}")
+    if max_per_split is not None:
+        chosen: set[str] = set()
+        for split in SPLITS:
+            ids = sorted((u.utt_id for u in keep if u.split == split), key=lambda k: (stable_unit(k, salt), k))
+            chosen.update(ids[:max_per_split])
+        keep = [u for u in keep if u.utt_id in chosen]
+    ids = {u.utt_id for u in keep}
+    trials = [t for t in manifest.trials if t.utt_a in ids and t.utt_b in ids]
+    return dataclasses.replace(manifest, utterances=keep, trials=trials)
+
+
 def speaker_disjoint_splits(
     speakers: Iterable[str],
     fractions: Sequence[float] = DEFAULT_FRACTIONS,

@@ -17,7 +17,7 @@ import hashlib
 import logging
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -126,8 +126,6 @@ def subset_utterances(manifest: Any, kinds: Sequence[str] | None = None, max_per
     Raises:
         CorpusError: nothing is left (the kinds named are not in the corpus).
     """
-    import dataclasses
-
     keep = [u for u in manifest.utterances if kinds is None or u.kind in kinds]
     if not keep:
         found = sorted({u.kind for u in manifest.utterances})
@@ -141,7 +139,7 @@ def subset_utterances(manifest: Any, kinds: Sequence[str] | None = None, max_per
         keep = [u for u in keep if u.utt_id in chosen]
     ids = {u.utt_id for u in keep}
     trials = [t for t in manifest.trials if t.utt_a in ids and t.utt_b in ids]
-    return dataclasses.replace(manifest, utterances=keep, trials=trials)
+    return replace(manifest, utterances=keep, trials=trials)
 
 
 def speaker_disjoint_splits(

@@ -10,7 +10,6 @@ from pathlib import Path
 import fsspec
 import numpy as np
 import pytest
-import torch
 import xarray as xr
 from click.testing import CliRunner
 
@@ -26,19 +25,11 @@ from deepwide.store import (
     validate_store,
 )
 from tests.extract.helpers import FakeEncoder, make_corpus
+from tests.threads import one_thread, single_torch_thread  # noqa: F401 (one_thread: autouse fixture)
 
 CONFIG = ExtractConfig(batch_seconds=2.0)
 KW = dict(workers=0, jobs=0, progress=False, frame_chunk=64, utt_chunk=4)
 PROBE_FAST = dict(max_train_frames=300, n_boot=20, weighted_sum=False, device="cpu")
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread, as every extraction runs its model (bit-identical numbers)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture()
@@ -58,11 +49,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Manifest:
 @pytest.fixture(scope="module")
 def local_store(corpus: Manifest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same extraction written to a local folder (the reference)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("local") / "store.zarr"
-    extract_features(FakeEncoder(), corpus, out, CONFIG, **KW)
-    torch.set_num_threads(before)
+    with single_torch_thread():
+        extract_features(FakeEncoder(), corpus, out, CONFIG, **KW)
     return out
 
 

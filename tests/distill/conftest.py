@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from deepwide.corpora import Manifest, Utterance
+from tests.threads import one_thread  # noqa: F401 (autouse fixture)
 
 SR = 16_000
 
@@ -49,14 +49,6 @@ def write_corpus(root: Path, n: int = 10, seed: int = 0) -> Manifest:
     manifest = Manifest(corpus_id="tiny-test", root=root, utterances=utts)
     manifest.save(root)
     return manifest
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="session")

@@ -6,33 +6,23 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 from deepwide.corpora.manifest import Manifest
 from deepwide.extract import ExtractConfig, extract_features
 from deepwide.store import open_store, read_attrs
 from tests.extract.helpers import FakeEncoder, make_corpus
+from tests.threads import one_thread, single_torch_thread  # noqa: F401 (one_thread: autouse fixture)
 
 REPO = Path(__file__).resolve().parents[2]
 
 #: small batches and chunks so that a dozen utterances cross many chunk boundaries
 CONFIG = {"batch_seconds": 2.0}
 CHUNKS = {"frame_chunk": 64, "utt_chunk": 4}
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Same thread count as the subprocess runner, so numbers compare bit for bit."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
@@ -48,13 +38,11 @@ def encoder() -> FakeEncoder:
 @pytest.fixture(scope="session")
 def reference_store(corpus: Manifest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An uninterrupted, single-shard store of the default test config, model run in-process."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("ref") / "store"
-    extract_features(
-        FakeEncoder(), corpus, out, ExtractConfig(**CONFIG), workers=0, jobs=0, progress=False, **CHUNKS
-    )
-    torch.set_num_threads(before)
+    with single_torch_thread():
+        extract_features(
+            FakeEncoder(), corpus, out, ExtractConfig(**CONFIG), workers=0, jobs=0, progress=False, **CHUNKS
+        )
     return out
 
 

@@ -25,6 +25,8 @@ from deepwide.params import INDEX_LIST
 @click.option("--corpus", "corpus", required=True, help="Corpus spec: synth, NAME:PATH or a folder with manifest.jsonl.")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Feature store to create or resume.")
 @click.option("--splits", default=None, help="Comma list of splits to keep (default: all).")
+@click.option("--kinds", default=None, help="Comma list of utterance kinds to keep (sentence, keyword, command …; default: all).")
+@click.option("--max-utts", type=click.IntRange(min=1), default=None, help="Keep at most this many utterances per split (chosen by hashed id, the same for every model) [default: all].")
 @click.option("--layers", type=INDEX_LIST, default="all", show_default=True, help="all, or indices like 0,4,8 or 0-12.")
 @click.option("--frames", default="all", show_default=True, help="all | sample:K (K seeded frames per utterance) | none (pooled only).")
 @click.option("--dtype", type=click.Choice(DTYPES), default="float16", show_default=True, help="Storage type of frame features.")
@@ -39,7 +41,8 @@ from deepwide.params import INDEX_LIST
 @click.option("--no-space-check", is_flag=True, help="Start even when the disk has less free space than the store's estimated size.")
 @click.pass_context
 def extract(
-    ctx: click.Context, model: str, corpus: str, out: str, splits: str | None, layers: tuple[int, ...] | None,
+    ctx: click.Context, model: str, corpus: str, out: str, splits: str | None, kinds: str | None,
+    max_utts: int | None, layers: tuple[int, ...] | None,
     frames: str, dtype: str, batch_seconds: float, device: str, workers: int | None, jobs: int | None, shard: str | None,
     on_bad_audio: str, phones_from: str, progress: bool, no_space_check: bool,
 ) -> None:
@@ -58,6 +61,7 @@ def extract(
         dict(
             layers=layers, frames=frames, dtype=dtype, splits=parse_splits(splits),
             batch_seconds=batch_seconds, seed=seed, on_bad_audio=on_bad_audio, phones_from=phones_from,
+            kinds=tuple(k for k in kinds.split(",") if k) if kinds is not None else None, max_utts=max_utts,
         ),
         where="extract options",
     )

@@ -33,6 +33,11 @@ class ExtractConfig:
             seeded by ``seed`` and the utterance id) or ``"none"`` (pooled features only).
         dtype: storage type of ``hidden`` (``pooled`` is always float32).
         splits: keep utterances whose ``split`` or ``sid_split`` is one of these; ``None`` = all.
+        kinds: keep utterances whose ``kind`` is one of these (``sentence``, ``keyword`` …);
+            ``None`` = all.
+        max_utts: keep at most this many utterances per content ``split`` (the lowest salted
+            hashes of their ids: :func:`deepwide.corpora.common.subset_utterances`), e.g. a
+            ``pr`` store on part of a corpus; ``None`` = all.
         batch_seconds: padded audio seconds per batch (batch size × longest utterance). Batches
             are planned once per store, so a resumed or sharded run computes the same batches.
         seed: seed of the frame sample (only used with ``sample:K``).
@@ -53,6 +58,8 @@ class ExtractConfig:
     seed: int = 0
     on_bad_audio: str = "error"
     phones_from: str = "lexicon"
+    kinds: tuple[str, ...] | None = None
+    max_utts: int | None = None
 
     def __post_init__(self) -> None:
         if self.layers is not None:
@@ -75,6 +82,10 @@ class ExtractConfig:
             raise ValueError(f"on_bad_audio {self.on_bad_audio!r} not in {BAD_AUDIO_POLICIES}")
         if self.phones_from not in PHONE_SOURCES:
             raise ValueError(f"phones_from {self.phones_from!r} not in {PHONE_SOURCES}")
+        if self.kinds is not None and (not self.kinds or not all(self.kinds)):
+            raise ValueError(f"kinds {list(self.kinds)} must name at least one utterance kind")
+        if self.max_utts is not None and self.max_utts < 1:
+            raise ValueError(f"max_utts must be ≥ 1, got {self.max_utts}")
 
     @property
     def frames_per_utt(self) -> int | None:
@@ -101,8 +112,8 @@ class ExtractConfig:
         """The JSON-able content key of a store made with this config (``extract_config`` attr).
 
         Only settings that change stored values are included; the seed only when frames are
-        sampled; ``phones_from`` only when it is not the default, so stores made before it
-        existed keep their identity (and resume).
+        sampled; ``phones_from``, ``kinds`` and ``max_utts`` only when they are not the default,
+        so stores made before they existed keep their identity (and resume).
         """
         identity: dict[str, Any] = {
             "layers": list(self.resolve_layers(num_layers)),
@@ -115,6 +126,10 @@ class ExtractConfig:
         }
         if self.phones_from != ExtractConfig.phones_from:
             identity["phones_from"] = self.phones_from
+        if self.kinds is not None:
+            identity["kinds"] = sorted(self.kinds)
+        if self.max_utts is not None:
+            identity["max_utts"] = int(self.max_utts)
         return identity
 
 

@@ -35,6 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from deepwide import __version__
+from deepwide.corpora.common import subset_utterances
 from deepwide.corpora.lexicon import lexicon_phones
 from deepwide.corpora.manifest import Manifest, Utterance
 from deepwide.devices import resolve_device
@@ -423,6 +424,8 @@ def extract_features(
     if isinstance(encoder, torch.nn.Module):
         encoder.to(dev).eval()
     selected = manifest.select(config.splits)
+    if config.kinds is not None or config.max_utts is not None:
+        selected = subset_utterances(selected, config.kinds, config.max_utts)
     identity = store_identity(encoder, manifest, config)
     layers = config.resolve_layers(int(encoder.num_layers))
     n_shards = shard[1] if shard else 1

@@ -261,6 +261,22 @@ def _legacy_weight_norm(state):
     return out
 
 
+def _cache_legacy(hub_dir: Path, file: str, reference: torch.nn.Module) -> None:
+    """``reference``'s weights where torch.hub caches ``file``, under old torch's key names."""
+    cache = hub_dir / "checkpoints" / file
+    cache.parent.mkdir(parents=True)
+    torch.save(_legacy_weight_norm(reference.state_dict()), cache)
+
+
+def _assert_matches_torchaudio(model, reference, wavs: torch.Tensor, *, atol: float) -> None:
+    """Every transformer layer of ``model`` equals torchaudio's ``reference`` on ``wavs`` (B, S)."""
+    with torch.no_grad():
+        ours, _ = model.hidden_states(wavs)
+        theirs, _ = reference.extract_features(wavs)
+    for a, b in zip(ours[1:], theirs, strict=True):
+        torch.testing.assert_close(a, b, atol=atol, rtol=0)
+
+
 def test_cached_bundle_loads_and_matches_torchaudio(monkeypatch, hub_dir, no_download):
     from torchaudio.pipelines import Wav2Vec2Bundle
 
@@ -271,18 +287,11 @@ def test_cached_bundle_loads_and_matches_torchaudio(monkeypatch, hub_dir, no_dow
     monkeypatch.setattr(torchaudio.pipelines, "TINY_TEST_BUNDLE", bundle, raising=False)
     torch.manual_seed(0)
     reference = torchaudio.models.wav2vec2_model(**TINY_BUNDLE_PARAMS).eval()
-    cache = hub_dir / "checkpoints" / "tiny_test_bundle.pth"
-    cache.parent.mkdir(parents=True)
-    torch.save(_legacy_weight_norm(reference.state_dict()), cache)  # old torch's key names
+    _cache_legacy(hub_dir, "tiny_test_bundle.pth", reference)
     model = load_model("torchaudio:TINY_TEST_BUNDLE")
     assert model.model_id == "torchaudio:TINY_TEST_BUNDLE" and no_download == []
     assert model.config.frontend.norm == "layer_norm" and model.config.layer_norm_first
-    wavs = waveforms(2, 6000)
-    with torch.no_grad():
-        ours, _ = model.hidden_states(wavs)
-        theirs, _ = reference.extract_features(wavs)
-    for a, b in zip(ours[1:], theirs, strict=True):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    _assert_matches_torchaudio(model, reference, waveforms(2, 6000), atol=1e-5)
 
 
 @pytest.mark.slow
@@ -290,13 +299,6 @@ def test_cached_hubert_base_bundle_loads(monkeypatch, hub_dir, no_download):
     """The real HUBERT_BASE key layout (weights fabricated: nothing downloads)."""
     torch.manual_seed(0)
     reference = torchaudio.models.hubert_base().eval()
-    cache = hub_dir / "checkpoints" / "hubert_fairseq_base_ls960.pth"
-    cache.parent.mkdir(parents=True)
-    torch.save(_legacy_weight_norm(reference.state_dict()), cache)
+    _cache_legacy(hub_dir, "hubert_fairseq_base_ls960.pth", reference)
     model = load_model("torchaudio:HUBERT_BASE")
-    wavs = waveforms(1, 8000)
-    with torch.no_grad():
-        ours, _ = model.hidden_states(wavs)
-        theirs, _ = reference.extract_features(wavs)
-    for a, b in zip(ours[1:], theirs, strict=True):
-        torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+    _assert_matches_torchaudio(model, reference, waveforms(1, 8000), atol=1e-4)

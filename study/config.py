@@ -45,7 +45,13 @@ class StudyConfig:
         frames: what the probe/analysis stores keep (``sample:K`` keeps K frames per utterance).
         store_dtype: ``float16`` or ``float32``.
         extract_batch_seconds: padded audio seconds per extraction batch.
-        tasks: probe tasks.
+        tasks: probe tasks. Sequence tasks (``pr``, ``asr``) need every frame: they are probed
+            on stores of their own (``frames = "all"``) of the trained models and the teacher's
+            random twin, on the utterances of ``sequence_kinds``, at most ``sequence_max_utts``
+            per split.
+        sequence_kinds: utterance kinds of the sequence-task stores (``sentence``).
+        sequence_max_utts: utterances per split of the sequence-task stores (hashed choice; 0: all).
+        ctc_steps: Adam steps of every CTC head of the sequence tasks.
         baselines: feature baselines probed beside the models (``mfcc``, ``mfcc-context``).
         max_train_frames: cap of training frames for frame-level probes.
         n_boot: bootstrap replicates of every interval.
@@ -72,7 +78,10 @@ class StudyConfig:
     frames: str = "sample:24"
     store_dtype: str = "float16"
     extract_batch_seconds: float = 64.0
-    tasks: tuple[str, ...] = ("phone", "ks", "ic", "sid", "sid-frame", "asv")
+    tasks: tuple[str, ...] = ("phone", "pr", "ks", "ic", "sid", "sid-frame", "asv")
+    sequence_kinds: tuple[str, ...] = ("sentence",)
+    sequence_max_utts: int = 150
+    ctc_steps: int = 400
     baselines: tuple[str, ...] = ("mfcc", "mfcc-context")
     max_train_frames: int = 40_000
     n_boot: int = 1000
@@ -88,11 +97,14 @@ class StudyConfig:
                     "ffn_ratio": self.ffn_ratio, "distill_batch_seconds": self.distill_batch_seconds,
                     "distill_max_crop_seconds": self.distill_max_crop_seconds, "distill_lr": self.distill_lr,
                     "extract_batch_seconds": self.extract_batch_seconds,
-                    "max_train_frames": self.max_train_frames, "frames_per_utt": self.frames_per_utt}
+                    "max_train_frames": self.max_train_frames, "frames_per_utt": self.frames_per_utt,
+                    "ctc_steps": self.ctc_steps}
         for name, value in positive.items():
             if not value > 0:
                 raise ValueError(f"{name} must be > 0, got {value!r}")
-        for name in ("tasks", "objectives", "measures", "labels"):
+        if self.sequence_max_utts < 0:
+            raise ValueError(f"sequence_max_utts must be ≥ 0 (0: all), got {self.sequence_max_utts!r}")
+        for name in ("tasks", "objectives", "measures", "labels", "sequence_kinds"):
             values = getattr(self, name)
             if not values:
                 raise ValueError(f"{name} must name at least one entry")
@@ -115,8 +127,12 @@ def load_study_config(path: str | Path | None) -> StudyConfig:
     return config_from_dict(StudyConfig, load_toml(path), where=str(path))
 
 
-def probe_config(cfg: StudyConfig) -> ProbeConfig:
-    """The probe settings of the study."""
+def probe_config(cfg: StudyConfig, *, sequence: bool = False) -> ProbeConfig:
+    """The probe settings of the study (``sequence``: those of the sequence tasks' probe step,
+    which adds the CTC schedule)."""
+    if sequence:
+        return ProbeConfig(max_train_frames=cfg.max_train_frames, n_boot=cfg.n_boot, device=cfg.device,
+                           ctc_steps=cfg.ctc_steps)
     return ProbeConfig(max_train_frames=cfg.max_train_frames, n_boot=cfg.n_boot, device=cfg.device)
 
 
@@ -145,7 +161,7 @@ def check_stage_settings(cfg: StudyConfig, seed: int = 0) -> None:
             raise ConfigError(f"study config: baselines: unknown feature baseline {b!r}; "
                               f"valid baselines: {', '.join(sorted(FEATURE_MODELS))}")
     stage_configs: list[tuple[str, Callable[[], Any]]] = [
-        ("max_train_frames/n_boot/device", lambda: probe_config(cfg)),
+        ("max_train_frames/n_boot/device/ctc_steps", lambda: probe_config(cfg, sequence=True)),
         ("frames/store_dtype/extract_batch_seconds", lambda: ExtractConfig(
             frames=cfg.frames, dtype=cfg.store_dtype, batch_seconds=cfg.extract_batch_seconds, seed=seed)),
         ("labels/frames_per_utt", lambda: LabelsConfig(labels=tuple(cfg.labels), frames_per_utt=cfg.frames_per_utt,

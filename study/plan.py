@@ -25,6 +25,7 @@ from deepwide.models import (
     solve_budget,
     student_config,
 )
+from deepwide.probing.tasks import TASKS
 from deepwide.study import stages
 from deepwide.study.config import StudyConfig, check_stage_settings, probe_config
 
@@ -166,11 +167,14 @@ def build_plan(cfg: StudyConfig, out: Path, *, seed: int = 0, check_only: bool =
     for b in cfg.baselines:
         models.append((b, b, config_hash({"baseline": b})))
 
+    sequence_tasks = [t for t in cfg.tasks if TASKS.get(t).level == "sequence"]
     probe_groups: dict[str, list[str]] = {}
     for task in cfg.tasks:
-        probe_groups.setdefault(cfg.corpus_for(task), []).append(task)
+        if task not in sequence_tasks:
+            probe_groups.setdefault(cfg.corpus_for(task), []).append(task)
+    sim_corpus = cfg.corpus_for("phone")
     stores: dict[tuple[str, str], tuple[Path, str]] = {}
-    for corpus in probe_groups:
+    for corpus in sorted(set(probe_groups) | {sim_corpus}, key=[*probe_groups, sim_corpus].index):
         for label, spec, mkey in models:
             path = out / "stores" / f"{label}-{_safe(corpus)}.zarr"
             key = config_hash({"model": mkey, "corpus": corpus_keys[corpus], "frames": cfg.frames,
@@ -179,9 +183,37 @@ def build_plan(cfg: StudyConfig, out: Path, *, seed: int = 0, check_only: bool =
             steps.append(Step(f"extract {label} on {corpus}", "extract", path, key,
                               partial(stages.extract_store, spec, corpus, path, cfg.frames, None, cfg, seed)))
 
+    # sequence tasks (pr, asr): every frame of part of the corpus, the trained models and the
+    # teacher's random twin
+    seq_groups: dict[str, list[str]] = {}
+    for task in sequence_tasks:
+        seq_groups.setdefault(cfg.corpus_for(task), []).append(task)
+    seq_models = [m for m in models if m[0] == "teacher-random" or not m[0].endswith("-random")]
+    seq_stores: dict[tuple[str, str], tuple[Path, str]] = {}
+    kinds, max_utts = tuple(cfg.sequence_kinds), (cfg.sequence_max_utts or None)
+    for corpus in seq_groups:
+        for label, spec, mkey in seq_models:
+            path = out / "stores" / f"{label}-{_safe(corpus)}-sequences.zarr"
+            key = config_hash({"model": mkey, "corpus": corpus_keys[corpus], "frames": "all", "kinds": list(kinds),
+                               "max_utts": max_utts, "dtype": cfg.store_dtype, "seed": seed, "v": 1})
+            seq_stores[(label, corpus)] = (path, key)
+            steps.append(Step(f"extract {label} on {corpus} (every frame, sequence tasks)", "extract", path, key,
+                              partial(stages.extract_store, spec, corpus, path, "all", None, cfg, seed,
+                                      kinds=kinds, max_utts=max_utts)))
+
     results = out / "results"
     trained = ["teacher"] + [st.name for st in students] + list(cfg.baselines)
     nulls = ["teacher-random"] + [f"{st.name}-random" for st in students]
+    seq_probe_cfg = probe_config(cfg, sequence=True)
+    for corpus, tasks in seq_groups.items():
+        main = [seq_stores[(m, corpus)] for m in trained]
+        null = [seq_stores[("teacher-random", corpus)]]
+        key = config_hash({"stores": [k for _, k in main + null], "tasks": tasks,
+                           "probe": config_to_dict(seq_probe_cfg), "seed": seed})
+        pdir = results / "steps" / f"probe-sequences-{_safe(corpus)}"
+        steps.append(Step(f"probe {','.join(tasks)} on {corpus} (every frame)", "probe", pdir, key,
+                          partial(stages.probe_models, [p for p, _ in main], [p for p, _ in null], tasks,
+                                  seq_probe_cfg, pdir, seed)))
     for corpus, tasks in probe_groups.items():
         main = [stores[(m, corpus)] for m in trained]
         null = [stores[(m, corpus)] for m in nulls]
@@ -192,7 +224,6 @@ def build_plan(cfg: StudyConfig, out: Path, *, seed: int = 0, check_only: bool =
         steps.append(Step(f"probe {','.join(tasks)} on {corpus}", "probe", pdir, key,
                           partial(stages.probe_models, [p for p, _ in main], [p for p, _ in null], tasks, probe_cfg, pdir, seed)))
 
-    sim_corpus = cfg.corpus_for("phone")
     tstore = stores[("teacher", sim_corpus)]
     for measure in cfg.measures:
         for st in students:

@@ -59,14 +59,17 @@ def _progress() -> bool:
 
 
 def extract_store(spec: str, corpus: str, out: Path, frames: str,
-                  splits: Sequence[str] | None, cfg: StudyConfig, seed: int) -> None:
+                  splits: Sequence[str] | None, cfg: StudyConfig, seed: int, *,
+                  kinds: Sequence[str] | None = None, max_utts: int | None = None) -> None:
     """Extract ``spec`` on ``corpus`` into ``out`` (the random twin of a student folder is
-    called ``random:<student model id>`` by :func:`load_model`, so results pair the two)."""
+    called ``random:<student model id>`` by :func:`load_model`, so results pair the two);
+    ``kinds`` and ``max_utts`` restrict the utterances (:class:`ExtractConfig`)."""
     _fresh(out)
     device = str(resolve_device(cfg.device))
     encoder = load_model(spec, seed=seed, device=device)
     ecfg = ExtractConfig(frames=frames, dtype=cfg.store_dtype, splits=tuple(splits) if splits else None,
-                         batch_seconds=cfg.extract_batch_seconds, seed=seed)
+                         batch_seconds=cfg.extract_batch_seconds, seed=seed,
+                         kinds=tuple(kinds) if kinds else None, max_utts=max_utts)
     extract_features(encoder, resolve_manifest(corpus), out, ecfg, device=device, progress=_progress())
 
 
@@ -119,6 +122,9 @@ def collect_results(results: Path, steps: Sequence[Step], students: Sequence[Stu
         parts = [xr.load_dataset(p) for p in probe_parts]
         merged = xr.concat(parts, dim="task", data_vars="minimal", coords="minimal", compat="override",
                            join="outer")
+        for name, var in parts[0].data_vars.items():  # counts of models a part did not probe: 0, as probe writes
+            if var.dtype.kind in "iu" and merged[name].dtype != var.dtype:
+                merged[name] = merged[name].fillna(0).astype(var.dtype)
         write_results(merged, results)
     for s in steps:
         if s.kind in ("similarity", "labels", "spectrum"):

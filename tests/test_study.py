@@ -31,7 +31,8 @@ def mini(tmp_path_factory: pytest.TempPathFactory) -> tuple[StudyConfig, Path]:
     save_checkpoint(build_encoder(teacher, seed=0, model_id="mini-teacher"), root / "teacher")
     cfg = StudyConfig(corpus=str(root / "corpus"), teacher=str(root / "teacher"), shallow_depth=1,
                       deep_depths=(2,), head_dim=16, distill_steps=4, distill_batch_seconds=2.0,
-                      distill_max_crop_seconds=1.0, frames="sample:6", n_boot=30, max_train_frames=3000)
+                      distill_max_crop_seconds=1.0, frames="sample:6", n_boot=30, max_train_frames=3000,
+                      ctc_steps=10, sequence_max_utts=8)
     return cfg, root
 
 
@@ -68,6 +69,16 @@ def test_study_end_to_end_then_cached_then_partial_rerun(mini: tuple[StudyConfig
     probe = xr.load_dataset(results / "probe.nc")
     assert set(probe["task"].values) == set(cfg.tasks)
     assert int(probe["is_null"].sum()) == 6  # teacher + 5 students have random twins
+    # pr: on stores of every frame of (at most 8 per split) sentences, the trained models and the
+    # teacher's random twin
+    pr = probe["score"].sel(task="pr").max("layer")
+    has_pr = {str(m) for m in probe["model"].values if bool(pr.sel(model=m).notnull())}
+    assert has_pr == {str(m) for m, null in zip(probe["model"].values, probe["is_null"].values, strict=True)
+                      if not bool(null)} | {"random:mini-teacher"}
+    assert str(probe["metric"].sel(task="pr").item()) == "per"
+    seq = xr.open_zarr(next((out / "stores").glob("teacher-*-sequences.zarr")))
+    assert set(seq["kind"].values) == {"sentence"} and seq.sizes["utt"] <= 24
+    assert str(seq.attrs["frames_mode"]) == "all"
     roles = json.loads((results / "study.json").read_text())["roles"]
     assert set(roles) == {str(m) for m in probe["model"].values}  # every probed model has its role
     assert sorted(roles.values()).count("teacher") == 1 and roles["mini-teacher"] == "teacher"

@@ -47,7 +47,7 @@ import platform
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ from deepwide.audio import load_audio
 from deepwide.corpora.manifest import Manifest
 from deepwide.extract import ExtractConfig, extract_features
 from deepwide.models import load_model
-from deepwide.probing.ctc import CtcSet, error_rate, fit_ctc_layers, greedy_collapse
+from deepwide.probing.ctc import CtcSchedule, CtcSet, error_rate, fit_ctc_layers, greedy_collapse
 from deepwide.probing.run import ProbeConfig, load_task_layers
 from deepwide.probing.tasks import TASKS, SequenceData
 from deepwide.store import open_store
@@ -66,17 +66,6 @@ from deepwide.store import open_store
 log = logging.getLogger("benchmarks.ctc")
 
 SPLITS = ("train", "dev", "test")
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """The CTC training schedule both sides share (``ProbeConfig.ctc_*`` and the seed)."""
-
-    steps: int
-    batch_utts: int
-    lr: float
-    eval_every: int
-    seed: int
 
 
 # ----------------------------------------------------------------------------- data
@@ -116,7 +105,7 @@ def prepare_pr(store: Path, seed: int) -> tuple[Any, SequenceData]:
 
 
 # -------------------------------------------------------------------------- deepwide
-def deepwide_fit(feats: dict[str, np.ndarray], data: SequenceData, layers: slice, sched: Schedule) -> tuple[np.ndarray, float]:
+def deepwide_fit(feats: dict[str, np.ndarray], data: SequenceData, layers: slice, sched: CtcSchedule) -> tuple[np.ndarray, float]:
     """``fit_ctc_layers`` on the cached frames of ``layers`` and greedy test decoding.
 
     Returns:
@@ -166,7 +155,7 @@ def live_decode(source: LiveLayer, weight: torch.Tensor, bias: torch.Tensor, bat
 
 
 def s3prl_loop(sources: dict[str, LiveLayer], targets: dict[str, tuple[np.ndarray, ...]], num_labels: int,
-               sched: Schedule) -> float:
+               sched: CtcSchedule) -> float:
     """The hand-written loop: teacher forward per batch, linear CTC head, Adam; best head on dev.
 
     Replays ``fit_ctc_layers``'s head initialisation (one layer) and batch order.
@@ -246,7 +235,7 @@ def main() -> None:
     if args.quick:
         args.train, args.dev, args.test, args.steps, args.batch, args.eval_every = 12, 4, 4, 20, 4, 10
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    sched = Schedule(args.steps, args.batch, args.lr, args.eval_every, args.seed)
+    sched = CtcSchedule(args.steps, args.batch, args.lr, args.eval_every, args.seed)  # both sides train with it
     load_before = load()
 
     tmp = Path(tempfile.mkdtemp(prefix="deepwide-bench-ctc-"))

@@ -19,11 +19,12 @@ utterances in the store's ragged layout (``offsets``) and one label sequence per
 
 from __future__ import annotations
 
+import copy
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -206,49 +207,136 @@ def fit_ctc_layers(
         A :class:`CtcFit`.
     """
     nl, _, d = train.x.shape
+    gen = torch.Generator().manual_seed(seed)
+    head = _LayerHeads(torch.randn(nl, d, num_labels + 1, generator=gen) * (0.01 / np.sqrt(d))).to(device)
+
+    def dev_errors(data: CtcSet) -> np.ndarray:
+        return _error_rates(greedy_decode_layers(head.weight.detach(), head.bias.detach(), data), data)
+
     with cpu_threads(float(batch_utts) * float(train.lengths().mean() if train.num_utts else 0) * nl * d * (num_labels + 1),
                      device):
-        return _fit(train, num_labels, dev, steps, batch_utts, lr, eval_every, seed, torch.device(device))
+        err, step = _train(head, nl, train, dev, dev_errors, CtcSchedule(steps, batch_utts, lr, eval_every, seed),
+                           torch.device(device))
+    return CtcFit(weight=head.weight.detach().cpu(), bias=head.bias.detach().cpu(), dev_error=err, best_step=step,
+                  steps=steps)
 
 
-def _fit(train: CtcSet, num_labels: int, dev: CtcSet | None, steps: int, batch_utts: int, lr: float,
-         eval_every: int, seed: int, device: torch.device) -> CtcFit:
-    gen = torch.Generator().manual_seed(seed)
-    nl, _, d = train.x.shape
-    c = num_labels + 1
-    weight = (torch.randn(nl, d, c, generator=gen) * (0.01 / np.sqrt(d))).to(device).requires_grad_(True)
-    bias = torch.zeros(nl, c, device=device, requires_grad=True)
-    adam = torch.optim.Adam([weight, bias], lr=lr)
-    best_w, best_b = weight.detach().clone(), bias.detach().clone()
-    best_err = np.full(nl, np.inf)
-    best_step = np.zeros(nl, np.int64)
-    rng = np.random.default_rng(seed)
+class _LayerHeads(torch.nn.Module):
+    """One linear CTC head per layer: ``(L, B, T, D)`` + ``(B,)`` lengths -> ``(L, B, T, C)`` log-probs.
+
+    Args:
+        weight: ``(L, D, C)`` initial weights; the bias ``(L, C)`` starts at zero.
+    """
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(weight)
+        self.bias = torch.nn.Parameter(torch.zeros(weight.shape[0], weight.shape[2]))
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(torch.einsum("lbtd,ldc->lbtc", x, self.weight) + self.bias[:, None, None], dim=-1)
+
+
+def _error_rates(hyps: Sequence[Sequence[Sequence[int]]], data: CtcSet) -> np.ndarray:
+    """``(K,)`` error rate of each head's hypotheses ``[head][utt]`` against ``data``'s targets."""
+    return np.array([error_rate(h, data.targets) for h in hyps])
+
+
+@dataclass(frozen=True)
+class CtcSchedule:
+    """How CTC heads are trained: Adam steps, utterances per step, learning rate, dev evaluation
+    interval (in steps) and the seed (head initialisation, batch order); the arguments of
+    :func:`fit_ctc_layers`."""
+
+    steps: int
+    batch_utts: int
+    lr: float
+    eval_every: int
+    seed: int
+
+
+def _train(
+    head: torch.nn.Module,
+    heads: int,
+    train: CtcSet,
+    dev: CtcSet | None,
+    dev_errors: Callable[[CtcSet], np.ndarray],
+    schedule: CtcSchedule,
+    device: torch.device,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The one CTC training loop: seeded batch order, Adam, dev evaluation, best-on-dev state.
+
+    Every step draws ``batch_utts`` utterances without replacement within an epoch (the order
+    seeded by ``seed``, each batch sorted), sums the ``heads`` CTC losses of
+    :func:`layer_ctc_losses` and takes one Adam step. Every ``eval_every`` steps and after the
+    last, ``dev_errors(dev)`` scores the current parameters; each head keeps the parameters of
+    its lowest dev error so far, which ``head`` holds on return. Without ``dev`` (or with no
+    dev utterances, or no step) the last parameters are kept.
+
+    Args:
+        head: maps ``(L, B, T, D)`` frames and ``(B,)`` lengths to ``(heads, B, T, C)``
+            log-probs; with ``heads > 1`` every parameter has a leading ``heads`` dimension
+            (row ``k`` is head ``k``'s), so each head's kept state is chosen on its own.
+        heads: ``K``, the number of independent heads.
+        train, dev: training utterances; utterances on which the kept state is chosen.
+        dev_errors: ``dev -> (K,)`` error rate of each head with the current parameters.
+        schedule: steps, batch size, learning rate, evaluation interval and seed.
+        device: where ``head`` is and where batches go.
+
+    Returns:
+        ``(dev error (K,), step (K,))`` of the kept parameters (NaN and ``steps`` when nothing
+        was evaluated).
+    """
+    steps, eval_every = schedule.steps, schedule.eval_every
+    adam = torch.optim.Adam(head.parameters(), lr=schedule.lr)
+    best = {k: v.clone() for k, v in head.state_dict().items()}
+    best_err, best_step = np.full(heads, np.inf), np.zeros(heads, np.int64)
+    scored = dev if dev is not None and dev.num_utts > 0 and steps > 0 else None
+    rng = np.random.default_rng(schedule.seed)
     order, pos = rng.permutation(train.num_utts), 0
-    batch_utts = min(batch_utts, train.num_utts)
+    batch_utts = min(schedule.batch_utts, train.num_utts)
+    head.train()
     for step in range(1, steps + 1):
         if pos + batch_utts > len(order):
             order, pos = rng.permutation(train.num_utts), 0
         utts = np.sort(order[pos : pos + batch_utts])
         pos += batch_utts
         xb, lens = train.batch(utts, device)
-        logp = torch.log_softmax(torch.einsum("lbtd,ldc->lbtc", xb, weight) + bias[:, None, None], dim=-1)
-        loss = layer_ctc_losses(logp, lens, [train.targets[u] for u in utts]).sum()
+        loss = layer_ctc_losses(head(xb, lens), lens, [train.targets[u] for u in utts]).sum()
         adam.zero_grad(set_to_none=True)
         loss.backward()
         adam.step()
-        if dev is not None and dev.num_utts and (step % eval_every == 0 or step == steps):
-            hyps = greedy_decode_layers(weight.detach(), bias.detach(), dev)
-            errs = np.array([error_rate(h, dev.targets) for h in hyps])
+        if scored is not None and (step % eval_every == 0 or step == steps):
+            errs = dev_errors(scored)
             better = errs < best_err
-            if better.any():
+            if better.all():
+                best = {k: v.clone() for k, v in head.state_dict().items()}
+            elif better.any():
                 idx = torch.from_numpy(np.flatnonzero(better)).to(device)
-                best_w[idx], best_b[idx] = weight.detach()[idx], bias.detach()[idx]
-                best_err[better], best_step[better] = errs[better], step
-            log.debug("ctc step %d: loss %.3f, dev error by layer %s", step, float(loss.detach()), np.round(errs, 3))
-    if dev is None or not dev.num_utts:
-        best_w, best_b = weight.detach().clone(), bias.detach().clone()
-        best_err[:], best_step[:] = np.nan, steps
-    return CtcFit(weight=best_w.cpu(), bias=best_b.cpu(), dev_error=best_err, best_step=best_step, steps=steps)
+                for k, v in head.state_dict().items():
+                    best[k][idx] = v[idx]
+            best_err[better], best_step[better] = errs[better], step
+            log.debug("ctc step %d: loss %.3f, dev error by head %s", step, float(loss.detach()), np.round(errs, 3))
+    if scored is None:
+        return np.full(heads, np.nan), np.full(heads, steps, np.int64)
+    head.load_state_dict(best)
+    return best_err, best_step
+
+
+class _Decoder(Protocol):
+    def decode(self, data: CtcSet) -> list[list[int]]: ...
+
+
+_Fit = TypeVar("_Fit", bound=_Decoder)
+
+
+def _train_single(head: torch.nn.Module, snapshot: Callable[[float, int], _Fit], train: CtcSet, dev: CtcSet | None,
+                  schedule: CtcSchedule, device: torch.device) -> _Fit:
+    """:func:`_train` for one head; ``snapshot(dev error, step)`` is the fit of ``head``'s current
+    parameters, whose ``decode`` scores them on dev."""
+    err, step = _train(head, 1, train, dev, lambda data: _error_rates([snapshot(np.nan, 0).decode(data)], data),
+                       schedule, device)
+    return snapshot(float(err[0]), int(step[0]))
 
 
 @dataclass
@@ -294,48 +382,45 @@ def fit_ctc_weighted(
     """SUPERB's PR downstream on cached layers: a zero-initialised softmax weight per layer on
     the un-normalised states, one linear CTC head, trained jointly (Adam); the state with the
     lowest dev error is kept. Arguments as :func:`fit_ctc_layers`."""
-    dev_ = torch.device(device)
     gen = torch.Generator().manual_seed(seed)
     nl, _, d = train.x.shape
-    c = num_labels + 1
-    logits_w = torch.zeros(nl, device=dev_, requires_grad=True)
-    weight = (torch.randn(d, c, generator=gen) * (0.01 / np.sqrt(d))).to(dev_).requires_grad_(True)
-    bias = torch.zeros(c, device=dev_, requires_grad=True)
-    adam = torch.optim.Adam([logits_w, weight, bias], lr=lr)
+    head = _WeightedHead(nl, torch.randn(d, num_labels + 1, generator=gen) * (0.01 / np.sqrt(d))).to(device)
 
     def snapshot(err: float, step: int) -> WeightedCtcFit:
-        return WeightedCtcFit(torch.softmax(logits_w.detach(), 0).double().cpu().numpy(), weight.detach().cpu().clone(),
-                              bias.detach().cpu().clone(), err, step)
+        return WeightedCtcFit(torch.softmax(head.logits_w.detach(), 0).double().cpu().numpy(),
+                              head.weight.detach().cpu().clone(), head.bias.detach().cpu().clone(), err, step)
 
-    best = snapshot(float("nan"), 0)
-    rng = np.random.default_rng(seed)
-    order, pos = rng.permutation(train.num_utts), 0
-    batch_utts = min(batch_utts, train.num_utts)
-    for step in range(1, steps + 1):
-        if pos + batch_utts > len(order):
-            order, pos = rng.permutation(train.num_utts), 0
-        utts = np.sort(order[pos : pos + batch_utts])
-        pos += batch_utts
-        xb, lens = train.batch(utts, dev_)
-        h = torch.einsum("l,lbtd->btd", torch.softmax(logits_w, 0), xb)
-        logp = torch.log_softmax(h @ weight + bias, dim=-1)[None]
-        loss = layer_ctc_losses(logp, lens, [train.targets[u] for u in utts]).sum()
-        adam.zero_grad(set_to_none=True)
-        loss.backward()
-        adam.step()
-        if dev is not None and dev.num_utts and (step % eval_every == 0 or step == steps):
-            cur = snapshot(float("nan"), step)
-            err = error_rate(cur.decode(dev), dev.targets)
-            if not err >= best.dev_error:  # NaN at first
-                best = snapshot(err, step)
-    if dev is None or not dev.num_utts:
-        best = snapshot(float("nan"), steps)
-    return best
+    return _train_single(head, snapshot, train, dev, CtcSchedule(steps, batch_utts, lr, eval_every, seed),
+                         torch.device(device))
+
+
+def _layer_mix(logits_w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``softmax(logits_w)``-weighted sum of the layers of ``x``: ``(L,)``, ``(L, B, T, D)`` -> ``(B, T, D)``."""
+    return torch.einsum("l,lbtd->btd", torch.softmax(logits_w, 0), x)
+
+
+class _WeightedHead(torch.nn.Module):
+    """SUPERB's PR downstream: a linear CTC head on the softmax-weighted sum of layers.
+    ``(L, B, T, D)`` + ``(B,)`` lengths -> ``(1, B, T, C)`` log-probs.
+
+    Args:
+        num_layers: ``L``; the layer logits start at zero (equal weights).
+        weight: ``(D, C)`` initial head weight; the bias ``(C,)`` starts at zero.
+    """
+
+    def __init__(self, num_layers: int, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.logits_w = torch.nn.Parameter(torch.zeros(num_layers))
+        self.weight = torch.nn.Parameter(weight)
+        self.bias = torch.nn.Parameter(torch.zeros(weight.shape[1]))
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(_layer_mix(self.logits_w, x) @ self.weight + self.bias, dim=-1)[None]
 
 
 class _BlstmHead(torch.nn.Module):
     """SUPERB's ASR downstream: 2-layer BiLSTM on the weighted sum of layers, then a linear
-    projection to the CTC classes. ``(L, B, T, D)`` + ``(B,)`` lengths -> ``(B, T, C)`` log-probs."""
+    projection to the CTC classes. ``(L, B, T, D)`` + ``(B,)`` lengths -> ``(1, B, T, C)`` log-probs."""
 
     def __init__(self, num_layers: int, dim: int, classes: int, hidden: int) -> None:
         super().__init__()
@@ -344,11 +429,11 @@ class _BlstmHead(torch.nn.Module):
         self.out = torch.nn.Linear(2 * hidden, classes)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        h = torch.einsum("l,lbtd->btd", torch.softmax(self.logits_w, 0), x)
+        h = _layer_mix(self.logits_w, x)
         packed = torch.nn.utils.rnn.pack_padded_sequence(h, lengths.cpu(), batch_first=True, enforce_sorted=False)
         y, _ = self.lstm(packed)
         y, _ = torch.nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=h.shape[1])
-        return torch.log_softmax(self.out(y), dim=-1)
+        return torch.log_softmax(self.out(y), dim=-1)[None]
 
 
 @dataclass
@@ -371,7 +456,7 @@ class BlstmCtcFit:
         with torch.no_grad():
             for s in range(0, data.num_utts, batch_utts):
                 xb, lens = data.batch(np.arange(s, min(s + batch_utts, data.num_utts)), torch.device("cpu"))
-                best = self.head(xb, lens).argmax(-1).numpy()
+                best = self.head(xb, lens)[0].argmax(-1).numpy()
                 out.extend(greedy_collapse(best[i, : int(lens[i])]) for i in range(len(lens)))
         return out
 
@@ -392,48 +477,23 @@ def fit_ctc_blstm(
     """SUPERB's ASR downstream on cached layers (weighted sum -> 2 × BiLSTM(``hidden``) ->
     linear -> CTC), Adam; the state with the lowest dev error is kept. Meant for a GPU at
     ``hidden=1024``; runs on the CPU for small stores. Other arguments as :func:`fit_ctc_layers`."""
-    import copy
-
-    dev_ = torch.device(device)
     torch.manual_seed(seed)
     nl, _, d = train.x.shape
-    head = _BlstmHead(nl, d, num_labels + 1, hidden).to(dev_)
-    adam = torch.optim.Adam(head.parameters(), lr=lr)
+    head = _BlstmHead(nl, d, num_labels + 1, hidden).to(device)
 
     def snapshot(err: float, step: int) -> BlstmCtcFit:
         kept = copy.deepcopy(head).cpu().eval()
         return BlstmCtcFit(torch.softmax(kept.logits_w.detach(), 0).double().numpy(), kept, err, step)
 
-    best = snapshot(float("nan"), 0)
-    rng = np.random.default_rng(seed)
-    order, pos = rng.permutation(train.num_utts), 0
-    batch_utts = min(batch_utts, train.num_utts)
-    for step in range(1, steps + 1):
-        if pos + batch_utts > len(order):
-            order, pos = rng.permutation(train.num_utts), 0
-        utts = np.sort(order[pos : pos + batch_utts])
-        pos += batch_utts
-        xb, lens = train.batch(utts, dev_)
-        head.train()
-        loss = layer_ctc_losses(head(xb, lens)[None], lens, [train.targets[u] for u in utts]).sum()
-        adam.zero_grad(set_to_none=True)
-        loss.backward()
-        adam.step()
-        if dev is not None and dev.num_utts and (step % eval_every == 0 or step == steps):
-            cur = snapshot(float("nan"), step)
-            err = error_rate(cur.decode(dev), dev.targets)
-            if not err >= best.dev_error:
-                cur.dev_error = err
-                best = cur
-    if dev is None or not dev.num_utts:
-        best = snapshot(float("nan"), steps)
-    return best
+    return _train_single(head, snapshot, train, dev, CtcSchedule(steps, batch_utts, lr, eval_every, seed),
+                         torch.device(device))
 
 
 __all__ = [
     "BLANK",
     "BlstmCtcFit",
     "CtcFit",
+    "CtcSchedule",
     "CtcSet",
     "edit_counts",
     "error_rate",

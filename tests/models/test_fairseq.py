@@ -13,77 +13,10 @@ from deepwide.errors import ModelError
 from deepwide.models.encoder import build_encoder
 from deepwide.models.fairseq import parse_conv_layers
 from deepwide.models.loading import load_model, resolve_config
+from tests.models.fairseq_layout import TINY_CONV, fairseq_parts
 from tests.models.tiny import FRONTENDS, TINY_CNN, tiny_config, waveforms
 
 torch.set_num_threads(1)
-
-TINY_CONV = "[(32, 10, 5)] + [(32, 3, 2)] * 4 + [(32, 2, 2)] * 2"
-
-
-def _fairseq_key(key: str, layer_norm: bool) -> str:
-    """deepwide/torchaudio name -> fairseq name (written out from fairseq's module names).
-
-    fairseq's conv block is Sequential(conv, dropout, norm, GELU); the norm is a GroupNorm
-    (``.2.``, first layer only) or Sequential(TransposeLast, LayerNorm, TransposeLast) (``.2.1.``).
-    """
-    rules = [] if layer_norm else [
-        ("frontend.conv_layers.0.layer_norm.", "feature_extractor.conv_layers.0.2."),
-    ]
-    rules += [
-        ("encoder.feature_projection.layer_norm.", "layer_norm."),
-        ("encoder.feature_projection.projection.", "post_extract_proj."),
-        ("encoder.transformer.pos_conv_embed.conv.parametrizations.weight.original0", "encoder.pos_conv.0.weight_g"),
-        ("encoder.transformer.pos_conv_embed.conv.parametrizations.weight.original1", "encoder.pos_conv.0.weight_v"),
-        ("encoder.transformer.pos_conv_embed.conv.", "encoder.pos_conv.0."),
-        ("encoder.transformer.layer_norm.", "encoder.layer_norm."),
-    ]
-    for ours, theirs in rules:
-        if key.startswith(ours):
-            return theirs + key[len(ours):]
-    if key.startswith("frontend.conv_layers."):
-        idx, rest = key[len("frontend.conv_layers."):].split(".", 1)
-        rest = rest.replace("conv.", "0.", 1).replace("layer_norm.", "2.1.", 1)
-        return f"feature_extractor.conv_layers.{idx}.{rest}"
-    if key.startswith("encoder.transformer.layers."):
-        idx, rest = key[len("encoder.transformer.layers."):].split(".", 1)
-        for ours, theirs in [
-            ("attention.", "self_attn."),
-            ("layer_norm.", "self_attn_layer_norm."),
-            ("feed_forward.intermediate_dense.", "fc1."),
-            ("feed_forward.output_dense.", "fc2."),
-            ("final_layer_norm.", "final_layer_norm."),
-        ]:
-            if rest.startswith(ours):
-                return f"encoder.layers.{idx}.{theirs}{rest[len(ours):]}"
-    raise AssertionError(f"no fairseq name for {key}")
-
-
-def _fabricate(model, *, name="hubert", layer_norm=False, prefix=""):
-    state = {prefix + _fairseq_key(k, layer_norm): v.clone() for k, v in model.state_dict().items()}
-    # pre-training extras a real HuBERT / wav2vec 2.0 checkpoint carries
-    state[prefix + "mask_emb"] = torch.zeros(64)
-    state[prefix + "label_embs_concat"] = torch.zeros(504, 16)
-    state[prefix + "final_proj.weight"] = torch.zeros(16, 64)
-    state[prefix + "final_proj.bias"] = torch.zeros(16)
-    model_cfg = {
-        "_name": name,
-        "extractor_mode": "layer_norm" if layer_norm else "default",
-        "encoder_layers": model.config.depth,
-        "encoder_embed_dim": model.config.width,
-        "encoder_ffn_embed_dim": model.config.ffn,
-        "encoder_attention_heads": model.config.heads,
-        "activation_fn": "gelu",
-        "layer_norm_first": model.config.layer_norm_first,
-        "conv_feature_layers": TINY_CONV,
-        "conv_bias": model.config.frontend.conv_bias,
-        "conv_pos": model.config.pos_conv_kernel,
-        "conv_pos_groups": model.config.pos_conv_groups,
-        "dropout": 0.1,
-        "encoder_layerdrop": 0.05,
-        "label_rate": 50.0,
-    }
-    return state, model_cfg
-
 
 def _check_same(model, loaded):
     wavs = waveforms(2, 5000)
@@ -96,7 +29,7 @@ def _check_same(model, loaded):
 
 def test_fairseq_hubert_cfg_dict(tmp_path):
     model = build_encoder(tiny_config(), seed=4)
-    state, model_cfg = _fabricate(model)
+    state, model_cfg = fairseq_parts(model)
     ckpt = {
         "cfg": {"model": model_cfg, "task": {"_name": "hubert_pretraining", "normalize": False}},
         "model": state,
@@ -119,7 +52,7 @@ def test_fairseq_wav2vec2_args_namespace_layer_norm_and_normalize(tmp_path):
     model = build_encoder(
         tiny_config(frontend=FRONTENDS["cnn-layernorm"], layer_norm_first=True, arch="wav2vec2"), seed=5
     )
-    state, model_cfg = _fabricate(model, name="wav2vec2", layer_norm=True)
+    state, model_cfg = fairseq_parts(model, name="wav2vec2", layer_norm=True)
     state["quantizer.vars"] = torch.zeros(1, 8, 4)
     state["project_q.weight"] = torch.zeros(4, 4)
     args = argparse.Namespace(arch="wav2vec2", normalize=True, **{k: v for k, v in model_cfg.items() if k != "_name"})
@@ -133,7 +66,7 @@ def test_fairseq_wav2vec2_args_namespace_layer_norm_and_normalize(tmp_path):
 
 def test_fairseq_finetuned_checkpoint_loads_its_encoder(tmp_path):
     model = build_encoder(tiny_config(), seed=6)
-    state, model_cfg = _fabricate(model, prefix="w2v_encoder.w2v_model.")
+    state, model_cfg = fairseq_parts(model, prefix="w2v_encoder.w2v_model.")
     state["w2v_encoder.proj.weight"] = torch.zeros(32, 64)
     state["w2v_encoder.proj.bias"] = torch.zeros(32)
     ckpt = {
@@ -152,7 +85,7 @@ def test_key_map_agrees_with_torchaudio_importer():
     from deepwide.models.fairseq import map_fairseq_state
 
     model = build_encoder(tiny_config(frontend=FRONTENDS["cnn-layernorm"]), seed=0)
-    state, _ = _fabricate(model, layer_norm=True)
+    state, _ = fairseq_parts(model, layer_norm=True)
     mapped, unknown = map_fairseq_state(state)
     assert unknown == []
     ours = {k.replace("frontend.", "feature_extractor.", 1) for k in mapped}
@@ -172,7 +105,7 @@ def test_code_in_the_pickle_is_not_run(tmp_path):
             return (os.makedirs, (str(marker),))
 
     model = build_encoder(tiny_config(), seed=0)
-    state, model_cfg = _fabricate(model)
+    state, model_cfg = fairseq_parts(model)
     torch.save({"cfg": {"model": model_cfg}, "model": state, "extra_state": Evil()}, tmp_path / "evil.pt")
     with pytest.raises(ModelError, match="allow-list") as info:
         load_model(str(tmp_path / "evil.pt"))
@@ -182,7 +115,7 @@ def test_code_in_the_pickle_is_not_run(tmp_path):
 
 def test_mismatched_fairseq_keys_are_named(tmp_path):
     model = build_encoder(tiny_config(), seed=0)
-    state, model_cfg = _fabricate(model)
+    state, model_cfg = fairseq_parts(model)
     state["encoder.layers.0.mystery.weight"] = torch.zeros(2)
     model_cfg["encoder_ffn_embed_dim"] = 96
     torch.save({"cfg": {"model": model_cfg}, "model": state}, tmp_path / "bad.pt")

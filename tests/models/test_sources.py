@@ -19,7 +19,7 @@ from deepwide.models.loading import load_model, resolve_config
 from deepwide.models.presets import PRESETS
 from deepwide.models.sources import SOURCES, find_source, sources
 from deepwide.models.zoo import ZOO
-from tests.models.test_fairseq import _fabricate
+from tests.models.fairseq_layout import fairseq_parts
 from tests.models.tiny import FRONTENDS, tiny_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +33,7 @@ def specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     student = build_encoder(tiny_config(frontend=FRONTENDS["spectral"]), seed=3, model_id="student-2x64")
     ckpt = save_checkpoint(student, tmp_path / "run" / "student")
     monkeypatch.setitem(ZOO._items, "tiny-teacher", lambda: ckpt)
-    state, model_cfg = _fabricate(build_encoder(tiny_config(), seed=4))
+    state, model_cfg = fairseq_parts(build_encoder(tiny_config(), seed=4))
     fairseq = tmp_path / "hubert_tiny.pt"
     torch.save({"cfg": {"model": model_cfg, "task": {"normalize": False}}, "model": state}, fairseq)
     return {

@@ -56,6 +56,39 @@ def test_greedy_collapse_and_edit_counts() -> None:
     assert error_rate(hyps, refs) == pytest.approx(edits.sum() / n.sum())
 
 
+def test_edit_counts_match_torchaudio_on_words_characters_and_empty_sequences() -> None:
+    import torchaudio.functional as taf
+
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        n, v = int(rng.integers(1, 25)), int(rng.integers(1, 6))
+        seqs = [[f"w{t}" for t in rng.integers(0, v, rng.integers(0, 30))] for _ in range(2 * n)]
+        hyps, refs = seqs[:n], seqs[n:]
+        if seed % 2:
+            hyps, refs = ["".join(h) for h in hyps], ["".join(r) for r in refs]  # characters
+        edits, lens = edit_counts(hyps, refs)
+        assert edits.tolist() == [taf.edit_distance(list(r), list(h)) for h, r in zip(hyps, refs, strict=True)]
+        assert lens.tolist() == [len(r) for r in refs]
+    assert edit_counts([[], [1, 2]], [[3], []])[0].tolist() == [1, 2]
+    assert edit_counts([], [])[0].shape == (0,)
+
+
+def test_batch_pads_with_zeros_and_keeps_every_frame() -> None:
+    data = _planted(9, 3)
+    utts = np.array([1, 4, 7])
+    xb, lens = data.batch(utts, torch.device("cpu"))
+    assert xb.dtype == torch.float32 and xb.shape == (2, 3, int(lens.max()), 12)
+    for i, u in enumerate(utts):
+        frames = data.x[:, data.offsets[u] : data.offsets[u + 1]].astype(np.float32)
+        assert lens[i] == len(frames[0]) and np.array_equal(xb[:, i, : lens[i]].numpy(), frames)
+        assert not xb[:, i, lens[i] :].any()
+    readonly = CtcSet(x=data.x.copy(), offsets=data.offsets, targets=data.targets)
+    readonly.x.setflags(write=False)
+    swapped = CtcSet(x=data.x.astype(">f2"), offsets=data.offsets, targets=data.targets)  # torch cannot view it
+    for other in (readonly, swapped):
+        assert torch.equal(other.batch(utts, torch.device("cpu"))[0], xb)
+
+
 def test_batched_losses_equal_one_ctc_loss_per_layer() -> None:
     g = torch.Generator().manual_seed(0)
     logp = torch.log_softmax(torch.randn(3, 4, 20, 6, generator=g), -1)

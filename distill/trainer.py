@@ -101,6 +101,7 @@ from deepwide.distill.student import (
     student_model_id,
 )
 from deepwide.errors import ConfigError, DeepwideError, ModelError, StoreError
+from deepwide.framing import FRAME_HOP, SAMPLE_RATE
 from deepwide.models.encoder import Encoder
 from deepwide.training import atomic_torch_save, rng_state, seed_everything, set_rng_state
 from deepwide.training import linear_warmup_decay as lr_lambda
@@ -328,6 +329,14 @@ def _build_dataset(
 
 
 def _check_store_fits(store: TeacherTargets, teacher: Encoder) -> None:
+    # crops of stored targets are cut on the 50 Hz grid (FRAME_HOP): another frame rate would
+    # pair the student's frames with the wrong stored ones
+    grid = SAMPLE_RATE / FRAME_HOP
+    if teacher.frame_rate_hz != grid:
+        raise StoreError(
+            f"the teacher {teacher.model_id} gives {teacher.frame_rate_hz:g} frames/s, but stored teacher "
+            f"targets are cut at {grid:g} frames/s (a {FRAME_HOP}-sample hop); distil from the online teacher"
+        )
     if store.dim != teacher.dim:
         raise StoreError(
             f"store {store.path} holds {store.dim}-dim states but the teacher is {teacher.dim}-dim; "

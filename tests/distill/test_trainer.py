@@ -269,6 +269,25 @@ def test_stored_teacher_targets_train_without_running_the_teacher(tmp_path, teac
         train_student(bad, tmp_path / "bad", progress=False)
 
 
+def test_stored_targets_of_a_teacher_off_the_50_hz_grid_are_refused(tmp_path, corpus_dir) -> None:
+    """A 25 Hz teacher (one more stride-2 conv) distils online, but its stored targets would be
+    paired with the wrong student frames (crops are cut on the 320-sample grid): one line,
+    nothing written."""
+    from deepwide.errors import StoreError
+    from deepwide.models import EncoderConfig, FrontendConfig, build_encoder, save_checkpoint
+
+    conv = ((32, 10, 5),) + ((32, 3, 2),) * 4 + ((32, 2, 2),) * 3  # hop 640 samples: 25 Hz
+    slow = EncoderConfig(depth=2, width=32, ffn=64, heads=2, pos_conv_kernel=8, pos_conv_groups=4,
+                         frontend=FrontendConfig(conv_layers=conv))
+    teacher = build_encoder(slow, seed=0, model_id="teacher-25hz")
+    save_checkpoint(teacher, tmp_path / "teacher")
+    store = write_target_store(teacher, Manifest.load(corpus_dir), tmp_path / "targets.zarr")
+    cfg = make_config(**base_options(tmp_path / "teacher", corpus_dir, teacher_targets=str(store)))
+    with pytest.raises(StoreError, match="gives 25 frames/s, but stored teacher targets are cut at 50") as info:
+        train_student(cfg, tmp_path / "run", progress=False)
+    assert "\n" not in str(info.value) and not (tmp_path / "run").exists()
+
+
 def test_run_folder_guards(tmp_path, teacher_dir, corpus_dir) -> None:
     cfg = make_config(**base_options(teacher_dir, corpus_dir, steps=2))
     train_student(cfg, tmp_path / "run", progress=False)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepwide.errors import ModelError
+from deepwide.framing import SAMPLE_RATE
 from deepwide.models.config import EncoderConfig, FrontendConfig
 from deepwide.models.weights import load_state_into, rename_weight_norm
 
@@ -189,6 +190,10 @@ def fairseq_config(ckpt: Mapping[str, Any], *, where: str = "fairseq checkpoint"
     norm = {"default": "group_norm", "group_norm": "group_norm", "layer_norm": "layer_norm"}.get(mode)
     if norm is None:
         raise ModelError(f"{where}: extractor_mode {mode!r} is not default or layer_norm")
+    rate = task_cfg.get("sample_rate", SAMPLE_RATE)
+    if rate != SAMPLE_RATE:
+        raise ModelError(f"{where} was trained on {rate!r} Hz audio, but deepwide runs every model on "
+                         f"{SAMPLE_RATE} Hz audio; use a {SAMPLE_RATE // 1000} kHz checkpoint")
     conv_layers = parse_conv_layers(model_cfg.get("conv_feature_layers", _DEFAULT_CONV))
     try:
         frontend = FrontendConfig(

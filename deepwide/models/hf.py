@@ -184,9 +184,14 @@ def _hf_config(folder: Path, cfg: dict[str, Any]) -> EncoderConfig:
     pre = folder / PREPROCESSOR_FILE
     if pre.is_file():
         try:
-            normalize = bool(json.loads(pre.read_text(encoding="utf-8")).get("do_normalize", False))
+            preprocessor = json.loads(pre.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise ModelError(f"cannot read {pre}: {exc}") from exc
+        normalize = bool(preprocessor.get("do_normalize", False))
+        rate = preprocessor.get("sampling_rate", SAMPLE_RATE)
+        if rate != SAMPLE_RATE:
+            raise ModelError(f"{pre}: the model takes {rate!r} Hz audio, but deepwide runs every model on "
+                             f"{SAMPLE_RATE} Hz audio; use a {SAMPLE_RATE // 1000} kHz model")
     try:
         frontend = FrontendConfig(
             kind="cnn",

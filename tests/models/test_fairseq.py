@@ -126,6 +126,15 @@ def test_mismatched_fairseq_keys_are_named(tmp_path):
     assert "encoder.transformer.layers.0.feed_forward.intermediate_dense.weight (128, 64) != (96, 64)" in message
 
 
+def test_a_checkpoint_of_another_sample_rate_is_refused(tmp_path):
+    model = build_encoder(tiny_config(), seed=0)
+    state, model_cfg = fairseq_parts(model)
+    torch.save({"cfg": {"model": model_cfg, "task": {"sample_rate": 8000}}, "model": state}, tmp_path / "8k.pt")
+    with pytest.raises(ModelError, match="trained on 8000 Hz audio, but deepwide runs every model on 16000 Hz") as info:
+        load_model(str(tmp_path / "8k.pt"))
+    assert "\n" not in str(info.value)
+
+
 def test_wavlm_and_non_checkpoints_are_refused(tmp_path):
     torch.save({"cfg": {"model": {"_name": "wavlm"}}, "model": {"encoder.layers.0.self_attn.relative_attention_bias.weight": torch.zeros(2)}}, tmp_path / "wavlm.pt")
     with pytest.raises(ModelError, match="WavLM"):

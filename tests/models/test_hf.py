@@ -103,6 +103,17 @@ def test_preprocessor_do_normalize_sets_waveform_normalisation(tmp_path):
     assert resolve_config(str(tmp_path / "m")).frontend.normalize_waveform
 
 
+def test_a_model_of_another_sample_rate_is_refused(tmp_path):
+    hf_model = _hf_model("hubert")
+    hf_model.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "preprocessor_config.json").write_text(json.dumps({"sampling_rate": 8000}))
+    with pytest.raises(ModelError, match="takes 8000 Hz audio, but deepwide runs every model on 16000 Hz") as info:
+        load_model(str(tmp_path / "m"))
+    assert "\n" not in str(info.value)
+    (tmp_path / "m" / "preprocessor_config.json").write_text(json.dumps({"sampling_rate": 16000}))
+    assert resolve_config(str(tmp_path / "m")).frame_rate_hz == 50.0
+
+
 def test_unsupported_hf_options_are_named(tmp_path):
     hf_model = _hf_model("hubert")
     hf_model.save_pretrained(tmp_path / "m")

@@ -65,6 +65,18 @@ def test_user_errors_are_one_line(tmp_path, teacher_dir, corpus_dir) -> None:
     assert res.exit_code != 0 and "distilhubert" in res.output  # the valid presets are listed
 
 
+def test_a_student_wider_than_its_config_allows_is_one_line(tmp_path, teacher_dir, corpus_dir) -> None:
+    from deepwide.models.config import LIMITS
+
+    width = str(LIMITS["width"] + 64)
+    common = _common(teacher_dir, corpus_dir, tmp_path / "run")
+    for extra in (["--heads", "64"], []):  # heads given; heads from the 64-wide head rule
+        res = CliRunner().invoke(cli, ["distill", "--depth", "1", "--width", width, *extra, *common])
+        assert res.exit_code == 2 and res.output.startswith("Error: ") and res.output.strip().count("\n") == 0
+        assert f"width {width} is beyond the largest accepted" in res.output.replace(",", ""), res.output
+        assert not (tmp_path / "run").exists()
+
+
 def test_help_lists_both_commands() -> None:
     res = CliRunner().invoke(cli, ["distill", "--help"])
     assert res.exit_code == 0 and "sweep" in res.output and "train" in res.output

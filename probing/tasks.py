@@ -719,7 +719,11 @@ def _prepare_trials(task: Task, ds: Any, options: PrepareOptions) -> TrialData:
         lda = np.flatnonzero(other & (split == "train"))
     a, b, t = a.astype(np.int64), b.astype(np.int64), t.astype(bool)
     n_spk = int(np.unique(speakers[lda]).size)
-    if n_spk < 2 or lda.size <= n_spk:  # an LDA needs 2 classes and more samples than classes
+    most = int(np.unique(speakers[lda], return_counts=True)[1].max()) if lda.size else 0
+    # an LDA needs 2 classes and more samples than classes, and some speaker with 3 or more
+    # utterances: with at most 2 each, sklearn's per-class standardised Ledoit-Wolf estimate of
+    # the within-speaker covariance is singular and its eigen solver fails
+    if n_spk < 2 or lda.size <= n_spk or most < 3:
         # cosine scoring needs no back-end: centre on the training utterances outside the trial
         # list when there are any, else on every utterance outside it, else on all of them
         # (label-free statistics only)
@@ -731,7 +735,9 @@ def _prepare_trials(task: Task, ds: Any, options: PrepareOptions) -> TrialData:
             centre, where = np.arange(speakers.size), "all utterances (none lie outside the trial list)"
         why = (f"{n_spk} training speaker(s) outside the trial list, fewer than the 2 an LDA needs" if n_spk < 2
                else f"{lda.size} training utterances of {n_spk} speakers outside the trial list, too few for an "
-                    f"LDA (it needs more utterances than speakers)")
+                    f"LDA (it needs more utterances than speakers)" if lda.size <= n_spk
+               else f"{lda.size} training utterances of {n_spk} speakers outside the trial list, at most {most} per "
+                    f"speaker, too few for an LDA (it needs a speaker with 3 or more)")
         log.warning("task asv: store %r has %s; scoring with plain cosine (backend 'cosine', centred on %d %s)",
                     store_name(ds), why, centre.size, where)
         empty = np.zeros(0, np.int64)

@@ -241,3 +241,24 @@ def test_asv_with_one_utterance_per_lda_speaker_falls_back_to_cosine(fake_ds, ca
     ds = fake_ds.assign_coords(sid_split=("utt", sid.astype(object)), split=("utt", split.astype(object)))
     data = TASKS.get("asv").prepare(ds)  # sklearn's LDA would raise: samples must outnumber classes
     assert data.backend == "cosine" and "too few for an LDA" in caplog.text
+
+
+def test_asv_with_two_utterances_per_lda_speaker_falls_back_to_cosine(fake_ds, caplog) -> None:
+    """sklearn's shrinkage LDA cannot be fitted when no speaker has 3 utterances (VoxCeleb1
+    layouts with 4 utterances per speaker, 2 of them in sid train): plain cosine, not a crash."""
+    from deepwide.probing.run import ProbeConfig, probe_asv
+
+    trials = TASKS.get("asv").prepare(fake_ds)
+    spk = fake_ds["speaker"].values
+    keep = np.zeros(fake_ds.sizes["utt"], bool)
+    for s in np.unique(spk[trials.lda_utts]):  # two training utterances per speaker
+        keep[trials.lda_utts[spk[trials.lda_utts] == s][:2]] = True
+    assert np.unique(spk[trials.lda_utts], return_counts=True)[1].max() >= 3  # the fake store had more
+    drop = np.isin(np.arange(keep.size), trials.lda_utts) & ~keep
+    sid = np.where(drop, "test", fake_ds["sid_split"].values)
+    split = np.where(drop, "test", fake_ds["split"].values)
+    ds = fake_ds.assign_coords(sid_split=("utt", sid.astype(object)), split=("utt", split.astype(object)))
+    data = TASKS.get("asv").prepare(ds)
+    assert data.backend == "cosine" and "at most 2 per speaker, too few for an LDA" in caplog.text
+    res = probe_asv(data, ds, ProbeConfig(n_boot=10))
+    assert np.isfinite(res.score).all() and res.backend == "cosine"

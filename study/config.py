@@ -39,6 +39,10 @@ class StudyConfig:
         objectives: distillation objectives of the deep/shallow students.
         distilhubert: also a DistilHuBERT-shaped student (2 layers × teacher width, PredLayer).
         head_dim, ffn_ratio: head size and FFN/width ratio of the solved students.
+        budget_match: how the deep students meet the shallow ones' parameter count:
+            ``"width"`` (the paper's rule: nearest width at ``ffn_ratio``; its 12-L Half is 12 %
+            smaller than 3-L One) or ``"ffn"`` (that width, then the FFN size that matches the
+            count to 0.1 %; :func:`deepwide.models.solve_budget`).
         distill_steps, distill_batch_seconds, distill_max_crop_seconds, distill_lr: training.
         teacher_targets: distil from a stored teacher (``--frames all`` store) instead of
             running the teacher every step.
@@ -70,6 +74,7 @@ class StudyConfig:
     distilhubert: bool = True
     head_dim: int = 64
     ffn_ratio: float = 4.0
+    budget_match: str = "width"
     distill_steps: int = 150
     distill_batch_seconds: float = 12.0
     distill_max_crop_seconds: float = 3.0
@@ -102,6 +107,8 @@ class StudyConfig:
         for name, value in positive.items():
             if not value > 0:
                 raise ValueError(f"{name} must be > 0, got {value!r}")
+        if self.budget_match not in ("width", "ffn"):
+            raise ValueError(f"budget_match must be 'width' or 'ffn', got {self.budget_match!r}")
         if self.sequence_max_utts < 0:
             raise ValueError(f"sequence_max_utts must be ≥ 0 (0: all), got {self.sequence_max_utts!r}")
         for name in ("tasks", "objectives", "measures", "labels", "sequence_kinds"):

@@ -90,10 +90,15 @@ def plan_students(cfg: StudyConfig, teacher_config: Any) -> list[Student]:
     shallow = student_config(t, cfg.shallow_depth, t.width, ffn=t.ffn, heads=heads)
     budget = count_params(shallow)
     shapes = [(shallow.depth, shallow.width, shallow.ffn, shallow.heads)]
-    for row in solve_budget(budget, cfg.deep_depths, template=t, ffn_ratio=cfg.ffn_ratio, head_dim=cfg.head_dim):
+    for row in solve_budget(budget, cfg.deep_depths, template=t, ffn_ratio=cfg.ffn_ratio, head_dim=cfg.head_dim,
+                            match=cfg.budget_match):
         shapes.append((row.depth, row.width, row.ffn, row.heads))
+    def shape_name(d: int, w: int, f: int) -> str:  # an FFN off the usual ratio is named
+        usual = t.ffn if (d, w) == (shallow.depth, shallow.width) else round(w * cfg.ffn_ratio)
+        return f"{d}x{w}" if f == usual else f"{d}x{w}f{f}"
+
     students = [
-        Student(f"{d}x{w}-{obj}", d, w, f, h, obj)
+        Student(f"{shape_name(d, w, f)}-{obj}", d, w, f, h, obj)
         for d, w, f, h in shapes
         for obj in cfg.objectives
     ]

@@ -105,6 +105,23 @@ def test_study_end_to_end_then_cached_then_partial_rerun(mini: tuple[StudyConfig
     assert rerun == {"probe", "collect", "figures", "report"}
 
 
+def test_matched_budgets_option(mini: tuple[StudyConfig, Path]) -> None:
+    """budget_match = "ffn": the deep students meet the shallow ones' count within 0.1 %, named by FFN."""
+    from deepwide.models import count_params, resolve_config, student_config
+
+    cfg, _ = mini
+    t = resolve_config(cfg.teacher)
+    students = plan_students(replace(cfg, budget_match="ffn"), t)
+    count = {s.name: count_params(student_config(t, s.depth, s.width, ffn=s.ffn, heads=s.heads)) for s in students}
+    deep = [s for s in students if s.depth == 2 and s.targets is None]
+    shallow = count["1x32-predlayer"]
+    assert deep and all(abs(count[s.name] - shallow) / shallow < 1e-3 for s in deep)
+    assert all(s.name == f"2x{s.width}f{s.ffn}-{s.objective}" for s in deep)
+    assert [s.name for s in plan_students(cfg, t)][:2] == ["1x32-predlayer", "1x32-l2l"]
+    with pytest.raises(ValueError, match="budget_match must be 'width' or 'ffn'"):
+        replace(cfg, budget_match="heads")
+
+
 def test_dry_run_lists_plan_and_names_missing_paths(tmp_path: Path) -> None:
     cfg_file = tmp_path / "paper.toml"
     cfg_file.write_text('corpus = "librispeech:/nonexistent/LibriSpeech"\nteacher = "/nonexistent/hubert.pt"\n')

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from deepwide.errors import ModelError
 from deepwide.models.config import EncoderConfig, FrontendConfig
@@ -79,6 +79,25 @@ class BudgetRow:
     deviation: float
 
 
+#: How :func:`solve_budget` meets a budget: by width alone, or by width then FFN dimension.
+BUDGET_MATCHES = ("width", "ffn")
+
+
+def _match_ffn(cfg: EncoderConfig, params: int) -> tuple[int, EncoderConfig]:
+    """``cfg`` with the FFN dimension whose count is nearest ``params`` (the count is affine in it)."""
+    n0 = count_params(cfg)
+    per_unit = count_params(replace(cfg, ffn=cfg.ffn + 1)) - n0
+    best = (n0, cfg)
+    guess = cfg.ffn + round((params - n0) / per_unit)
+    for ffn in (guess - 1, guess, guess + 1):
+        if ffn >= 1:
+            c = replace(cfg, ffn=int(ffn))
+            n = count_params(c)
+            if abs(n - params) < abs(best[0] - params):
+                best = (n, c)
+    return best
+
+
 def solve_budget(
     params: int,
     depths: Sequence[int],
@@ -86,15 +105,23 @@ def solve_budget(
     template: EncoderConfig,
     ffn_ratio: float = 4.0,
     head_dim: int = 64,
+    match: str = "width",
 ) -> list[BudgetRow]:
     """For each depth, the width (a multiple of ``head_dim``) whose count is nearest ``params``.
 
     Students copy everything but depth/width/FFN/heads from ``template`` (front-end, arch,
-    positional convolution); ``ffn = round(width * ffn_ratio)``, ``heads = width / head_dim``.
-    Widths are also multiples of the positional-conv groups.
+    positional convolution); ``heads = width / head_dim``. Widths are also multiples of the
+    positional-conv groups.
+
+    Args:
+        match: ``"width"`` (the paper's rule): ``ffn = round(width * ffn_ratio)``, so the
+            count is only as close as the width grid allows (the embedded study's 12-layer
+            students: −14 %); ``"ffn"``: that width, then the FFN dimension (any positive
+            integer) whose count is nearest ``params`` — counts match to about one FFN unit per
+            layer, the FFN/width ratio moves off ``ffn_ratio`` (see ``BudgetRow.ffn``).
 
     Raises:
-        ModelError: a non-positive budget, depth, ratio or head size.
+        ModelError: a non-positive budget, depth, ratio or head size, or an unknown ``match``.
     """
     # imported here: presets build configs, whose validation counts their parameters here
     from deepwide.models.presets import student_config
@@ -103,6 +130,8 @@ def solve_budget(
         raise ModelError(f"the parameter budget must be positive, got {params}")
     if head_dim < 1 or ffn_ratio <= 0:
         raise ModelError(f"head_dim ({head_dim}) and ffn_ratio ({ffn_ratio}) must be positive")
+    if match not in BUDGET_MATCHES:
+        raise ModelError(f"unknown budget match {match!r}; use one of: {', '.join(BUDGET_MATCHES)}")
     step = math.lcm(head_dim, template.pos_conv_groups)
     rows = []
     for depth in depths:
@@ -120,6 +149,8 @@ def solve_budget(
             width += step
         assert best is not None
         n, cfg = best
+        if match == "ffn":
+            n, cfg = _match_ffn(cfg, params)
         rows.append(BudgetRow(cfg.depth, cfg.width, cfg.ffn, cfg.heads, n, (n - params) / params))
     return rows
 

@@ -37,13 +37,17 @@ def params_command(names: tuple[str, ...]) -> None:
               help="Model spec whose front-end, arch and positional conv the students copy.")
 @click.option("--ffn-ratio", type=float, default=4.0, show_default=True, help="FFN width / model width.")
 @click.option("--head-dim", type=int, default=64, show_default=True, help="Width of one attention head.")
-def budget_command(budget: int, depths: tuple[int, ...], template: str, ffn_ratio: float, head_dim: int) -> None:
+@click.option("--match", type=click.Choice(["width", "ffn"]), default="width", show_default=True,
+              help="width: nearest width, FFN at --ffn-ratio (the paper's rule); ffn: then the FFN size that meets the budget.")
+def budget_command(budget: int, depths: tuple[int, ...], template: str, ffn_ratio: float, head_dim: int,
+                   match: str) -> None:
     """For each depth, the width (a multiple of the head size) nearest the parameter budget."""
     from deepwide.models.budget import format_budget_table, solve_budget
     from deepwide.models.loading import resolve_config
 
     rows = solve_budget(
-        budget, list(depths), template=resolve_config(template), ffn_ratio=ffn_ratio, head_dim=head_dim
+        budget, list(depths), template=resolve_config(template), ffn_ratio=ffn_ratio, head_dim=head_dim,
+        match=match,
     )
     click.echo(format_budget_table(rows, budget))
 

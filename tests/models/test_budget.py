@@ -102,6 +102,26 @@ def test_budget_solver_respects_ratio_head_dim_and_template():
         assert r.width % 32 == 0 and r.ffn == 2 * r.width and r.heads == r.width // 32
     with pytest.raises(ModelError):
         solve_budget(0, [2], template=template)
+    with pytest.raises(ModelError, match="unknown budget match 'heads'; use one of: width, ffn"):
+        solve_budget(5_000_000, [2], template=template, match="heads")
+
+
+@pytest.mark.parametrize("preset", ["hubert-base", "tiny-teacher"])
+def test_ffn_match_meets_the_budget_counted_on_built_models(preset: str) -> None:
+    """The paper's 12-L Half is 12 % under 3-L One; matching the FFN brings every depth within
+    0.1 % — counted on the encoders actually built, not only analytically."""
+    from deepwide.models import build_encoder, resolve_config, student_config
+
+    t = resolve_config(preset)
+    budget = count_params(student_config(t, 3, t.width, ffn=t.ffn, heads=t.heads))
+    by_width = solve_budget(budget, [12], template=t)[0]
+    assert by_width.deviation < -0.1  # the paper's own mismatch
+    for row in solve_budget(budget, [2, 6, 12], template=t, match="ffn"):
+        assert abs(row.deviation) < 1e-3
+        built = build_encoder(student_config(t, row.depth, row.width, ffn=row.ffn, heads=row.heads), seed=0)
+        assert built.num_params() == row.params
+        if row.depth == 12:
+            assert row.width == by_width.width and row.ffn > by_width.ffn
 
 
 @pytest.mark.parametrize(

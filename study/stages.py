@@ -119,7 +119,9 @@ def collect_results(results: Path, steps: Sequence[Step], students: Sequence[Stu
         for suffix in (".nc", ".csv"):
             shutil.copyfile(probe_parts[0].with_suffix(suffix), results / f"probe{suffix}")
     elif probe_parts:  # tasks probed on several corpora: one probe.nc with every task
-        parts = [xr.load_dataset(p) for p in probe_parts]
+        # without the parts' encodings: the first part's string widths (task 'ic' is <U2) would
+        # cut the merged names ('phone' -> 'ph') when it is written
+        parts = [xr.load_dataset(p).drop_encoding() for p in probe_parts]
         merged = xr.concat(parts, dim="task", data_vars="minimal", coords="minimal", compat="override",
                            join="outer")
         for name, var in parts[0].data_vars.items():  # counts of models a part did not probe: 0, as probe writes

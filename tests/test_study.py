@@ -195,3 +195,24 @@ def test_collect_merges_probes_of_several_corpora(tmp_path: Path) -> None:
     xr.testing.assert_allclose(merged["score"].sel(task=tasks), probe["score"])
     assert (results / "probe.csv").read_text().startswith("model,task,layer,")
     assert not list(results.glob("*.tmp")) and not list(results.glob(".*tmp"))
+
+
+
+def test_collect_keeps_task_names_longer_than_the_first_parts(tmp_path: Path) -> None:
+    """The paper's probe parts sort as fluent (ic), …, voxceleb1 (sid, sid-frame, asv): the merged
+    probe.nc keeps every name whole."""
+    import numpy as np
+    import xarray as xr
+
+    from deepwide.probing.run import write_results
+    from deepwide.study.stages import collect_results
+    from tests.figures.fake_results import build_probe
+
+    probe = build_probe(0)
+    results = tmp_path / "results"
+    for i, part in enumerate((["ic"], ["ks"], ["phone", "sid", "asv"])):
+        one = probe.sel(task=part)
+        write_results(one.assign_coords(task=np.array(part)), results / "steps" / f"probe-corpus{i}")
+    collect_results(results, [], [], {}, {}, StudyConfig(), 0)
+    merged = xr.load_dataset(results / "probe.nc")
+    assert [str(t) for t in merged["task"].values] == ["ic", "ks", "phone", "sid", "asv"]

@@ -98,6 +98,7 @@ def test_paper_rehearsal_end_to_end_then_cached(tmp_path: Path) -> None:
     for task in cfg.tasks:
         scores = probe["score"].sel(model=teacher, task=task).values
         assert scores.size == 13 and all(math.isfinite(float(s)) for s in scores), (task, scores)
+    assert str(probe["backend"].sel(model=teacher, task="asv").item()) == "lda"  # VoxCeleb1's back-end
 
     # the report shows every figure the study drew
     figures = {p.stem for p in (study / "figures").glob("*.png")}

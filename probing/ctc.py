@@ -9,8 +9,8 @@ over the layer-stacked frames, and the ``L`` CTC losses are one ``ctc_loss`` cal
 curve is exactly ``L`` separate probes, at the cost of one.
 
 Decoding is greedy (argmax per frame, repeats collapsed, blanks dropped); the error rate is
-``Σ edits / Σ reference length`` over utterances, with Levenshtein distances (the integers of
-``torchaudio.functional.edit_distance``, computed for all utterances at once). Each head keeps
+``Σ edits / Σ reference length`` over utterances, with Levenshtein distances from RapidFuzz
+(checked against ``torchaudio.functional.edit_distance``). Each head keeps
 the parameters with the lowest dev error seen at its evaluation points.
 
 Labels are ``1..V`` (0 is the CTC blank); a :class:`CtcSet` holds the frames of whole
@@ -142,29 +142,15 @@ def greedy_decode_layers(weight: torch.Tensor, bias: torch.Tensor, data: CtcSet,
 def edit_counts(hyps: Sequence[Sequence[Any]], refs: Sequence[Sequence[Any]]) -> tuple[np.ndarray, np.ndarray]:
     """``(edits (U,), reference lengths (U,))`` of hypotheses against references.
 
-    Edits are Levenshtein distances (insertions, deletions, substitutions, each 1: the integers
-    of torchaudio's ``edit_distance``); units are labels, words or characters, anything hashable.
-    All pairs run at once: row ``i`` of every pair's dynamic programme is a few array operations,
-    the insertions along a row one ``minimum.accumulate`` (``d[j] = min_k (t[k] + j - k)``).
+    Edits are Levenshtein distances (insertions, deletions, substitutions, each 1) from
+    RapidFuzz (``rapidfuzz.distance.Levenshtein``, C++; the backend of jiwer), on sequences of
+    any hashable units: labels, words or characters. The tests check them against torchaudio's
+    ``edit_distance`` and jiwer's counts.
     """
-    pairs = [(list(h), list(r)) for h, r in zip(hyps, refs, strict=True)]
-    n_hyp = np.array([len(h) for h, _ in pairs], np.int64)
-    n_ref = np.array([len(r) for _, r in pairs], np.int64)
-    codes: dict[Any, int] = {}
-    hyp = np.full((len(pairs), int(n_hyp.max(initial=0))), -1, np.int64)  # padding never matches:
-    ref = np.full((len(pairs), int(n_ref.max(initial=0))), -2, np.int64)  # the rows and columns past
-    for u, (h, r) in enumerate(pairs):  # a pair's lengths do not reach its answer
-        hyp[u, : len(h)] = [codes.setdefault(tok, len(codes)) for tok in h]
-        ref[u, : len(r)] = [codes.setdefault(tok, len(codes)) for tok in r]
-    cols = np.arange(ref.shape[1] + 1)
-    d = np.broadcast_to(cols, (len(pairs), len(cols))).copy()  # row 0: j insertions
-    edits = n_ref.copy()  # pairs with an empty hypothesis
-    for i in range(1, hyp.shape[1] + 1):
-        t = np.minimum(d[:, :-1] + (hyp[:, i - 1, None] != ref), d[:, 1:] + 1)  # substitution/match, deletion
-        d = np.minimum.accumulate(np.concatenate([np.full((len(pairs), 1), i), t], axis=1) - cols, axis=1) + cols
-        done = np.flatnonzero(n_hyp == i)
-        edits[done] = d[done, n_ref[done]]
-    return edits, n_ref
+    from rapidfuzz.distance import Levenshtein
+
+    edits = np.array([Levenshtein.distance(list(h), list(r)) for h, r in zip(hyps, refs, strict=True)], np.int64)
+    return edits, np.array([len(r) for r in refs], np.int64)
 
 
 def error_rate(hyps: Sequence[Sequence[Any]], refs: Sequence[Sequence[Any]]) -> float:

@@ -73,6 +73,20 @@ def test_edit_counts_match_torchaudio_on_words_characters_and_empty_sequences() 
     assert edit_counts([], [])[0].shape == (0,)
 
 
+def test_word_error_rate_matches_jiwer() -> None:
+    """The WER of :func:`error_rate` on words is jiwer's (corpus-level: Σ edits / Σ reference words)."""
+    jiwer = pytest.importorskip("jiwer")
+    rng = np.random.default_rng(7)
+    words = ["the", "cat", "sat", "on", "a", "mat", "dog"]
+    refs = [list(rng.choice(words, rng.integers(1, 9))) for _ in range(40)]
+    hyps = [list(rng.choice(words, rng.integers(0, 10))) for _ in range(40)]
+    hyps[0] = []  # an empty hypothesis: every reference word deleted
+    want = jiwer.wer([" ".join(r) for r in refs], [" ".join(h) for h in hyps])
+    assert error_rate(hyps, refs) == pytest.approx(want, abs=1e-12)
+    out = jiwer.process_words(" ".join(refs[1]), " ".join(hyps[1]))
+    assert edit_counts([hyps[1]], [refs[1]])[0][0] == out.substitutions + out.deletions + out.insertions
+
+
 def test_batch_pads_with_zeros_and_keeps_every_frame() -> None:
     data = _planted(9, 3)
     utts = np.array([1, 4, 7])

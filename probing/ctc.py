@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -68,29 +67,16 @@ class CtcSet:
         """Padded frames of ``utts``: ``((L, B, T_max, D) float32, (B,) int64 lengths)``, zero
         past each utterance's length.
 
-        Each utterance's ``(L, T_u, D)`` slice is copied into a zeroed batch once, cast to
-        float32 in the same copy (no index arrays, no second pass to mask the padding).
+        Each utterance's ``(L, T_u, D)`` slice is copied, in ``x``'s dtype, into a zeroed batch;
+        the batch is then cast to float32 in one pass (no index arrays, no pass to mask the
+        padding, one parallel torch operation: many small ones stall when the cores are shared).
         """
         lens = self.lengths()[utts]
         t_max = int(lens.max()) if len(utts) else 0
-        frames = _tensor_view(self.x)
-        xb = torch.zeros(self.x.shape[0], len(utts), t_max, self.x.shape[2])
+        xb = np.zeros((self.x.shape[0], len(utts), t_max, self.x.shape[2]), self.x.dtype.newbyteorder("="))
         for i, u in enumerate(utts):
-            start, end = int(self.offsets[u]), int(self.offsets[u + 1])
-            xb[:, i, : end - start] = (frames[:, start:end] if frames is not None
-                                       else torch.from_numpy(np.asarray(self.x[:, start:end], np.float32)))
-        return xb.to(device), torch.from_numpy(lens.astype(np.int64))
-
-
-def _tensor_view(x: np.ndarray) -> torch.Tensor | None:
-    """``x`` as a tensor sharing its memory (read only), or None where torch cannot view it
-    (byte order, negative strides, not an ndarray)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            return torch.from_numpy(x)
-    except (TypeError, ValueError):
-        return None
+            xb[:, i, : lens[i]] = self.x[:, self.offsets[u] : self.offsets[u + 1]]
+        return torch.from_numpy(xb).to(device, torch.float32), torch.from_numpy(lens.astype(np.int64))
 
 
 @dataclass

@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -202,14 +201,9 @@ def s3prl_loop(sources: dict[str, LiveLayer], targets: dict[str, tuple[np.ndarra
 # ------------------------------------------------------------------------------ main
 def machine() -> str:
     """CPU model, cores, torch threads."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from deepwide.system import cpu_model
+
+    model = cpu_model()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return f"{model}, {cores} cores usable ({os.cpu_count()} online), torch {torch.__version__} with {torch.get_num_threads()} threads"
 

@@ -291,15 +291,9 @@ def projection(rows: list[dict[str, Any]], sizes: Sizes, utilisation: float) -> 
 def machine() -> dict[str, Any]:
     import torch
 
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    from deepwide.system import usable_cpus
+    from deepwide.system import cpu_model, usable_cpus
+
+    model = cpu_model()
 
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return {"cpu": model, "arch": platform.machine(), "cpus": os.cpu_count(), "usable_cpus": usable_cpus(),

@@ -292,13 +292,9 @@ def machine() -> str:
     """CPU, core count and library versions (torch's version without importing it)."""
     from importlib.metadata import version
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            names = [line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
+    from deepwide.system import cpu_model
+
+    cpu = cpu_model()
     return (
         f"{cpu}, {os.cpu_count()} logical cores, Python {platform.python_version()}, "
         f"numpy {np.__version__}, torch {version('torch')}"

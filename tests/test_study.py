@@ -76,7 +76,9 @@ def test_study_end_to_end_then_cached_then_partial_rerun(mini: tuple[StudyConfig
     assert has_pr == {str(m) for m, null in zip(probe["model"].values, probe["is_null"].values, strict=True)
                       if not bool(null)} | {"random:mini-teacher"}
     assert str(probe["metric"].sel(task="pr").item()) == "per"
-    seq = xr.open_zarr(next((out / "stores").glob("teacher-*-sequences.zarr")))
+    from deepwide.store import open_store
+
+    seq = open_store(next((out / "stores").glob("teacher-*-sequences.zarr")))
     assert set(seq["kind"].values) == {"sentence"} and seq.sizes["utt"] <= 24
     assert str(seq.attrs["frames_mode"]) == "all"
     roles = json.loads((results / "study.json").read_text())["roles"]

@@ -179,7 +179,7 @@ def build_plan(cfg: StudyConfig, out: Path, *, seed: int = 0, check_only: bool =
             probe_groups.setdefault(cfg.corpus_for(task), []).append(task)
     sim_corpus = cfg.corpus_for("phone")
     stores: dict[tuple[str, str], tuple[Path, str]] = {}
-    for corpus in sorted(set(probe_groups) | {sim_corpus}, key=[*probe_groups, sim_corpus].index):
+    for corpus in dict.fromkeys([*probe_groups, sim_corpus]):  # probe corpora in order, then the similarity one
         for label, spec, mkey in models:
             path = out / "stores" / f"{label}-{_safe(corpus)}.zarr"
             key = config_hash({"model": mkey, "corpus": corpus_keys[corpus], "frames": cfg.frames,

@@ -152,7 +152,10 @@ def build_plan(cfg: StudyConfig, out: Path, *, seed: int = 0, check_only: bool =
     student_dirs: dict[str, tuple[Path, str]] = {}
     for st in students:
         dcfg = stages.distill_config(cfg, st, targets_store if cfg.teacher_targets else None, seed)
-        key = config_hash({"distill": config_to_dict(dcfg), "teacher": teacher_key,
+        run = config_to_dict(dcfg)
+        if run.get("teacher_targets"):  # the store's place: inside ``out``, named by ``targets_key`` below
+            run["teacher_targets"] = targets_store.relative_to(out).as_posix()
+        key = config_hash({"distill": run, "teacher": teacher_key,
                            "corpus": corpus_keys[dist_corpus],
                            "targets": targets_key if cfg.teacher_targets else None})
         sdir = out / "students" / st.name

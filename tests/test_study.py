@@ -124,6 +124,17 @@ def test_matched_budgets_option(mini: tuple[StudyConfig, Path]) -> None:
         replace(cfg, budget_match="heads")
 
 
+def test_step_keys_do_not_depend_on_where_the_study_lives(mini: tuple[StudyConfig, Path]) -> None:
+    """A study folder moved or renamed is still cached: no key holds the output path."""
+    from deepwide.study import build_plan
+
+    cfg, root = mini
+    a, _ = build_plan(cfg, root / "here")
+    b, _ = build_plan(cfg, root / "elsewhere" / "there")
+    assert [s.name for s in a] == [s.name for s in b]
+    assert [s.key for s in a] == [s.key for s in b]
+
+
 def test_dry_run_lists_plan_and_names_missing_paths(tmp_path: Path) -> None:
     cfg_file = tmp_path / "paper.toml"
     cfg_file.write_text('corpus = "librispeech:/nonexistent/LibriSpeech"\nteacher = "/nonexistent/hubert.pt"\n')

@@ -1,5 +1,9 @@
 """Checkpoints bundled with deepwide, by name (``load_model("tiny-teacher")``).
 
+``tiny-teacher`` is the speaker-aware teacher of the embedded study; ``tiny-teacher-content``
+the first bundled one (masked prediction only: stronger on content, weaker on speakers), kept
+as a contrast (docs/teacher.md).
+
 Each entry is a function returning the checkpoint folder (``config.json`` +
 ``model.safetensors``); it raises :class:`deepwide.errors.ModelError` when the files are not
 installed.
@@ -42,4 +46,8 @@ def _bundled(name: str, how_to_make: str) -> Callable[[], Path]:
 ZOO.add(
     "tiny-teacher",
     _bundled("tiny-teacher", "deepwide teacher pretrain"),
+)
+ZOO.add(
+    "tiny-teacher-content",
+    _bundled("tiny-teacher-content", "deepwide teacher pretrain --config configs/tiny-teacher-content.toml"),
 )

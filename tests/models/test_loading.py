@@ -101,13 +101,20 @@ def test_random_twin_of_zoo_name(monkeypatch, trained_dir):
     assert twin.weights_hash() != trained.weights_hash()
 
 
-def test_missing_tiny_teacher_says_how_to_make_it(monkeypatch, tmp_path):
+@pytest.mark.parametrize(
+    ("name", "how"),
+    [
+        ("tiny-teacher", "`deepwide teacher pretrain`"),
+        ("tiny-teacher-content", "`deepwide teacher pretrain --config configs/tiny-teacher-content.toml`"),
+    ],
+)
+def test_missing_tiny_teacher_says_how_to_make_it(monkeypatch, tmp_path, name, how):
     monkeypatch.setattr("deepwide.models.zoo.assets_dir", lambda: tmp_path / "assets")
-    with pytest.raises(ModelError, match="not bundled.*deepwide teacher pretrain") as info:
-        load_model("tiny-teacher")
-    assert "\n" not in str(info.value)
+    with pytest.raises(ModelError, match=f"the {name} checkpoint is not bundled") as info:
+        load_model(name)
+    assert how in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(ModelError, match="not bundled"):
-        load_model("random:tiny-teacher")
+        load_model(f"random:{name}")
 
 
 def test_unknown_name_lists_valid_names():
@@ -116,6 +123,7 @@ def test_unknown_name_lists_valid_names():
     message = str(info.value)
     for name in ("hubert-base", "distilhubert", "3l-one", "12l-half", "tiny-teacher", "random:SPEC", "torchaudio:"):
         assert name in message
+    assert "tiny-teacher-content" in message
     with pytest.raises(UnknownNameError, match="torchaudio:HUBERT_BASE"):
         load_model("torchaudio:HUBERT_BSE")
     with pytest.raises(ModelError, match="does not exist"):

@@ -96,7 +96,7 @@ def test_unknown_spec_lists_every_kind() -> None:
     with pytest.raises(UnknownNameError) as info:
         resolve_config("hubert-bse")
     message = str(info.value)
-    for part in ("a preset (12l-half, 3l-one", "a bundled checkpoint (tiny-teacher)",
+    for part in ("a preset (12l-half, 3l-one", "a bundled checkpoint (tiny-teacher, tiny-teacher-content)",
                  "a feature baseline (mfcc, mfcc-context)", "torchaudio:NAME", "random:SPEC",
                  "deepwide checkpoint", "Hugging Face model folder", "fairseq .pt"):
         assert part in message

@@ -30,24 +30,6 @@ def test_data_folders_are_not_read_as_unlisted_packages() -> None:
     assert "deepwide.models.assets" not in cfg["packages"]
 
 
-def test_bundled_teacher_carries_a_model_card_that_agrees_with_its_weights_and_docs() -> None:
-    import re
-
-    from deepwide.models import load_model
-
-    card = (ASSETS / "tiny-teacher" / "README.md").read_text(encoding="utf-8")
-    assert card.startswith("---\n") and "\nlicense: mit\n" in card.split("\n---\n", 1)[0]
-    model = load_model("tiny-teacher")
-    assert f"Weights hash `{model.weights_hash()}`" in card
-    assert f"{model.num_params():,} parameters" in card
-    # every figure of the card's evaluation table is one of docs/teacher.md
-    docs = (ROOT / "docs" / "teacher.md").read_text(encoding="utf-8")
-    table = card.split("## Evaluation", 1)[1].split("## Limitations", 1)[0]
-    figures = re.findall(r"\d+\.\d %|\[\d+\.\d, \d+\.\d\]|\(layer \d+\)", table)
-    assert len(figures) >= 24
-    assert [f for f in figures if f not in docs] == []
-
-
 def test_published_superb_table_is_package_data_of_deepwide_figures_and_loads() -> None:
     """figures/data/superb_published.toml (the report's published SUPERB rows) ships in the
     wheel: every file of figures/data matches a package-data pattern of deepwide.figures."""

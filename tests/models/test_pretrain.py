@@ -203,23 +203,6 @@ def test_export_writes_the_runs_encoder(tiny_corpus, tmp_path: Path) -> None:
     assert json.loads((ckpt / "config.json").read_text())["extra"] == info
 
 
-def test_bundled_teacher_is_the_finished_recipe_in_configs() -> None:
-    """The shipped `tiny-teacher` records exactly the recipe of configs/tiny-teacher.toml, seed 0,
-    run to its last planned step — so `deepwide teacher pretrain --config` reproduces it."""
-    from deepwide.config import config_from_dict, load_toml
-    from deepwide.models.zoo import assets_dir
-
-    root = Path(__file__).resolve().parents[2]
-    recipe = config_from_dict(PretrainConfig, load_toml(root / "configs" / "tiny-teacher.toml"))
-    meta = json.loads((assets_dir() / "tiny-teacher" / "config.json").read_text())
-    extra = meta["extra"]
-    # read with today's defaults (fields added since, like contrastive_weight, are off by default)
-    assert config_from_dict(PretrainConfig, extra["pretrain"]["config"]) == recipe
-    assert extra["pretrain"]["seed"] == 0
-    assert extra["total_steps_done"] == extra["total_steps_planned"] == sum(recipe.steps)
-    assert meta["config"]["depth"] == 12 and meta["num_params"] == 10_130_816
-
-
 def test_each_iteration_is_kept_as_the_recipe_cut_there(tiny_corpus, tmp_path: Path) -> None:
     """`model-iter1` of a two-iteration run is the final model of the one-iteration recipe
     (weights and record), so an iteration-1 teacher is reproducible from its own config."""

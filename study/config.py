@@ -44,6 +44,12 @@ class StudyConfig:
             smaller than 3-L One) or ``"ffn"`` (that width, then the FFN size that matches the
             count to 0.1 %; :func:`deepwide.models.solve_budget`).
         distill_steps, distill_batch_seconds, distill_max_crop_seconds, distill_lr: training.
+        seeds: distillation seeds of the deep-narrow and shallow-wide students. Empty (the
+            default): each is distilled once, with the study's ``--seed``. Given (``[0, 1, 2]``):
+            each is distilled once per seed, named ``<student>-s<seed>``; the report's
+            deep-versus-wide advantage is then the mean over seeds with an interval over seeds
+            and test utterances. Only the first seed's students get random twins (a twin's
+            weights do not depend on the distillation seed).
         teacher_targets: distil from a stored teacher (``--frames all`` store) instead of
             running the teacher every step.
         frames: what the probe/analysis stores keep (``sample:K`` keeps K frames per utterance).
@@ -79,6 +85,7 @@ class StudyConfig:
     distill_batch_seconds: float = 12.0
     distill_max_crop_seconds: float = 3.0
     distill_lr: float = 1e-3
+    seeds: tuple[int, ...] = ()
     teacher_targets: bool = True
     frames: str = "sample:24"
     store_dtype: str = "float16"
@@ -107,6 +114,8 @@ class StudyConfig:
         for name, value in positive.items():
             if not value > 0:
                 raise ValueError(f"{name} must be > 0, got {value!r}")
+        if len(set(self.seeds)) != len(self.seeds) or any(int(x) != x or x < 0 for x in self.seeds):
+            raise ValueError(f"seeds must be distinct non-negative integers, got {list(self.seeds)}")
         if self.budget_match not in ("width", "ffn"):
             raise ValueError(f"budget_match must be 'width' or 'ffn', got {self.budget_match!r}")
         if self.sequence_max_utts < 0:

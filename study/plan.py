@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,8 @@ class Student:
     heads: int
     objective: str
     targets: tuple[int, ...] | None = None
+    seed: int | None = None  # its distillation seed (None: the study's seed)
+    group: str = ""  # the student it is one seed of ("" : not one of several seeds)
 
 
 def plan_students(cfg: StudyConfig, teacher_config: Any) -> list[Student]:
@@ -102,6 +104,8 @@ def plan_students(cfg: StudyConfig, teacher_config: Any) -> list[Student]:
         for d, w, f, h in shapes
         for obj in cfg.objectives
     ]
+    if cfg.seeds:  # one student per seed, named by it
+        students = [replace(st, name=f"{st.name}-s{s}", seed=s, group=st.name) for st in students for s in cfg.seeds]
     if cfg.distilhubert:
         n = t.depth
         targets = tuple(sorted({max(1, round(n * k / 3)) for k in (1, 2, 3)}))
@@ -151,7 +155,8 @@ def build_plan(cfg: StudyConfig, out: Path, *, seed: int = 0, check_only: bool =
     # students
     student_dirs: dict[str, tuple[Path, str]] = {}
     for st in students:
-        dcfg = stages.distill_config(cfg, st, targets_store if cfg.teacher_targets else None, seed)
+        dcfg = stages.distill_config(cfg, st, targets_store if cfg.teacher_targets else None,
+                                     seed if st.seed is None else st.seed)
         run = config_to_dict(dcfg)
         if run.get("teacher_targets"):  # the store's place: inside ``out``, named by ``targets_key`` below
             run["teacher_targets"] = targets_store.relative_to(out).as_posix()
@@ -168,10 +173,14 @@ def build_plan(cfg: StudyConfig, out: Path, *, seed: int = 0, check_only: bool =
         ("teacher", cfg.teacher, teacher_key),
         ("teacher-random", f"random:{cfg.teacher}", config_hash({"random": teacher_key, "seed": seed})),
     ]
+    # one random twin per architecture: a twin's weights do not depend on the distillation seed,
+    # so the students of later seeds share their first seed's twin
+    twin = {st.name: f"{st.group}-s{cfg.seeds[0]}-random" if st.group else f"{st.name}-random" for st in students}
     for st in students:
         sdir, skey = student_dirs[st.name]
         models.append((st.name, str(sdir), skey))
-        models.append((f"{st.name}-random", f"random:{sdir}", config_hash({"random": skey, "seed": seed})))
+        if twin[st.name] == f"{st.name}-random":
+            models.append((twin[st.name], f"random:{sdir}", config_hash({"random": skey, "seed": seed})))
     for b in cfg.baselines:
         models.append((b, b, config_hash({"baseline": b})))
 
@@ -211,7 +220,7 @@ def build_plan(cfg: StudyConfig, out: Path, *, seed: int = 0, check_only: bool =
 
     results = out / "results"
     trained = ["teacher"] + [st.name for st in students] + list(cfg.baselines)
-    nulls = ["teacher-random"] + [f"{st.name}-random" for st in students]
+    nulls = ["teacher-random"] + list(dict.fromkeys(twin.values()))
     seq_probe_cfg = probe_config(cfg, sequence=True)
     for corpus, tasks in seq_groups.items():
         main = [seq_stores[(m, corpus)] for m in trained]
@@ -235,7 +244,7 @@ def build_plan(cfg: StudyConfig, out: Path, *, seed: int = 0, check_only: bool =
     tstore = stores[("teacher", sim_corpus)]
     for measure in cfg.measures:
         for st in students:
-            sstore, nstore = stores[(st.name, sim_corpus)], stores[(f"{st.name}-random", sim_corpus)]
+            sstore, nstore = stores[(st.name, sim_corpus)], stores[(twin[st.name], sim_corpus)]
             key = config_hash({"a": tstore[1], "b": sstore[1], "null": nstore[1], "measure": measure,
                                "k": cfg.frames_per_utt, "seed": seed})
             sdir = results / "steps" / f"similarity-{measure}-{st.name}"

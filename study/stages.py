@@ -113,7 +113,8 @@ def collect_results(results: Path, steps: Sequence[Step], students: Sequence[Stu
     """Gather every step's result files into ``results/`` (the folder figures read) and write
     ``distill.csv`` and ``study.json`` (the config, the seed, and each model's role:
     ``teacher``, ``student``, ``random`` or ``baseline``, keyed by model id; ``roles`` maps
-    each store to its model's role)."""
+    each store to its model's role; ``seeds``: for a study with several distillation seeds,
+    each student's group and seed, keyed by model id)."""
     probe_parts = sorted((results / "steps").glob("probe*/probe*.nc"))
     if len(probe_parts) == 1:
         for suffix in (".nc", ".csv"):
@@ -134,12 +135,16 @@ def collect_results(results: Path, steps: Sequence[Step], students: Sequence[Stu
                 if f.suffix in (".nc", ".csv"):
                     shutil.copyfile(f, results / f.name)
     rows = ["model,depth,width,ffn,heads,objective,params,steps,final_loss"]
+    seeds: dict[str, dict[str, Any]] = {}  # model id -> its student's group and distillation seed
     for st in students:
         r = read_result(student_dirs[st.name][0])
+        if st.group:
+            seeds[r.model_id] = {"group": st.group, "seed": st.seed}
         rows.append(f"{r.model_id},{st.depth},{st.width},{st.ffn},{st.heads},{st.objective},{r.params},{r.steps},{r.final_loss:.6f}")
     atomic_write_text(results / "distill.csv", "\n".join(rows) + "\n")
     model_roles = {str(read_attrs(path)["model_id"]): role for path, role in roles.items()}
-    atomic_write_json(results / "study.json", {"config": config_to_dict(cfg), "seed": seed, "roles": model_roles})
+    atomic_write_json(results / "study.json", {"config": config_to_dict(cfg), "seed": seed, "roles": model_roles,
+                                               "seeds": seeds})
 
 
 def draw_figures(results: Path, out: Path) -> None:

@@ -124,6 +124,31 @@ def test_matched_budgets_option(mini: tuple[StudyConfig, Path]) -> None:
         replace(cfg, budget_match="heads")
 
 
+def test_seeds_distil_each_student_once_per_seed_with_one_twin_per_architecture(mini: tuple[StudyConfig, Path]) -> None:
+    from deepwide.models import resolve_config
+    from deepwide.study import build_plan
+
+    cfg, root = mini
+    seeded = replace(cfg, seeds=(3, 5))
+    students = plan_students(seeded, resolve_config(cfg.teacher))
+    assert [s.name for s in students][:4] == ["1x32-predlayer-s3", "1x32-predlayer-s5", "1x32-l2l-s3", "1x32-l2l-s5"]
+    assert {(s.group, s.seed) for s in students if s.name.startswith("1x32-l2l")} == {("1x32-l2l", 3), ("1x32-l2l", 5)}
+    steps, _ = build_plan(seeded, root / "seeded")
+    distill = {s.name: s for s in steps if s.kind == "distill"}
+    assert len(distill) == 9 and distill["distill 1x32-l2l-s3"].key != distill["distill 1x32-l2l-s5"].key
+    # the seed reaches the distillation run
+    assert distill["distill 1x32-l2l-s5"].run.args[0].seed == 5
+    twins = sorted(s.name for s in steps if s.kind == "extract" and "-random on" in s.name and "teacher" not in s.name)
+    assert twins == sorted([f"extract {n}-s3-random on {cfg.corpus}" for n in
+                            ["1x32-predlayer", "1x32-l2l", "2x16-predlayer", "2x16-l2l"]]
+                           + [f"extract distilhubert-2x32-random on {cfg.corpus}"])  # DistilHuBERT: one seed
+    # no seeds: the names, keys and twins of today's study
+    plain, _ = build_plan(cfg, root / "seeded")
+    assert "distill 1x32-l2l" in {s.name for s in plain}
+    with pytest.raises(ValueError, match="seeds must be distinct"):
+        replace(cfg, seeds=(1, 1))
+
+
 def test_step_keys_do_not_depend_on_where_the_study_lives(mini: tuple[StudyConfig, Path]) -> None:
     """A study folder moved or renamed is still cached: no key holds the output path."""
     from deepwide.study import build_plan

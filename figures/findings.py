@@ -67,6 +67,30 @@ def compare(
     return Comparison(task, a, b, d, lo, hi)
 
 
+def combine_seeds(per_seed: list[Comparison]) -> Comparison:
+    """One deep-versus-wide comparison over ``S`` distillation seeds (all scored on the same test
+    utterances).
+
+    The advantage is the mean over seeds. Its 95 % interval adds, in quadrature and on each
+    side, two uncertainties: the seeds' — ``t(0.975, S − 1) · sd / √S`` of the per-seed
+    advantages — and the test utterances' — the mean over seeds of each side's per-seed
+    (MOVER) half-width. The utterance part is not divided by ``√S``: every seed is scored on the
+    same utterances, so their sampling error is shared, not averaged out.
+    """
+    from scipy.stats import t as student_t
+
+    if len(per_seed) == 1:
+        return per_seed[0]
+    adv = np.array([c.adv for c in per_seed])
+    mean = float(adv.mean())
+    seed_half = float(student_t.ppf(0.975, len(adv) - 1) * adv.std(ddof=1) / np.sqrt(len(adv)))
+    low_half = float(np.mean([c.adv - c.lo for c in per_seed]))
+    high_half = float(np.mean([c.hi - c.adv for c in per_seed]))
+    first = per_seed[0]
+    return Comparison(first.task, first.a, first.b, mean, mean - float(np.hypot(low_half, seed_half)),
+                      mean + float(np.hypot(high_half, seed_half)))
+
+
 def _beats(c: Comparison, name_a: str, name_b: str, metric: str) -> str:
     """One sentence: who beats whom by how much, with the interval, winner-oriented."""
     if c.adv >= 0:
@@ -89,7 +113,11 @@ def add_deep_wide_section(doc: Doc, res: Results, facts: pd.DataFrame, roles: di
     scores, score_name = headline_scores(probe)
     info = task_info(probe)
     doc.h(3, "Deep-narrow against shallow-wide students")
-    pairs = deep_wide_pairs(facts, roles)
+    # several distillation seeds: each student group is paired once, by its first seed's model
+    groups = {g: members for g, members in res.seed_groups.items() if all(m in facts.index for m in members.values())}
+    rep_group = {members[min(members)]: g for g, members in groups.items()}
+    seeded = {m for members in groups.values() for m in members.values()}
+    pairs = deep_wide_pairs(facts, {m: r for m, r in roles.items() if m not in seeded or m in rep_group})
     if not pairs:
         doc.p(
             "No pair of students in which one is both deeper and narrower than the other: "
@@ -102,27 +130,42 @@ def add_deep_wide_section(doc: Doc, res: Results, facts: pd.DataFrame, roles: di
         f"{_best_layer_note(scores, score_name)}; the 95 % interval of "
         "each difference comes from the two stored per-model bootstrap intervals (MOVER, see "
         "method notes), and a claim is only called supported when that interval excludes 0."
+        + (" Each student was distilled with several seeds: a pair's advantage is the mean over "
+           "the seeds both students share, and its interval adds the seeds' spread (t interval "
+           "of the mean) and the test utterances' (the mean per-seed MOVER half-width, not "
+           "shrunk by the seed count, since every seed is scored on the same utterances) in "
+           "quadrature." if groups else "")
     )
     for d, w in pairs:
         fd, fw = facts.loc[d], facts.loc[w]
+        if d in rep_group and w in rep_group:
+            common = sorted(set(groups[rep_group[d]]) & set(groups[rep_group[w]]))
+            runs = [(groups[rep_group[d]][k], groups[rep_group[w]][k]) for k in common]
+        else:
+            common, runs = [], [(d, w)]
         nd, nw = f"the {fd['num_layers']}-layer student", f"the {fw['num_layers']}-layer student"
+        dname = rep_group.get(d, d) if common else d
+        wname = rep_group.get(w, w) if common else w
         doc.p(
-            f"{d} ({fd['num_layers']} layers × width {fd['dim']}, {fmt_params(fd['params'])} "
-            f"parameters) against {w} ({fw['num_layers']} layers × width {fw['dim']}, "
-            f"{fmt_params(fw['params'])})."
+            f"{dname} ({fd['num_layers']} layers × width {fd['dim']}, {fmt_params(fd['params'])} "
+            f"parameters) against {wname} ({fw['num_layers']} layers × width {fw['dim']}, "
+            f"{fmt_params(fw['params'])})"
+            + (f", each distilled with {len(common)} seeds ({', '.join(map(str, common))})." if common else ".")
         )
         rows, sentences = [], []
         for t in ordered_tasks(probe):
             kind = str(info.loc[t, "kind"])
-            c = compare(scores, d, w, t, bool(info.loc[t, "higher_is_better"]))
-            if c is None:
+            per_seed = [compare(scores, a, b, t, bool(info.loc[t, "higher_is_better"])) for a, b in runs]
+            if any(c is None for c in per_seed):
                 continue
+            c = combine_seeds([c for c in per_seed if c is not None])
             claim = PAPER_CLAIM.get(kind)
             verdict = _verdict(c, claim)
             sent = _beats(c, nd, nw, metric_name(info, t))
             sentences.append(f"{sent[0].upper()}{sent[1:]}: {verdict}.")
-            sd = scores.set_index(["model", "task"]).loc[(d, t)]
-            sw = scores.set_index(["model", "task"]).loc[(w, t)]
+            by = scores.set_index(["model", "task"])
+            sd = by.loc[[(a, t) for a, _ in runs]].mean(numeric_only=True)  # over seeds
+            sw = by.loc[[(b, t) for _, b in runs]].mean(numeric_only=True)
             rows.append(
                 [
                     t,
@@ -141,14 +184,15 @@ def add_deep_wide_section(doc: Doc, res: Results, facts: pd.DataFrame, roles: di
                     "task",
                     "kind",
                     "paper expects",
-                    f"{d} (deep)",
-                    f"{w} (wide)",
+                    f"{dname} (deep)",
+                    f"{wname} (wide)",
                     "deep advantage, points [95 % CI]",
                     "verdict",
                 ],
                 rows,
-                f"{score_name} scores in % with 95 % bootstrap CIs; advantage > 0 means the deep "
-                "student is better (for EER: lower).",
+                f"{score_name} scores in % with 95 % bootstrap CIs"
+                + (f" (means over the {len(common)} seeds of the score and of each bound)" if common else "")
+                + "; advantage > 0 means the deep student is better (for EER: lower).",
             )
         )
         doc.p(_kind_summary(rows))

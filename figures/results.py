@@ -82,6 +82,9 @@ class Results:
     #: model id -> role as ``study.json`` records it (``teacher``/``student``/``random``/
     #: ``baseline``); ``None`` when the folder records no roles (older results).
     recorded_roles: dict[str, str] | None = None
+    #: student group -> {distillation seed: model id}, for a study run with several seeds
+    #: (``study.json``'s ``seeds``); empty otherwise.
+    seed_groups: dict[str, dict[int, str]] = field(default_factory=dict)
     _roles_guess_logged: bool = field(default=False, init=False, repr=False, compare=False)
 
     @property
@@ -125,6 +128,7 @@ def load_results(results_dir: str | Path) -> Results:
     spath = root / "study.json"
     if spath.is_file():
         res.recorded_roles = _read_roles(spath)
+        res.seed_groups = _read_seed_groups(spath)
     log.info("results in %s: %s", root, ", ".join(res.available()) or "nothing")
     return res
 
@@ -228,6 +232,21 @@ def _read_roles(path: Path) -> dict[str, str] | None:
             + (f" ({len(bad)} such models)" if len(bad) > 1 else "")
         )
     return {str(m): str(r) for m, r in roles.items()}
+
+
+def _read_seed_groups(path: Path) -> dict[str, dict[int, str]]:
+    """``study.json``'s ``seeds`` (model id -> its group and seed) as group -> {seed: model id}."""
+    data = json.loads(path.read_text())
+    groups: dict[str, dict[int, str]] = {}
+    for model, entry in (data.get("seeds") or {}).items():
+        try:
+            groups.setdefault(str(entry["group"]), {})[int(entry["seed"])] = str(model)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StoreError(
+                f"{path.name}: \"seeds\" entry of {model!r} must be {{\"group\": NAME, \"seed\": N}}, got {entry!r}; "
+                "rewrite it with the current `deepwide study`"
+            ) from exc
+    return groups
 
 
 # ---------------------------------------------------------------------------------------------

@@ -196,6 +196,7 @@ def test_config_errors_are_one_line(tmp_path: Path) -> None:
     ('frames = "sample:x"', "study config: frames"),
     ("distill_steps = 1.5", "distill_steps must be int"),
     ('deep_depths = [12, "x"]', "deep_depths[1] must be int"),
+    ("seeds = [0, 0]", "seeds must be distinct"),
 ])
 def test_every_study_config_error_is_refused_by_dry_run_in_one_line(tmp_path: Path, line: str, says: str) -> None:
     """Each setting a later stage would refuse is refused before any step runs (issue #18.12)."""
@@ -208,7 +209,8 @@ def test_every_study_config_error_is_refused_by_dry_run_in_one_line(tmp_path: Pa
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("name", ["paper.toml", "embedded-long-distill.toml"])
+@pytest.mark.parametrize("name", ["paper.toml", "embedded-long-distill.toml", "embedded-full.toml", "embedded-full-content.toml",
+                                  "embedded-content-teacher.toml"])
 def test_shipped_study_configs_load(name: str) -> None:
     cfg = load_study_config(Path(__file__).resolve().parents[1] / "configs" / name)
     assert isinstance(cfg, StudyConfig)

@@ -9,6 +9,16 @@ betas (0.9, 0.98), eps 1e-6, 7 % linear warm-up then linear decay to zero, gradi
 at 5, random crops of at most 250,000 samples (15.625 s). The reference batch is 24 crops
 (about 375 s of audio); the default ``batch_seconds`` is smaller so that a laptop can run it —
 pass ``--batch-seconds 375`` on a GPU to match the recipe.
+
+Held-out loss and the plateau rule (issue #19): a fixed, seed-independent subset of the training
+utterances (:func:`deepwide.distill.data.split_heldout`: the ``heldout_fraction`` of them with
+the smallest hash of their id, at least one and at most ``heldout_max_utts``) is never trained
+on; every ``eval_every`` steps the student, in eval mode and without gradients, is scored with
+the training objective on fixed crops of them. The run counts as **plateaued** (trained) when
+the relative fall of that held-out loss over the last quarter of its evaluations — from the
+evaluation ``max(3, n // 4 + 1)`` from the end to the last of the ``n`` — is below
+``plateau_threshold`` (:func:`deepwide.distill.metrics.plateau_fall`); with fewer than three
+evaluations it cannot count as plateaued.
 """
 
 from __future__ import annotations
@@ -62,6 +72,14 @@ class DistillConfig:
         checkpoint_every: steps between training checkpoints (the last step always saves one).
         keep_checkpoints: how many training checkpoints to keep (oldest are deleted).
         log_every: steps between metrics lines.
+        eval_every: steps between held-out evaluations (the last step always has one);
+            ``0``: ``max(1, steps // 10)``, about ten evaluations per run.
+        heldout_fraction: fraction of the (long enough) training utterances held out, chosen
+            by a hash of their ids, independent of the seed; ``0`` holds none out and never
+            evaluates.
+        heldout_max_utts: at most this many held-out utterances.
+        plateau_threshold: the run counts as plateaued when the held-out loss fell by less
+            than this fraction over the last quarter of its evaluations.
         num_workers: data-loading worker processes (``0``: load in the training process).
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
     """
@@ -95,6 +113,10 @@ class DistillConfig:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 2
     log_every: int = 10
+    eval_every: int = 0
+    heldout_fraction: float = 0.05
+    heldout_max_utts: int = 64
+    plateau_threshold: float = 0.01
     num_workers: int = 0
     device: str = "auto"
 
@@ -154,6 +176,14 @@ class DistillConfig:
         for name in ("checkpoint_every", "keep_checkpoints", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)!r}")
+        if not isinstance(self.eval_every, int) or self.eval_every < 0:
+            raise ValueError(f"eval_every must be ≥ 0 (0: steps // 10), got {self.eval_every!r}")
+        if not 0 <= self.heldout_fraction <= 0.5:
+            raise ValueError(f"heldout_fraction must be in [0, 0.5], got {self.heldout_fraction!r}")
+        if not isinstance(self.heldout_max_utts, int) or self.heldout_max_utts < 1:
+            raise ValueError(f"heldout_max_utts must be a positive integer, got {self.heldout_max_utts!r}")
+        if not 0 < self.plateau_threshold < 1:
+            raise ValueError(f"plateau_threshold must be in (0, 1), got {self.plateau_threshold!r}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be ≥ 0, got {self.num_workers!r}")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
@@ -163,6 +193,11 @@ class DistillConfig:
     def warmup_steps(self) -> int:
         """Warm-up length in steps (``round(warmup · steps)``)."""
         return int(round(self.warmup * self.steps))
+
+    @property
+    def eval_steps(self) -> int:
+        """Steps between held-out evaluations (``eval_every``, or ``max(1, steps // 10)``)."""
+        return self.eval_every or max(1, self.steps // 10)
 
     def student_name(self) -> str:
         """A short name for the student: ``<preset>-<objective>`` or ``<D>x<W>-<objective>``."""

@@ -18,10 +18,16 @@ batch also carries the stored teacher states of its crops: crops then start at m
 samples (one 50 Hz frame) and span a whole number of frames, so crop frame ``i`` is stored
 frame ``start / 320 + i`` of the utterance (exact for front-ends whose frame ``t`` starts at
 sample ``320 t``: HuBERT's CNN and deepwide's spectral front-end).
+
+Held-out utterances (:func:`split_heldout`) are chosen by a hash of their ids, so the same
+utterances are held out whatever the seed; :func:`heldout_batches` cuts them into batches with
+fixed crops (batching and offsets seeded by :data:`HELDOUT_SEED`, not the run's seed).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -46,6 +52,9 @@ DURATION_JITTER = 0.1
 
 #: Stored targets smaller than this are read into memory once (else sliced per batch).
 TARGETS_IN_MEMORY_BYTES = 1 << 30
+
+#: Seeds the held-out batches' grouping and crop offsets: fixed, whatever the run's seed.
+HELDOUT_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -246,6 +255,46 @@ class TeacherTargets:
         return out, valid
 
 
+def _long_enough(manifest: Manifest, spec: CropSpec) -> list[Any]:
+    """The utterances of ``manifest`` a crop stream may use (at least ``min_utt_seconds``, two frames)."""
+    min_samples = max(int(spec.min_utt_seconds * SAMPLE_RATE), 2 * FRAME_HOP)
+    return [u for u in manifest if int(u.duration_s * SAMPLE_RATE) >= min_samples]
+
+
+def _id_hash(utt_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(utt_id.encode(), digest_size=8).digest(), "big")
+
+
+def split_heldout(
+    manifest: Manifest, spec: CropSpec, fraction: float, max_utts: int
+) -> tuple[Manifest, Manifest | None]:
+    """Split the training utterances into those trained on and the held-out ones.
+
+    Of the utterances long enough to crop (``spec.min_utt_seconds``), the
+    ``max(1, ⌊fraction · N⌋)`` (at most ``max_utts``) with the smallest hash of their id are
+    held out: the choice depends on the ids only, never on the seed. Nothing is held out when
+    ``fraction`` is 0 or fewer than two utterances are long enough.
+
+    Args:
+        manifest: the corpus, already restricted to the training splits.
+        spec: cropping settings (for the length rule).
+        fraction: share of the long-enough utterances to hold out.
+        max_utts: cap on the held-out utterances.
+
+    Returns:
+        ``(train, heldout)``: ``manifest`` without the held-out utterances, and the held-out
+        ones as a manifest (``None`` when none are held out).
+    """
+    eligible = _long_enough(manifest, spec)
+    n = min(max_utts, max(1, int(fraction * len(eligible)))) if fraction > 0 and len(eligible) >= 2 else 0
+    if n == 0:
+        return manifest, None
+    held = {u.utt_id for u in sorted(eligible, key=lambda u: (_id_hash(u.utt_id), u.utt_id))[:n]}
+    train = dataclasses.replace(manifest, utterances=[u for u in manifest if u.utt_id not in held], trials=[])
+    heldout = dataclasses.replace(manifest, utterances=[u for u in manifest if u.utt_id in held], trials=[])
+    return train, heldout
+
+
 class CropBatches:
     """Map-style dataset: index ``g`` → global batch ``g`` of random crops (a dict of tensors).
 
@@ -263,8 +312,7 @@ class CropBatches:
     def __init__(self, manifest: Manifest, spec: CropSpec, targets: TeacherTargets | None = None) -> None:
         if targets is not None and not spec.frame_aligned:
             raise ValueError("stored teacher targets need frame-aligned crops")
-        min_samples = max(int(spec.min_utt_seconds * SAMPLE_RATE), 2 * FRAME_HOP)
-        self.utts = [u for u in manifest if int(u.duration_s * SAMPLE_RATE) >= min_samples]
+        self.utts = _long_enough(manifest, spec)
         dropped = len(manifest) - len(self.utts)
         if dropped:
             log.info("left out %d utterances shorter than %.2f s", dropped, spec.min_utt_seconds)
@@ -323,6 +371,16 @@ class CropBatches:
             batch["targets"] = torch.from_numpy(states)
             batch["target_lengths"] = torch.from_numpy(valid)
         return batch
+
+
+def heldout_batches(manifest: Manifest, spec: CropSpec, targets: TeacherTargets | None = None) -> CropBatches:
+    """The held-out utterances as batches of fixed crops: batches ``0 … n − 1`` of the result
+    (``n = result.plan.batches_per_epoch(0)``) hold every utterance once.
+
+    Grouping and crop offsets are seeded by :data:`HELDOUT_SEED`, not ``spec.seed``, so every
+    run and every evaluation sees the same crops.
+    """
+    return CropBatches(manifest, dataclasses.replace(spec, seed=HELDOUT_SEED), targets)
 
 
 class StreamSampler:

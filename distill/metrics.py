@@ -3,13 +3,21 @@
 One line of ``metrics.jsonl`` per logged step (docs/results-schema.md): the window means of the
 loss and of each target layer's loss (``loss_<layer>``), the learning rate, the gradient norm and
 the speed (``frames_per_s``, ``steps_per_s``: the only fields that differ between two runs of
-one config). The JSON-lines rules (append, torn last line, atomic rewrite) are
-:mod:`deepwide.training`'s.
+one config), and one line ``{"step", "heldout_loss"}`` per held-out evaluation (issue #19).
+:func:`read_metrics` returns the training lines, :func:`read_heldout` the held-out ones. The
+JSON-lines rules (append, torn last line, atomic rewrite) are :mod:`deepwide.training`'s.
+
+The plateau rule (:func:`plateau_fall`, :func:`is_plateaued`): of ``n ≥ 3`` held-out
+evaluations, the last ``m = max(3, n // 4 + 1)`` span the last quarter of them; the relative fall
+is ``(L[n−m] − L[n−1]) / L[n−m]``, and the student counts as trained (plateaued) when that fall
+is below the threshold (``DistillConfig.plateau_threshold``, 1 % by default; a rise counts as no
+fall). Fewer than three evaluations give a NaN fall and never count as plateaued.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +27,12 @@ from deepwide.training import append_jsonl, read_jsonl, rewrite_jsonl
 log = logging.getLogger(__name__)
 
 METRICS = "metrics.jsonl"
+
+#: The field of a held-out evaluation's line in ``metrics.jsonl``.
+HELDOUT_LOSS = "heldout_loss"
+
+#: Fewest held-out evaluations the plateau rule needs.
+PLATEAU_MIN_EVALS = 3
 
 
 def mapping_key(layer: int) -> str:
@@ -82,14 +96,56 @@ def append_metrics(out: Path, record: dict[str, Any]) -> None:
     append_jsonl(out / METRICS, record, sort_keys=True)
 
 
+def _read_lines(out: str | Path) -> list[dict[str, Any]]:
+    lines = read_jsonl(Path(out) / METRICS, is_record=_is_metrics_record, what="metrics record")
+    return [record for _, record in lines]
+
+
 def read_metrics(out: str | Path) -> list[dict[str, Any]]:
-    """The metrics lines of a run folder, in order (a torn last line is dropped with a warning).
+    """The training metrics lines of a run folder, in order (a torn last line is dropped with a
+    warning; held-out lines are :func:`read_heldout`'s).
 
     Raises:
         ConfigError: a line other than the last is not a metrics record.
     """
-    lines = read_jsonl(Path(out) / METRICS, is_record=_is_metrics_record, what="metrics record")
-    return [record for _, record in lines]
+    return [r for r in _read_lines(out) if HELDOUT_LOSS not in r]
+
+
+def read_heldout(out: str | Path) -> list[dict[str, Any]]:
+    """The held-out evaluations of a run folder, ``{"step", "heldout_loss"}`` each, in order.
+
+    Raises:
+        ConfigError: a line other than the last is not a metrics record.
+    """
+    return [r for r in _read_lines(out) if HELDOUT_LOSS in r]
+
+
+def heldout_record(step: int, loss: float) -> dict[str, Any]:
+    """The metrics line of the held-out evaluation after ``step`` steps."""
+    return {"step": step, HELDOUT_LOSS: loss}
+
+
+def plateau_fall(losses: Sequence[float]) -> float:
+    """The relative fall of the held-out loss over the last quarter of its evaluations.
+
+    Args:
+        losses: (n,) held-out losses, in step order.
+
+    Returns:
+        ``(L[n−m] − L[n−1]) / L[n−m]`` with ``m = max(3, n // 4 + 1)`` (positive: still
+        falling; negative: rising); NaN for fewer than three evaluations (or ``L[n−m] ≤ 0``).
+    """
+    n = len(losses)
+    if n < PLATEAU_MIN_EVALS:
+        return math.nan
+    m = max(PLATEAU_MIN_EVALS, n // 4 + 1)
+    first, last = float(losses[n - m]), float(losses[n - 1])
+    return (first - last) / first if first > 0 else math.nan
+
+
+def is_plateaued(fall: float, threshold: float) -> bool:
+    """Whether a student counts as trained: its :func:`plateau_fall` is finite and below ``threshold``."""
+    return math.isfinite(fall) and fall < threshold
 
 
 def truncate_metrics(out: Path, step: int) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,12 @@ class DistillResult:
         steps: optimiser steps taken in total.
         final_loss: mean loss of the last logged window.
         mapping: ``{"student_layers": [...], "teacher_layers": [...]}``.
+        heldout_loss: the last held-out evaluation's loss (NaN: none held out, or a run
+            finished before held-out losses existed).
+        plateau_fall: relative fall of the held-out loss over the last quarter of the
+            evaluations (:func:`~deepwide.distill.metrics.plateau_fall`; NaN with fewer than 3).
+        plateaued: whether that fall is below ``DistillConfig.plateau_threshold``: the student
+            counts as trained.
     """
 
     out: Path
@@ -51,6 +58,9 @@ class DistillResult:
     steps: int
     final_loss: float
     mapping: dict[str, list[int]]
+    heldout_loss: float = math.nan
+    plateau_fall: float = math.nan
+    plateaued: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -104,4 +114,6 @@ def write_outputs(out: Path, model: DistillModel, config: DistillConfig, result:
     })
     save_heads(model, out / HEADS)
     atomic_write_json(out / SUMMARY, {"complete": True, "result": result.to_dict(), "deepwide_version": __version__})
-    log.info("wrote %s (final loss %.4f)", out, result.final_loss)
+    log.info("wrote %s (final loss %.4f, held-out %.4f, fall over the last quarter %.2f %%: %s)", out,
+             result.final_loss, result.heldout_loss, 100 * result.plateau_fall,
+             "plateaued" if result.plateaued else "not plateaued")

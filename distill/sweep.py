@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 #: Columns of ``sweep.csv``.
 SWEEP_COLUMNS = (
     "model", "depth", "width", "ffn", "heads", "objective", "params", "budget", "deviation",
-    "steps", "final_loss", "out",
+    "steps", "final_loss", "heldout_loss", "plateau_fall", "plateaued", "out",
 )
 
 
@@ -170,7 +170,8 @@ def run_sweep(
                 "model": result.model_id, "depth": cfg["depth"], "width": cfg["width"], "ffn": cfg["ffn"],
                 "heads": cfg["heads"], "objective": entry.config.objective, "params": result.params,
                 "budget": budget, "deviation": (result.params - budget) / budget, "steps": result.steps,
-                "final_loss": result.final_loss, "out": str(folder),
+                "final_loss": result.final_loss, "heldout_loss": result.heldout_loss,
+                "plateau_fall": result.plateau_fall, "plateaued": result.plateaued, "out": str(folder),
             })
             if env.is_main:
                 write_sweep_table(out / "sweep.csv", rows)

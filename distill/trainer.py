@@ -6,7 +6,8 @@
       config.json, model.safetensors   the student: a deepwide checkpoint (``--model OUT``)
       heads.safetensors                prediction heads / projections (+ their mapping)
       distill.json                     summary, written last (its presence = run complete)
-      metrics.jsonl                    one line per logged step (docs/results-schema.md)
+      metrics.jsonl                    one line per logged step and per held-out evaluation
+                                       (docs/results-schema.md)
       checkpoints/step-XXXXXXXX.pt     training state: model, heads, optimiser, scheduler,
       checkpoints/latest.json          RNG states of every rank, data position, log buffers
       tensorboard/                     when TensorBoard is installed
@@ -15,6 +16,15 @@ Training: AdamW, linear warm-up then linear decay to zero, gradient clipping, bf
 autocast on CUDA (fp32 on CPU), DDP when launched by ``torchrun`` (NCCL on CUDA, gloo on CPU).
 The teacher is frozen and in eval mode (no dropout, no layer drop); with stored teacher
 targets it is not run at all.
+
+Held-out loss (issue #19): a fixed, seed-independent few of the training utterances
+(:func:`~deepwide.distill.data.split_heldout`) are never trained on; every
+``config.eval_steps`` steps and after the last one, the student (eval mode, no gradients) is
+scored on fixed crops of them with the training objective, and ``{"step", "heldout_loss"}`` is
+logged. ``distill.json`` records the last held-out loss, its relative fall over the last quarter
+of the evaluations and whether that fall is below ``config.plateau_threshold`` (the student then
+counts as trained; :func:`~deepwide.distill.metrics.plateau_fall`). Evaluation draws from no
+random generator, so it changes neither the training nor its exact resumption.
 
 Reliability: checkpoints are written to a temporary name, fsynced and renamed, and
 ``latest.json`` is replaced atomically after them, so a kill at any moment leaves the last
@@ -63,7 +73,15 @@ from deepwide.distill.checkpoints import (
     save_training_state,
 )
 from deepwide.distill.config import DistillConfig
-from deepwide.distill.data import CropBatches, CropSpec, StreamSampler, TeacherTargets, make_loader
+from deepwide.distill.data import (
+    CropBatches,
+    CropSpec,
+    StreamSampler,
+    TeacherTargets,
+    heldout_batches,
+    make_loader,
+    split_heldout,
+)
 from deepwide.distill.distributed import (
     DistEnv,
     all_reduce_mean,
@@ -76,7 +94,11 @@ from deepwide.distill.metrics import (
     METRICS,
     MetricsWindow,
     append_metrics,
+    heldout_record,
+    is_plateaued,
+    plateau_fall,
     progress_bar,
+    read_heldout,
     read_metrics,
     tensorboard_writer,
     truncate_metrics,
@@ -138,6 +160,7 @@ class _Parts:
         params, head_params: parameter counts of the student and of the heads.
         mapping: the layer mapping as a plain dict.
         dataset: the training batches.
+        heldout: the held-out utterances' fixed batches (``None``: none held out).
     """
 
     teacher: Encoder | None
@@ -149,6 +172,7 @@ class _Parts:
     head_params: int
     mapping: dict[str, list[int]]
     dataset: CropBatches
+    heldout: CropBatches | None
 
 
 @dataclass
@@ -295,20 +319,23 @@ def _build_parts(
     probe = torch.zeros(1, 2 * student_cfg.frontend.receptive_field)
     freeze_unused(model, probe, torch.tensor([probe.shape[1]]))
 
-    dataset, targets_store = _build_dataset(config, objective, teacher, manifest)
+    dataset, heldout, targets_store = _build_dataset(config, objective, teacher, manifest)
     if targets_store is None:
         teacher.to(env.device)
     else:
         teacher = None  # never run: its targets are stored
     model.to(env.device)
     return _Parts(teacher=teacher, student_cfg=student_cfg, model_id=model_id, objective=objective, model=model,
-                  params=params, head_params=head_params, mapping=objective.mapping.to_dict(), dataset=dataset)
+                  params=params, head_params=head_params, mapping=objective.mapping.to_dict(), dataset=dataset,
+                  heldout=heldout)
 
 
 def _build_dataset(
     config: DistillConfig, objective: Objective, teacher: Encoder, manifest: Manifest | None
-) -> tuple[CropBatches, TeacherTargets | None]:
-    """The training splits' crops, with the stored teacher targets when the config names a store."""
+) -> tuple[CropBatches, CropBatches | None, TeacherTargets | None]:
+    """The training splits' crops less the held-out utterances, the held-out utterances' fixed
+    crops (``None`` when none are held out), and the stored teacher targets when the config
+    names a store."""
     if manifest is None:
         manifest = resolve_corpus(config.corpus)
     train_manifest = dataclasses.replace(
@@ -325,7 +352,11 @@ def _build_dataset(
         frame_aligned=targets_store is not None,
         seed=config.seed,
     )
-    return CropBatches(train_manifest, spec, targets_store), targets_store
+    train_manifest, heldout_manifest = split_heldout(
+        train_manifest, spec, config.heldout_fraction, config.heldout_max_utts
+    )
+    heldout = heldout_batches(heldout_manifest, spec, targets_store) if heldout_manifest is not None else None
+    return CropBatches(train_manifest, spec, targets_store), heldout, targets_store
 
 
 def _check_store_fits(store: TeacherTargets, teacher: Encoder) -> None:
@@ -402,9 +433,11 @@ def _write_run_record(out: Path, config: DistillConfig, env: DistEnv, parts: _Pa
 def _log_start(config: DistillConfig, env: DistEnv, parts: _Parts) -> None:
     log.log(
         logging.INFO if env.is_main else logging.DEBUG,
-        "distilling %s (%s, %.2f M params + %.2f M in heads) from %s with %s, targets %s, on %s × %d",
+        "distilling %s (%s, %.2f M params + %.2f M in heads) from %s with %s, targets %s, on %s × %d; "
+        "%d utterances held out, evaluated every %d steps",
         parts.model_id, parts.student_cfg.describe(), parts.params / 1e6, parts.head_params / 1e6, config.teacher,
         config.objective, list(parts.objective.mapping.teacher_layers), env.device, env.world_size,
+        len(parts.heldout.utts) if parts.heldout is not None else 0, config.eval_steps,
     )
 
 
@@ -413,7 +446,8 @@ def _train_loop(
     config: DistillConfig, out: Path, env: DistEnv, parts: _Parts, optim: _Optimisation, window: MetricsWindow,
     start: _Start, precision: str, progress: bool,
 ) -> dict[str, Any] | None:
-    """Steps ``start.step`` … ``config.steps``: train, log every ``log_every``, checkpoint.
+    """Steps ``start.step`` … ``config.steps``: train, log every ``log_every``, evaluate on the
+    held-out utterances every ``config.eval_steps`` (rank 0), checkpoint.
 
     Returns:
         the last metrics line logged (``None`` if no step was left to train).
@@ -439,6 +473,13 @@ def _train_loop(
                 t_window = time.perf_counter()
                 if env.is_main:
                     _log_metrics(out, last_record, bar, writer)
+            if parts.heldout is not None and env.is_main and (
+                done_steps % config.eval_steps == 0 or done_steps == config.steps
+            ):
+                record = heldout_record(done_steps, _heldout_loss(config, env, parts, autocast))
+                append_metrics(out, record)
+                if writer is not None:
+                    write_scalars(writer, record, done_steps)
             if done_steps % config.checkpoint_every == 0 or done_steps == config.steps:
                 next_batch = start.next_batch + (done_steps - start.step) * env.world_size
                 last_ckpt = save_training_state(out, env, config, done_steps, next_batch, parts.model,
@@ -485,6 +526,33 @@ def _train_step(
     optim.scheduler.step()
     frames = all_reduce_sum(frame_lengths.sum().detach().float(), env)
     return stats.cpu().tolist(), float(grad_norm), float(frames), lr
+
+
+def _heldout_loss(
+    config: DistillConfig, env: DistEnv, parts: _Parts, autocast: contextlib.AbstractContextManager[Any]
+) -> float:
+    """The training objective over every held-out utterance's fixed crop, frame-weighted.
+
+    The student is in eval mode (no dropout) and runs without gradients; no random generator
+    is drawn from, and the training mode is restored after.
+    """
+    assert parts.heldout is not None
+    model, layers = parts.model, parts.objective.mapping.teacher_layers
+    total, frames = 0.0, 0.0
+    model.eval()
+    try:
+        with torch.no_grad():
+            for g in range(parts.heldout.plan.batches_per_epoch(0)):
+                with autocast:
+                    preds, targets, frame_lengths = predict_and_target(
+                        model, parts.teacher, parts.heldout[g], layers, env.device
+                    )
+                loss, _ = distill_loss(preds, targets, frame_lengths, config.cos_weight)
+                n = float(frame_lengths.sum())
+                total, frames = total + float(loss) * n, frames + n
+    finally:
+        model.train()
+    return total / frames
 
 
 def _stop_if_diverged(loss_value: float, step: int, last_ckpt: Path | None) -> None:
@@ -562,6 +630,9 @@ def _finish(
     if last_record is None:  # nothing left to train: killed after the last checkpoint
         metrics = read_metrics(out)
         last_record = metrics[-1] if metrics else {"loss": float("nan")}
+    barrier(env)  # rank 0's held-out lines are written
+    curve = [float(r["heldout_loss"]) for r in read_heldout(out)]
+    fall = plateau_fall(curve)
     result = DistillResult(
         out=out,
         model_id=parts.model_id,
@@ -571,6 +642,9 @@ def _finish(
         steps=config.steps,
         final_loss=float(last_record["loss"]),
         mapping=parts.mapping,
+        heldout_loss=curve[-1] if curve else math.nan,
+        plateau_fall=fall,
+        plateaued=is_plateaued(fall, config.plateau_threshold),
     )
     if env.is_main:
         write_outputs(out, parts.model, config, result)

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
@@ -28,7 +29,7 @@ def _killed_run(cfg, out: Path, at_loss_call: int) -> None:
     calls = {"n": 0}
 
     def dying(*args, **kwargs):
-        calls["n"] += 1
+        calls["n"] += torch.is_grad_enabled()  # training steps only, not held-out evaluations
         if calls["n"] == at_loss_call:
             raise _Killed()
         return real(*args, **kwargs)

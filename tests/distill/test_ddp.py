@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from pathlib import Path
@@ -31,7 +32,8 @@ def _worker(rank: int, world: int, port: int, opts: dict, out: str, spy_dir: str
     real_getitem = data_mod.CropBatches.__getitem__
 
     def spy_getitem(self, g):
-        seen.append(int(g))
+        if torch.is_grad_enabled():  # training batches, not the held-out ones (rank 0, no grad)
+            seen.append(int(g))
         return real_getitem(self, g)
 
     real_save = trainer_mod.save_training_state
@@ -47,6 +49,7 @@ def _worker(rank: int, world: int, port: int, opts: dict, out: str, spy_dir: str
 
 
 def test_two_gloo_processes_stay_identical(tmp_path, teacher_dir, corpus_dir) -> None:
+    from deepwide.distill.metrics import read_heldout
     from deepwide.distill.trainer import read_metrics, read_result
 
     opts = base_options(teacher_dir, corpus_dir, steps=4, checkpoint_every=2, dropout=0.1, lr=3e-3)
@@ -57,6 +60,8 @@ def test_two_gloo_processes_stay_identical(tmp_path, teacher_dir, corpus_dir) ->
     result = read_result(tmp_path / "run")
     assert result is not None and result.steps == 4
     assert len(read_metrics(tmp_path / "run")) == 4  # rank 0 alone writes the log
+    assert [m["step"] for m in read_heldout(tmp_path / "run")] == [1, 2, 3, 4]  # rank 0 alone evaluates
+    assert math.isfinite(result.heldout_loss)
     for step in (2, 4):
         r0 = torch.load(spy / f"rank0-step{step}.pt", weights_only=True)
         r1 = torch.load(spy / f"rank1-step{step}.pt", weights_only=True)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from deepwide.figures.document import Doc, Table
 from deepwide.figures.formatting import fmt_params, metric_name, pts, score_ci
@@ -349,3 +350,66 @@ def add_similarity_section(doc: Doc, res: Results) -> None:
         items.append(line)
     doc.ul(items)
     doc.p("The similarity files store no uncertainty, so these are point values.")
+
+
+def teacher_profiles(probe: xr.Dataset, teacher: str) -> pd.DataFrame:
+    """The teacher's layerwise profile on every task: where it starts, peaks and ends, and its
+    least-squares slope against relative depth.
+
+    Returns:
+        One row per task with a finite score: task, kind, first (layer-0 score), peak, peak_layer,
+        last, slope (score change per unit of relative depth, from a least-squares line through
+        every layer's score; scores as stored, fractions) and num_layers.
+    """
+    rows = []
+    L = int(probe["num_layers"].sel(model=teacher))
+    info = task_info(probe)
+    for t in ordered_tasks(probe):
+        s = probe["score"].sel(model=teacher, task=t).values.astype(float)[: L + 1]
+        layers = probe["layer"].values[: L + 1].astype(float)
+        ok = np.isfinite(s)
+        if ok.sum() < 2:
+            continue
+        hib = bool(info.loc[t, "higher_is_better"])
+        i = int(np.nanargmax(s) if hib else np.nanargmin(s))
+        slope = float(np.polyfit(relative_depth(layers[ok], L), s[ok], 1)[0])
+        rows.append({"task": t, "kind": str(info.loc[t, "kind"]), "first": float(s[ok][0]), "peak": float(s[i]),
+                     "peak_layer": int(layers[i]), "last": float(s[ok][-1]), "slope": slope, "num_layers": L,
+                     "higher_is_better": hib})
+    return pd.DataFrame(rows)
+
+
+def add_teacher_profile_section(doc: Doc, res: Results, roles: dict[str, str]) -> None:
+    """What the teacher offers its students, task by task: its layerwise profile (issue #19's
+    "why" section, first part)."""
+    assert res.probe is not None
+    teacher = next((m for m, r in roles.items() if r == "teacher"), None)
+    if teacher is None or teacher not in set(res.probe["model"].values):
+        return
+    prof = teacher_profiles(res.probe, teacher)
+    if prof.empty:
+        return
+    doc.h(3, "What the teacher offers: its layerwise profiles")
+    doc.p(
+        f"A student distilled from {teacher} can only copy what the teacher's layers hold. For each "
+        "task: the teacher's score at layer 0 (the input to its first Transformer layer), at its "
+        "peak and at its last layer, and the least-squares slope of its per-layer scores "
+        "against relative depth (points per unit of depth; > 0: the score grows with depth, for "
+        "EER and error rates: worsens). Per-layer scores are test scores, so the peak is a location, "
+        "not an unbiased score."
+    )
+    rows = [
+        [r.task, r.kind, pts(r.first), f"{pts(r.peak)} (layer {r.peak_layer} of {r.num_layers})", pts(r.last),
+         f"{pts(r.slope)}"]
+        for r in prof.itertuples()
+    ]
+    doc.table(Table(["task", "kind", "layer 0", "peak", "last layer", "slope per unit depth"], rows,
+                    "Scores in % (points); the slope is per unit of relative depth (layer / L)."))
+    sentences = []
+    for kind in ("content", "speaker"):
+        part = prof[prof["kind"] == kind]
+        if part.empty:
+            continue
+        rel = [f"{r.task} peaks at relative depth {r.peak_layer / r.num_layers:.2f}" for r in part.itertuples()]
+        sentences.append(f"{kind} tasks: " + ", ".join(rel) + ".")
+    doc.ul(sentences)

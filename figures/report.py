@@ -41,6 +41,7 @@ from deepwide.figures.findings import (
     add_deep_wide_section,
     add_layer_section,
     add_similarity_section,
+    add_teacher_profile_section,
     add_twin_section,
     compare,
 )
@@ -81,6 +82,7 @@ def build_report(res: Results) -> tuple[Doc, list[BuiltFigure], list[SkippedFigu
         add_deep_wide_section(doc, res, facts, roles)
         add_twin_section(doc, res, facts)
         add_layer_section(doc, res, facts, roles)
+        add_teacher_profile_section(doc, res, roles)
     add_similarity_section(doc, res)
     if res.probe is not None:
         add_tables_section(doc, res, roles)

@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "CropBatches": "deepwide.distill.data",
     "CropSpec": "deepwide.distill.data",
     "TeacherTargets": "deepwide.distill.data",
+    "split_heldout": "deepwide.distill.data",
     # torch
     "DistillResult": "deepwide.distill.outputs",
     "DivergenceError": "deepwide.distill.trainer",
@@ -37,6 +38,9 @@ _EXPORTS: dict[str, str] = {
     "resolve_student": "deepwide.distill.student",
     "read_result": "deepwide.distill.outputs",
     "read_metrics": "deepwide.distill.metrics",
+    "read_heldout": "deepwide.distill.metrics",
+    "plateau_fall": "deepwide.distill.metrics",
+    "is_plateaued": "deepwide.distill.metrics",
     "load_heads": "deepwide.distill.outputs",
 }
 

@@ -21,7 +21,7 @@ from deepwide.analysis import (
 from deepwide.config import atomic_write_json, atomic_write_text, config_to_dict
 from deepwide.corpora import resolve_corpus
 from deepwide.devices import resolve_device
-from deepwide.distill import make_config, read_result, train_student
+from deepwide.distill import make_config, read_heldout, read_metrics, read_result, train_student
 from deepwide.extract import ExtractConfig, extract_features
 from deepwide.figures import make_figures, write_report
 from deepwide.models import load_model
@@ -114,7 +114,8 @@ def collect_results(results: Path, steps: Sequence[Step], students: Sequence[Stu
     ``distill.csv`` and ``study.json`` (the config, the seed, and each model's role:
     ``teacher``, ``student``, ``random`` or ``baseline``, keyed by model id; ``roles`` maps
     each store to its model's role; ``seeds``: for a study with several distillation seeds,
-    each student's group and seed, keyed by model id)."""
+    each student's group and seed, keyed by model id), and ``distill_curves.csv``: each
+    student's training and held-out loss per logged step (:func:`distill_curves`)."""
     probe_parts = sorted((results / "steps").glob("probe*/probe*.nc"))
     if len(probe_parts) == 1:
         for suffix in (".nc", ".csv"):
@@ -134,17 +135,35 @@ def collect_results(results: Path, steps: Sequence[Step], students: Sequence[Stu
             for f in s.out.glob("*"):
                 if f.suffix in (".nc", ".csv"):
                     shutil.copyfile(f, results / f.name)
-    rows = ["model,depth,width,ffn,heads,objective,params,steps,final_loss"]
+    rows = ["model,depth,width,ffn,heads,objective,params,steps,final_loss,heldout_loss,plateau_fall,plateaued"]
+    curves = [DISTILL_CURVES_HEADER]
     seeds: dict[str, dict[str, Any]] = {}  # model id -> its student's group and distillation seed
     for st in students:
         r = read_result(student_dirs[st.name][0])
         if st.group:
             seeds[r.model_id] = {"group": st.group, "seed": st.seed}
-        rows.append(f"{r.model_id},{st.depth},{st.width},{st.ffn},{st.heads},{st.objective},{r.params},{r.steps},{r.final_loss:.6f}")
+        rows.append(f"{r.model_id},{st.depth},{st.width},{st.ffn},{st.heads},{st.objective},{r.params},{r.steps},"
+                    f"{r.final_loss:.6f},{r.heldout_loss:.6f},{r.plateau_fall:.6f},{r.plateaued}")
+        curves += distill_curves(r.model_id, student_dirs[st.name][0])
     atomic_write_text(results / "distill.csv", "\n".join(rows) + "\n")
+    atomic_write_text(results / "distill_curves.csv", "\n".join(curves) + "\n")
     model_roles = {str(read_attrs(path)["model_id"]): role for path, role in roles.items()}
     atomic_write_json(results / "study.json", {"config": config_to_dict(cfg), "seed": seed, "roles": model_roles,
                                                "seeds": seeds})
+
+
+DISTILL_CURVES_HEADER = "model,step,train_loss,heldout_loss"
+
+
+def distill_curves(model_id: str, run: Path) -> list[str]:
+    """``distill_curves.csv`` rows of one student's run folder: one per step with a training
+    metrics line or a held-out evaluation (the other column empty where it has only one)."""
+    by_step: dict[int, list[str]] = {}
+    for m in read_metrics(run):
+        by_step.setdefault(m["step"], ["", ""])[0] = f"{m['loss']:.6f}"
+    for h in read_heldout(run):
+        by_step.setdefault(h["step"], ["", ""])[1] = f"{h['heldout_loss']:.6f}"
+    return [f"{model_id},{step},{train},{held}" for step, (train, held) in sorted(by_step.items())]
 
 
 def draw_figures(results: Path, out: Path) -> None:

@@ -655,9 +655,46 @@ def plot_superb_units(
     return fig
 
 
+# ---------------------------------------------------------------------------------------------
+# distillation curves
+
+
+@styled
+def plot_distill_curves(curves: pd.DataFrame, styles: ModelStyles | None = None) -> Figure:
+    """Training and held-out distillation loss against the optimiser step, one line per student.
+
+    Args:
+        curves: ``distill_curves.csv`` (columns model, step, train_loss, heldout_loss; NaN
+            where a step has only the other loss).
+        styles: model → style mapping; without one, or when it lacks a student, the students
+            get the palette in id order.
+    """
+    models = [str(m) for m in dict.fromkeys(curves["model"])]
+    if styles is None or any(m not in styles for m in models):
+        styles = model_styles(models, num_layers={}, dim={}, null_of={}, teacher=None)
+    fig = new_figure(figure_width(2, 2.6), 2.4)
+    axes = list(fig.subplots(1, 2, squeeze=False, sharey=True)[0])
+    for ax, column, title in (
+        (axes[0], "train_loss", "training loss (logged window mean)"),
+        (axes[1], "heldout_loss", "held-out loss"),
+    ):
+        for m in styles.order(models):
+            rows = curves[(curves["model"] == m) & curves[column].notna()]
+            if not rows.empty:
+                ax.plot(rows["step"].to_numpy(), rows[column].to_numpy(float), markersize=3,
+                        markevery=max(1, len(rows) // 10), **styles[m].line_kwargs())
+        ax.set_title(title)
+        ax.set_xlabel("optimiser step")
+        finish_axes(ax)
+    axes[0].set_ylabel("distillation loss")
+    _legend(fig, styles, models, twins=False)
+    return fig
+
+
 __all__ = [
     "default_styles",
     "metric_label",
+    "plot_distill_curves",
     "plot_depth_width_grid",
     "plot_label_cca_rank",
     "plot_params_vs_score",

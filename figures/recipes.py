@@ -14,6 +14,8 @@ Figures (file stems):
 6. ``fig6_label_cca_rank`` — label-CCA and effective rank against relative depth.
 7. ``fig7_superb_units`` — published SUPERB rows and this study's scores in SUPERB units,
    in separate rows (never on a shared axis).
+8. ``fig8_distill_curves`` — each student's training and held-out distillation loss against
+   the step (``distill_curves.csv``; left out without a note for older results that lack it).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from matplotlib.figure import Figure
 
 from deepwide.config import atomic_write_bytes
 from deepwide.figures import plots
+from deepwide.figures.curves import PLATEAU_RULE, read_distill_curves
 from deepwide.figures.results import (
     Results,
     best_layer_tasks,
@@ -263,6 +266,28 @@ def _superb_units(res: Results, styles: ModelStyles) -> list[BuiltFigure]:
     )
 
 
+def _distill_curves(res: Results, styles: ModelStyles) -> list[BuiltFigure]:
+    """Figure 8: training and held-out distillation loss against the step, one line per student.
+
+    Results from before the held-out loss have no ``distill_curves.csv``: the figure is then
+    left out quietly (no skip note), as the report's optional sections are.
+    """
+    curves = read_distill_curves(res.root)
+    if curves is None:
+        log.debug("no distill_curves.csv in %s (older results): no distillation curves", res.root)
+        return []
+    if curves.empty:
+        raise _Skip("distill_curves.csv has no rows")
+    fig = plots.plot_distill_curves(curves, styles)
+    return _single(
+        "fig8_distill_curves",
+        "Distillation loss of each student against the optimiser step: left, the training loss "
+        "(mean over each logged window of training batches); right, the held-out loss (the same "
+        f"objective, student in eval mode). {PLATEAU_RULE}",
+        fig,
+    )
+
+
 RECIPES: list[tuple[str, str, Callable[[Results, ModelStyles], list[BuiltFigure]]]] = [
     ("fig1_probe_curves", "Layerwise probes", _layerwise_probe_curves),
     ("fig2_similarity", "Similarity heatmaps", _similarity_heatmaps),
@@ -271,6 +296,7 @@ RECIPES: list[tuple[str, str, Callable[[Results, ModelStyles], list[BuiltFigure]
     ("fig5_ws_weights", "Weighted-sum layer weights", _weighted_sum_weights),
     ("fig6_label_cca_rank", "Label-CCA and effective rank", _label_cca_and_rank),
     ("fig7_superb_units", "SUPERB units: published and measured", _superb_units),
+    ("fig8_distill_curves", "Distillation curves", _distill_curves),
 ]
 
 
@@ -299,7 +325,7 @@ def make_figures(results_dir: str | Path, out_dir: str | Path) -> list[Path]:
 
     Args:
         results_dir: a results folder (probe.nc, similarity_*.nc, labels.nc, spectrum.nc,
-            distill.csv; any may be missing).
+            distill.csv, distill_curves.csv; any may be missing).
         out_dir: where ``<stem>.png`` and ``<stem>.pdf`` go (created if needed).
 
     Returns:

@@ -1,5 +1,5 @@
-"""The report's sections other than the findings: the setup (models, corpus, seeds, tasks), the
-score tables, the SUPERB-units tables (published and measured, apart), and the method notes on
+"""The report's sections other than the findings: the setup (models, corpus, seeds, tasks, and
+whether each student is trained to a plateau), the score tables, the SUPERB-units tables (published and measured, apart), and the method notes on
 how each interval was computed."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import math
 
 import pandas as pd
 
+from deepwide.figures.curves import PLATEAU_RULE, plateau_table
 from deepwide.figures.document import Doc, Table
 from deepwide.figures.formatting import fmt_params, format_cell, metric_name, pts, score_ci
 from deepwide.figures.results import Results, best_layer_table, ordered_tasks, task_info, ws_table
@@ -22,7 +23,8 @@ from deepwide.figures.superb import (
 
 
 def add_setup_section(doc: Doc, res: Results, facts: pd.DataFrame, roles: dict[str, str]) -> None:
-    """The models and their roles, the corpus and seeds from the results' attrs, the tasks."""
+    """The models and their roles, the corpus and seeds from the results' attrs, the tasks, and
+    whether each student is trained to a plateau (:func:`add_plateau_section`)."""
     doc.h(2, "Setup")
     if facts.empty:
         doc.p(
@@ -121,6 +123,54 @@ def add_setup_section(doc: Doc, res: Results, facts: pd.DataFrame, roles: dict[s
                 "Probing tasks as recorded in probe.nc.",
             )
         )
+    add_plateau_section(doc, res)
+
+
+def add_plateau_section(doc: Doc, res: Results) -> None:
+    """Each student's final held-out loss, its fall over the last quarter of the evaluations and
+    whether it counts as trained by the plateau rule; nothing when ``distill.csv`` lacks the
+    held-out columns (older results)."""
+    table = plateau_table(res.distill)
+    if table is None:
+        return
+    doc.h(3, "Trained to a plateau?")
+    doc.p(PLATEAU_RULE)
+    rows = [
+        [
+            str(r["model"]),
+            format_cell(r.get("steps")),
+            _loss(r.get("final_loss")),
+            _loss(r["heldout_loss"]),
+            f"{100 * float(r['plateau_fall']):.2f}" if math.isfinite(float(r["plateau_fall"])) else "—",
+            "yes" if r["plateaued"] else "no",
+        ]
+        for _, r in table.iterrows()
+    ]
+    n = sum(bool(r["plateaued"]) for _, r in table.iterrows())
+    doc.table(
+        Table(
+            ["model", "distillation steps", "final training loss", "final held-out loss",
+             "held-out fall over the last quarter (%)", "trained (plateaued)"],
+            rows,
+            f"From distill.csv; {n} of {len(rows)} students count as trained. Training loss: the "
+            "mean of the last logged window; held-out loss: the last evaluation. — : fewer than "
+            "three held-out evaluations.",
+        )
+    )
+    if n < len(rows):
+        doc.p(
+            "Students that do not count as trained were still improving on held-out utterances when "
+            "distillation stopped: their probing scores may understate what their architecture "
+            "reaches with more steps."
+        )
+
+
+def _loss(v: object) -> str:
+    try:
+        x = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "—"
+    return f"{x:.4f}" if math.isfinite(x) else "—"
 
 
 def add_tables_section(doc: Doc, res: Results, roles: dict[str, str]) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from deepwide.errors import StoreError
+from deepwide.figures.results import read_model_csv
 
 DISTILL_CURVES = "distill_curves.csv"
 CURVE_COLUMNS = ("model", "step", "train_loss", "heldout_loss")
@@ -46,14 +46,7 @@ def read_distill_curves(root: str | Path) -> pd.DataFrame | None:
     path = Path(root) / DISTILL_CURVES
     if not path.is_file():
         return None
-    try:
-        df = pd.read_csv(path)
-    except Exception as exc:
-        raise StoreError(f"{path} cannot be read as CSV ({exc}); rewrite it") from exc
-    missing = [c for c in CURVE_COLUMNS if c not in df.columns]
-    if missing:
-        raise StoreError(f"{path.name} lacks column(s) {', '.join(missing)} (see docs/results-schema.md)")
-    df["model"] = df["model"].astype(str)
+    df = read_model_csv(path, CURVE_COLUMNS)
     return df.sort_values(["model", "step"], kind="stable").reset_index(drop=True)
 
 

@@ -196,11 +196,21 @@ def _blank(v: object) -> bool:
 
 
 def _read_distill(path: Path) -> pd.DataFrame:
+    return read_model_csv(path, _DISTILL_COLUMNS)
+
+
+def read_model_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    """A per-model results CSV (``distill.csv``, ``distill_curves.csv``) that must hold ``columns``;
+    ``model`` read as text.
+
+    Raises:
+        StoreError: the file cannot be read or lacks a column.
+    """
     try:
         df = pd.read_csv(path)
     except Exception as exc:
         raise StoreError(f"{path} cannot be read as CSV ({exc}); rewrite it") from exc
-    missing = [c for c in _DISTILL_COLUMNS if c not in df.columns]
+    missing = [c for c in columns if c not in df.columns]
     if missing:
         raise StoreError(
             f"{path.name} lacks column(s) {', '.join(missing)} (see docs/results-schema.md)"

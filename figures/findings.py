@@ -235,8 +235,11 @@ def add_twin_section(doc: Doc, res: Results, facts: pd.DataFrame) -> None:
     scores, score_name = headline_scores(probe)
     info = task_info(probe)
     twins = {str(facts.loc[m, "null_of"]): m for m in facts.index if facts.loc[m, "is_null"]}
+    # the study's record pairs every student with its shape's (shared) twin; older results: null_of
+    twins.update({m: z for m, z in res.twin_of.items() if z in facts.index})
     doc.h(3, "Every model against its random twin")
-    pairs = [(m, twins[m]) for m in facts.index if m in twins and m in set(probe["model"].values)]
+    probed = set(probe["model"].values)
+    pairs = [(m, twins[m]) for m in facts.index if m in twins and m in probed and twins[m] in probed]
     if not pairs:
         doc.p(
             "The results hold no random-weight twins (null models), so no model can be "
@@ -246,7 +249,7 @@ def add_twin_section(doc: Doc, res: Results, facts: pd.DataFrame) -> None:
     tasks = ordered_tasks(probe)
     rows, above, total, weak = [], 0, 0, []
     for m, z in pairs:
-        row = [m]
+        row = [m, z]
         for t in tasks:
             c = compare(scores, m, z, t, bool(info.loc[t, "higher_is_better"]))
             if c is None:
@@ -268,10 +271,11 @@ def add_twin_section(doc: Doc, res: Results, facts: pd.DataFrame) -> None:
     doc.ul(weak)
     doc.table(
         Table(
-            ["model"] + tasks,
+            ["model", "twin"] + tasks,
             rows,
             "Advantage of each trained model over its random twin, points [95 % CI]; > 0 = trained "
-            "model better (for EER: lower).",
+            "model better (for EER: lower). Students of one shape share one twin: its weights "
+            "depend on neither the objective nor the distillation seed.",
         )
     )
 

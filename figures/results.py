@@ -85,6 +85,9 @@ class Results:
     #: student group -> {distillation seed: model id}, for a study run with several seeds
     #: (``study.json``'s ``seeds``); empty otherwise.
     seed_groups: dict[str, dict[int, str]] = field(default_factory=dict)
+    #: trained model id -> its random twin's id (``study.json``'s ``twins``: students of one
+    #: shape share one twin); empty for older results, which pair twins by ``null_of`` only.
+    twin_of: dict[str, str] = field(default_factory=dict)
     _roles_guess_logged: bool = field(default=False, init=False, repr=False, compare=False)
 
     @property
@@ -129,6 +132,7 @@ def load_results(results_dir: str | Path) -> Results:
     if spath.is_file():
         res.recorded_roles = _read_roles(spath)
         res.seed_groups = _read_seed_groups(spath)
+        res.twin_of = _read_twins(spath)
     log.info("results in %s: %s", root, ", ".join(res.available()) or "nothing")
     return res
 
@@ -257,6 +261,17 @@ def _read_seed_groups(path: Path) -> dict[str, dict[int, str]]:
                 "rewrite it with the current `deepwide study`"
             ) from exc
     return groups
+
+
+def _read_twins(path: Path) -> dict[str, str]:
+    """``study.json``'s ``twins`` (trained model id -> its random twin's id); empty when absent."""
+    twins = json.loads(path.read_text()).get("twins") or {}
+    if not isinstance(twins, dict) or not all(isinstance(v, str) for v in twins.values()):
+        raise StoreError(
+            f"{path.name}: \"twins\" must map model ids to their random twins' ids, got {twins!r:.80}; "
+            "rewrite it with the current `deepwide study`"
+        )
+    return {str(m): v for m, v in twins.items()}
 
 
 # ---------------------------------------------------------------------------------------------

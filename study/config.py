@@ -48,8 +48,9 @@ class StudyConfig:
             default): each is distilled once, with the study's ``--seed``. Given (``[0, 1, 2]``):
             each is distilled once per seed, named ``<student>-s<seed>``; the report's
             deep-versus-wide advantage is then the mean over seeds with an interval over seeds
-            and test utterances. Only the first seed's students get random twins (a twin's
-            weights do not depend on the distillation seed).
+            and test utterances. Random twins are one per student shape: a twin's weights
+            depend on neither the distillation seed nor the objective, so the students of one
+            depth × width (× FFN, heads) share the first one's twin.
         teacher_targets: distil from a stored teacher (``--frames all`` store) instead of
             running the teacher every step.
         frames: what the probe/analysis stores keep (``sample:K`` keeps K frames per utterance).

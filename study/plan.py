@@ -173,9 +173,13 @@ def build_plan(cfg: StudyConfig, out: Path, *, seed: int = 0, check_only: bool =
         ("teacher", cfg.teacher, teacher_key),
         ("teacher-random", f"random:{cfg.teacher}", config_hash({"random": teacher_key, "seed": seed})),
     ]
-    # one random twin per architecture: a twin's weights do not depend on the distillation seed,
-    # so the students of later seeds share their first seed's twin
-    twin = {st.name: f"{st.group}-s{cfg.seeds[0]}-random" if st.group else f"{st.name}-random" for st in students}
+    # one random twin per architecture: a twin's weights depend on neither the distillation seed
+    # nor the objective, so every student of one shape (depth, width, FFN, heads) shares the twin
+    # of the first student of that shape (the PredLayer and L2L twins were byte-identical stores)
+    first_of_shape: dict[tuple[int, int, int, int], str] = {}
+    for st in students:
+        first_of_shape.setdefault((st.depth, st.width, st.ffn, st.heads), st.name)
+    twin = {st.name: f"{first_of_shape[(st.depth, st.width, st.ffn, st.heads)]}-random" for st in students}
     for st in students:
         sdir, skey = student_dirs[st.name]
         models.append((st.name, str(sdir), skey))
@@ -260,6 +264,8 @@ def build_plan(cfg: StudyConfig, out: Path, *, seed: int = 0, check_only: bool =
     role_of = {"teacher": "teacher", **{m: "random" for m in nulls}, **{st.name: "student" for st in students},
                **{b: "baseline" for b in cfg.baselines}}
     roles = {stores[(m, sim_corpus)][0]: role_of[m] for m in all_labels}
+    twin_stores = {stores[(m, sim_corpus)][0]: stores[(z, sim_corpus)][0]
+                   for m, z in [("teacher", "teacher-random"), *twin.items()]}
     lab_stores = [stores[(m, sim_corpus)] for m in all_labels]
     key = config_hash({"stores": [k for _, k in lab_stores], "labels": cfg.labels, "k": cfg.frames_per_utt, "seed": seed})
     ldir = results / "steps" / "labels"
@@ -273,7 +279,7 @@ def build_plan(cfg: StudyConfig, out: Path, *, seed: int = 0, check_only: bool =
     collect_key = config_hash([s.key for s in steps])
     steps.append(Step("collect results", "collect", results, collect_key,
                       partial(stages.collect_results, results, [s for s in steps if s.out.parent == results / "steps"],
-                                  students, student_dirs, roles, cfg, seed)))
+                                  students, student_dirs, roles, twin_stores, cfg, seed)))
     fig_key = config_hash({"results": collect_key, "v": 1})
     steps.append(Step("figures", "figures", out / "figures", fig_key, partial(stages.draw_figures, results, out / "figures")))
     steps.append(Step("report", "report", out / "report", fig_key, partial(stages.write_study_report, results, out / "report")))

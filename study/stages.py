@@ -109,12 +109,14 @@ def effective_rank(stores: Sequence[Path], out: Path, seed: int) -> None:
 
 def collect_results(results: Path, steps: Sequence[Step], students: Sequence[Student],
                     student_dirs: Mapping[str, tuple[Path, str]], roles: Mapping[Path, str],
-                    cfg: StudyConfig, seed: int) -> None:
+                    twins: Mapping[Path, Path], cfg: StudyConfig, seed: int) -> None:
     """Gather every step's result files into ``results/`` (the folder figures read) and write
     ``distill.csv`` and ``study.json`` (the config, the seed, and each model's role:
     ``teacher``, ``student``, ``random`` or ``baseline``, keyed by model id; ``roles`` maps
     each store to its model's role; ``seeds``: for a study with several distillation seeds,
-    each student's group and seed, keyed by model id), and ``distill_curves.csv``: each
+    each student's group and seed, keyed by model id; ``twins``: each trained model's random
+    twin, keyed by model id, from ``twins``, which maps a model's store to its twin's — students
+    of one shape share one twin), and ``distill_curves.csv``: each
     student's training and held-out loss per logged step (:func:`distill_curves`)."""
     probe_parts = sorted((results / "steps").glob("probe*/probe*.nc"))
     if len(probe_parts) == 1:
@@ -148,8 +150,9 @@ def collect_results(results: Path, steps: Sequence[Step], students: Sequence[Stu
     atomic_write_text(results / "distill.csv", "\n".join(rows) + "\n")
     atomic_write_text(results / "distill_curves.csv", "\n".join(curves) + "\n")
     model_roles = {str(read_attrs(path)["model_id"]): role for path, role in roles.items()}
+    twin_ids = {str(read_attrs(m)["model_id"]): str(read_attrs(z)["model_id"]) for m, z in twins.items()}
     atomic_write_json(results / "study.json", {"config": config_to_dict(cfg), "seed": seed, "roles": model_roles,
-                                               "seeds": seeds})
+                                               "seeds": seeds, "twins": twin_ids})
 
 
 DISTILL_CURVES_HEADER = "model,step,train_loss,heldout_loss"

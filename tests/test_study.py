@@ -68,7 +68,9 @@ def test_study_end_to_end_then_cached_then_partial_rerun(mini: tuple[StudyConfig
 
     probe = xr.load_dataset(results / "probe.nc")
     assert set(probe["task"].values) == set(cfg.tasks)
-    assert int(probe["is_null"].sum()) == 6  # teacher + 5 students have random twins
+    # one random twin per shape: the teacher's, 1x32's, 2x16's and DistilHuBERT's (2x32); the
+    # PredLayer and L2L students of one shape share theirs
+    assert int(probe["is_null"].sum()) == 4
     # pr: on stores of every frame of (at most 8 per split) sentences, the trained models and the
     # teacher's random twin
     pr = probe["score"].sel(task="pr").max("layer")
@@ -87,6 +89,26 @@ def test_study_end_to_end_then_cached_then_partial_rerun(mini: tuple[StudyConfig
     assert {roles[str(m)] for m, null in zip(probe["model"].values, probe["is_null"].values, strict=True)
             if bool(null)} == {"random"}
     assert sorted(set(roles.values())) == ["baseline", "random", "student", "teacher"]
+    twins = json.loads((results / "study.json").read_text())["twins"]
+    trained = [str(m) for m, null in zip(probe["model"].values, probe["is_null"].values, strict=True)
+               if not bool(null) and roles[str(m)] != "baseline"]
+    assert sorted(twins) == sorted(trained) and set(twins.values()) <= set(roles)
+    assert twins["mini-teacher"] == "random:mini-teacher"
+    by_shape = {m: z for m, z in twins.items() if "1x32" in m}
+    assert len(by_shape) == 2 and len(set(by_shape.values())) == 1  # PredLayer and L2L: one twin
+    # the premise of sharing: the random twins of one shape's PredLayer and L2L students are the
+    # same network, weight for weight
+    import torch
+
+    from deepwide.models import load_model
+
+    a = load_model(f"random:{out / 'students' / '1x32-predlayer'}", seed=0).state_dict()
+    b = load_model(f"random:{out / 'students' / '1x32-l2l'}", seed=0).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # the report compares every trained model with its (shared) twin
+    report = (out / "report" / "report.md").read_text()
+    for m, z in twins.items():
+        assert f"| {m} | {z} |" in report, m
     assert (out / "report" / "report.html").stat().st_size > 10_000
     pngs = sorted((out / "figures").glob("*.png"))
     assert len(pngs) >= 6
@@ -139,8 +161,8 @@ def test_seeds_distil_each_student_once_per_seed_with_one_twin_per_architecture(
     # the seed reaches the distillation run
     assert distill["distill 1x32-l2l-s5"].run.args[0].seed == 5
     twins = sorted(s.name for s in steps if s.kind == "extract" and "-random on" in s.name and "teacher" not in s.name)
-    assert twins == sorted([f"extract {n}-s3-random on {cfg.corpus}" for n in
-                            ["1x32-predlayer", "1x32-l2l", "2x16-predlayer", "2x16-l2l"]]
+    # one per shape, the first seed's first objective's: neither seed nor objective changes it
+    assert twins == sorted([f"extract {n}-s3-random on {cfg.corpus}" for n in ["1x32-predlayer", "2x16-predlayer"]]
                            + [f"extract distilhubert-2x32-random on {cfg.corpus}"])  # DistilHuBERT: one seed
     # no seeds: the names, keys and twins of today's study
     plain, _ = build_plan(cfg, root / "seeded")
@@ -229,7 +251,7 @@ def test_collect_merges_probes_of_several_corpora(tmp_path: Path) -> None:
     results = tmp_path / "results"
     for i, part in enumerate((tasks[:2], tasks[2:])):
         write_results(probe.sel(task=part), results / "steps" / f"probe-corpus{i}")
-    collect_results(results, [], [], {}, {}, StudyConfig(), 0)
+    collect_results(results, [], [], {}, {}, {}, StudyConfig(), 0)
     merged = xr.load_dataset(results / "probe.nc")
     assert sorted(str(t) for t in merged["task"].values) == sorted(tasks)
     xr.testing.assert_allclose(merged["score"].sel(task=tasks), probe["score"])
@@ -253,6 +275,6 @@ def test_collect_keeps_task_names_longer_than_the_first_parts(tmp_path: Path) ->
     for i, part in enumerate((["ic"], ["ks"], ["phone", "sid", "asv"])):
         one = probe.sel(task=part)
         write_results(one.assign_coords(task=np.array(part)), results / "steps" / f"probe-corpus{i}")
-    collect_results(results, [], [], {}, {}, StudyConfig(), 0)
+    collect_results(results, [], [], {}, {}, {}, StudyConfig(), 0)
     merged = xr.load_dataset(results / "probe.nc")
     assert [str(t) for t in merged["task"].values] == ["ic", "ks", "phone", "sid", "asv"]

@@ -23,7 +23,7 @@ def test_collect_writes_distill_curves_and_heldout_columns(tmp_path, teacher_dir
     st = Student(name="2x32-predlayer", depth=2, width=32, ffn=64, heads=2, objective="predlayer")
     results = tmp_path / "results"
     results.mkdir()
-    collect_results(results, [], [st], {st.name: (run, "")}, {}, StudyConfig(), 0)
+    collect_results(results, [], [st], {st.name: (run, "")}, {}, {}, StudyConfig(), 0)
 
     distill = pd.read_csv(results / "distill.csv")
     row = distill.set_index("model").loc[result.model_id]

@@ -115,7 +115,7 @@ def test_every_model_is_compared_with_its_random_twin(report) -> None:
     n_above = sum(lo > 0 for _, lo, _ in cells)
     assert f"in {n_above} of {len(cells)} model × task comparisons" in md
     d, lo, hi = cells[0]
-    assert f"| {TEACHER} | {100 * d:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] |" in md
+    assert f"| {TEACHER} | random:{TEACHER} | {100 * d:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] |" in md
 
 
 def test_markdown_twin_links_existing_figures(report) -> None:

@@ -53,6 +53,11 @@ def _task_lines() -> str:
               help="Comma-separated L2 grid on the mean-loss scale [default: 1,0.1,…,1e-5].")
 @click.option("--tol", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
               help="Solver tolerance on max |gradient| (as scikit-learn's tol) for the chosen fits.")
+@click.option("--gap-tol", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=1e-3,
+              show_default=True,
+              help="Certified relative objective gap of every choosable fit, utterance-level tasks.")
+@click.option("--frame-gap-tol", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=1e-2,
+              show_default=True, help="The same for frame-level tasks (phone, sid-frame).")
 @click.option("--max-iter", type=click.IntRange(min=1), default=500, show_default=True,
               help="Solver iterations per run (sweep and refinement each); a warning names the "
                    "layers whose chosen fit stopped there.")
@@ -80,6 +85,8 @@ def probe(
     max_eval_frames: int,
     penalties: tuple[float, ...] | None,
     tol: float,
+    gap_tol: float,
+    frame_gap_tol: float,
     max_iter: int,
     n_boot: int,
     weighted_sum: bool,
@@ -109,7 +116,7 @@ def probe(
     kwargs = {} if penalties is None else {"penalties": penalties}
     config = ProbeConfig(
         max_train_frames=max_train_frames, max_eval_frames=max_eval_frames, include_silence=include_silence,
-        segment_frames=segment_frames, tol=tol, max_iter=max_iter, n_boot=n_boot, weighted_sum=weighted_sum, device=device,
+        segment_frames=segment_frames, tol=tol, gap_tol=gap_tol, frame_gap_tol=frame_gap_tol, max_iter=max_iter, n_boot=n_boot, weighted_sum=weighted_sum, device=device,
         asr_head=asr_head, ctc_steps=ctc_steps, **kwargs,
     )
     if out_dir is not None:  # refuse an --out this run cannot be merged into before probing

@@ -88,6 +88,13 @@ class ProbeConfig:
         include_silence: keep silence frames in ``phone``.
         segment_frames: ``sid-frame`` sample = mean of this many consecutive frames.
         tol: solver gradient tolerance (as scikit-learn's ``tol``).
+        gap_tol, frame_gap_tol: the certified relative objective gap of every fit the penalty
+            can be chosen among (:func:`deepwide.probing.solver.fit_softmax_path`; the sweep
+            uses ten times it): ``gap_tol`` (1e-3) for utterance-level tasks, whose few samples
+            per dimension nearly separate the training set at weak penalties, and
+            ``frame_gap_tol`` (1e-2) for frame-level tasks (tens of thousands of frames per
+            fit), where it halves the work and moved no teacher layer's phone or sid-frame
+            accuracy by more than 0.25 points against 1e-3 (docs/benchmarks.md).
         max_iter: solver iterations per run (the penalty sweep and a refinement each get it).
         n_boot: bootstrap replicates.
         weighted_sum: also train the SUPERB weighted-sum probe.
@@ -107,6 +114,8 @@ class ProbeConfig:
     include_silence: bool = False
     segment_frames: int = 1
     tol: float = 1e-4
+    gap_tol: float = 1e-3
+    frame_gap_tol: float = 1e-2
     max_iter: int = 500
     n_boot: int = DEFAULT_BOOT
     weighted_sum: bool = True
@@ -133,6 +142,8 @@ class ProbeConfig:
             raise ValueError("n_boot must be at least 10")
         if self.max_train_frames < 1 or self.max_eval_frames < 1:
             raise ValueError("frame caps must be positive")
+        if not (0 < self.gap_tol < 1 and 0 < self.frame_gap_tol < 1):
+            raise ValueError("gap_tol and frame_gap_tol must be between 0 and 1")
 
     def prepare_options(self, seed: int) -> PrepareOptions:
         """The sampling options for :meth:`Task.prepare`."""
@@ -244,6 +255,7 @@ def probe_classification(data: TaskData, ds: Any, config: ProbeConfig, seed: int
         result.ws_ci = bootstrap_mean_ci(correct, data.test.groups, n_boot=config.n_boot, seed=seed)
         result.ws_correct = correct
 
+    gap = config.frame_gap_tol if data.task.level == "frame" else config.gap_tol
     per_layer = (len(y_tr) + len(y_dv) + len(y_te)) * dim * 4 * 2 + dim * dim * 8
     chunk = max(1, int(config.max_batch_bytes // max(per_layer, 1)))
     correct_all = np.zeros((len(y_te), n_layers))
@@ -254,6 +266,7 @@ def probe_classification(data: TaskData, ds: Any, config: ProbeConfig, seed: int
         path = fit_softmax_path(
             xt, torch.from_numpy(y_tr), k, config.penalties,
             x_dev=xd, y_dev=torch.from_numpy(y_dv), tol=config.tol, max_iter=config.max_iter,
+            gap_tol=gap, path_gap_tol=10 * gap,
         )
         if path.chosen_max_iter.any():
             layers = ", ".join(str(n) for n in result.layers[sl][path.chosen_max_iter])

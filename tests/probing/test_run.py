@@ -286,3 +286,26 @@ def test_asr_scores_words_and_characters_with_either_head() -> None:
     res = probe_stores([ds], ["asr"], blstm, seed=0).sel(model="fake-model", task="asr")
     assert np.isnan(res["score"].values).all() and 0 <= float(res["ws_score"]) <= 2
     assert abs(float(res["ws_weight"].sum()) - 1) < 1e-6
+
+
+def test_frame_and_utterance_tasks_are_certified_to_their_own_gap(fake_ds, monkeypatch) -> None:
+    """Frame-level fits are certified to ``frame_gap_tol``, utterance-level ones to ``gap_tol``
+    (the sweep to ten times each), and the config rejects a gap outside (0, 1)."""
+    import deepwide.probing.run as run
+
+    seen: dict[int, tuple[float, float]] = {}
+    real = run.fit_softmax_path
+
+    def spy(x, y, k, penalties, **kw):
+        seen[int(x.shape[1])] = (kw["gap_tol"], kw["path_gap_tol"])
+        return real(x, y, k, penalties, **kw)
+
+    monkeypatch.setattr(run, "fit_softmax_path", spy)
+    cfg = ProbeConfig(n_boot=20, weighted_sum=False, gap_tol=2e-3, frame_gap_tol=3e-2)
+    res = probe_stores([fake_ds], ["sid", "phone"], cfg)
+    n_utt = int(res["n_train"].sel(model="fake-model", task="sid").values[0])
+    n_frames = int(res["n_train"].sel(model="fake-model", task="phone").values[0])
+    assert seen[n_utt] == pytest.approx((2e-3, 2e-2)) and seen[n_frames] == pytest.approx((3e-2, 3e-1))
+    assert json.loads(res.attrs["config"])["frame_gap_tol"] == 3e-2
+    with pytest.raises(ValueError, match="gap_tol and frame_gap_tol"):
+        ProbeConfig(frame_gap_tol=1.0)

@@ -50,8 +50,10 @@ log = logging.getLogger(__name__)
 #: Relative jitter of the duration sort key: batches differ between epochs.
 DURATION_JITTER = 0.1
 
-#: Stored targets smaller than this are read into memory once (else sliced per batch).
-TARGETS_IN_MEMORY_BYTES = 1 << 30
+#: Stored targets smaller than this, at the store's dtype, are read into memory once and kept
+#: at that dtype (float16 to float32 is exact, so per-batch slices equal the store's values);
+#: larger ones are sliced from the store per batch (random reads of compressed chunks: slow).
+TARGETS_IN_MEMORY_BYTES = 2 << 30
 
 #: Seeds the held-out batches' grouping and crop offsets: fixed, whatever the run's seed.
 HELDOUT_SEED = 0
@@ -205,13 +207,17 @@ class TeacherTargets:
         ds.close()
         self._array: Any = None
         self._memory: np.ndarray | None = None
-        itemsize = 4
+        arr = self._open()
+        itemsize = np.dtype(arr.dtype).itemsize
         needed = len(self.layers) * sum(n for _, n in self.index.values()) * self.dim * itemsize
         if needed <= in_memory_bytes:
-            arr = self._open()
-            self._memory = np.stack([np.asarray(arr[i], dtype=np.float32) for i in self._layer_index])
+            self._memory = np.stack([np.asarray(arr[i]) for i in self._layer_index])
             self._array = None
-            log.info("teacher targets: %d layers (%.1f MB) read into memory", len(self.layers), needed / 1e6)
+            log.info("teacher targets: %d layers (%.1f MB, %s) read into memory", len(self.layers), needed / 1e6,
+                     self._memory.dtype)
+        else:
+            log.info("teacher targets: %d layers (%.1f MB) exceed the in-memory limit (%.1f MB): read per batch",
+                     len(self.layers), needed / 1e6, in_memory_bytes / 1e6)
 
     def _open(self) -> Any:
         if self._array is None:

@@ -146,3 +146,21 @@ def test_targets_read_lazily_equal_in_memory(target_store) -> None:
     assert va == vb < 500
     np.testing.assert_array_equal(a, b)
     assert not a[:, va:].any()
+    assert a.dtype == np.float32 and mem._memory.dtype == lazy._open().dtype  # kept at the store's dtype
+
+
+def test_float16_targets_stay_float16_in_memory_and_read_exactly(target_store, tmp_path) -> None:
+    """A float16 store (the study's) is held at float16 — half the memory, so a 12-target L2L
+    student's targets fit — and every read equals the per-batch read from the store."""
+    from tests.distill.conftest import write_target_store
+
+    path, teacher, manifest = target_store
+    half = write_target_store(teacher, manifest, tmp_path / "half.zarr", dtype="float16")
+    mem = TeacherTargets(half, [1, 3])
+    lazy = TeacherTargets(half, [1, 3], in_memory_bytes=0)
+    assert mem._memory is not None and mem._memory.dtype == np.float16
+    uid = manifest.utterances[1].utt_id
+    a, _ = mem.read(uid, 0, 400)
+    b, _ = lazy.read(uid, 0, 400)
+    assert a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)

@@ -71,6 +71,15 @@ def training_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--checkpoint-every", type=click.IntRange(min=1), default=1000, show_default=True),
         click.option("--keep-checkpoints", type=click.IntRange(min=1), default=2, show_default=True),
         click.option("--log-every", type=click.IntRange(min=1), default=10, show_default=True),
+        click.option("--eval-every", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="Steps between held-out evaluations (0: steps // 10; the last step always has one)."),
+        click.option("--heldout-fraction", type=click.FloatRange(min=0, max=1, max_open=True), default=0.05,
+                     show_default=True, help="Training utterances held out (hashed ids, same for every seed; 0: none)."),
+        click.option("--heldout-max-utts", type=click.IntRange(min=1), default=64, show_default=True,
+                     help="At most this many held-out utterances."),
+        click.option("--plateau-threshold", type=click.FloatRange(min=0, min_open=True), default=0.01,
+                     show_default=True,
+                     help="Plateaued: the held-out loss fell by less than this fraction over the last quarter of evaluations."),
         click.option("--workers", "num_workers", type=click.IntRange(min=0), default=0, show_default=True, help="Data-loading processes."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N (torchrun: one GPU per process)."),
         click.option("--resume", is_flag=True, help="Continue the run in --out from its newest checkpoint."),
@@ -123,6 +132,10 @@ def train(ctx: click.Context, **kw: Any) -> None:
         f"{result.steps} steps, final loss {result.final_loss:.4f}, "
         f"targets {result.mapping['teacher_layers']} <- student layers {result.mapping['student_layers']} -> {result.out}"
     )
+    if result.heldout_loss == result.heldout_loss:  # NaN: nothing held out
+        fall = "" if result.plateau_fall != result.plateau_fall else f", fell {100 * result.plateau_fall:.1f} % over the last quarter"
+        click.echo(f"held-out loss {result.heldout_loss:.4f}{fall}: "
+                   f"{'plateaued' if result.plateaued else 'not plateaued (train longer)'}")
 
 
 @distill.command("sweep")

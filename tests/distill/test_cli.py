@@ -118,3 +118,19 @@ def test_cli_module_does_not_import_torch() -> None:
     code = "import sys, deepwide.distill.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_heldout_options_reach_the_run_and_its_summary(tmp_path, teacher_dir, corpus_dir) -> None:
+    from deepwide.distill.metrics import read_heldout
+
+    args = ["distill", "--depth", "1", "--width", "32", "--heads", "2", "--ffn", "64",
+            *_common(teacher_dir, corpus_dir, tmp_path / "run"),
+            "--eval-every", "1", "--heldout-fraction", "0.2", "--heldout-max-utts", "3", "--plateau-threshold", "0.5"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((tmp_path / "run" / "run.json").read_text())["config"]
+    assert (cfg["eval_every"], cfg["heldout_fraction"], cfg["heldout_max_utts"], cfg["plateau_threshold"]) == (1, 0.2, 3, 0.5)
+    assert [h["step"] for h in read_heldout(tmp_path / "run")] == [1, 2, 3]  # every step, as asked
+    assert "held-out loss " in res.output and "plateaued" in res.output
+    bad = CliRunner().invoke(cli, [*args[:-2], "--plateau-threshold", "0"])
+    assert bad.exit_code != 0 and "--plateau-threshold" in bad.output

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from deepwide.config import atomic_write_bytes, atomic_write_text
 from deepwide.figures.document import Doc, Table
+from deepwide.figures.explain import add_student_measures_section
 from deepwide.figures.findings import (
     PAPER_CLAIM,
     Comparison,
@@ -83,6 +84,7 @@ def build_report(res: Results) -> tuple[Doc, list[BuiltFigure], list[SkippedFigu
         add_twin_section(doc, res, facts)
         add_layer_section(doc, res, facts, roles)
         add_teacher_profile_section(doc, res, roles)
+        add_student_measures_section(doc, res, roles)
     add_similarity_section(doc, res)
     if res.probe is not None:
         add_tables_section(doc, res, roles)

@@ -36,7 +36,13 @@ class StudyConfig:
         shallow_depth: depth of the shallow-wide students; they keep the teacher's width.
         deep_depths: depths of the deep-narrow students; widths solved (budget solver) to
             match the shallow-wide students' parameter count.
-        objectives: distillation objectives of the deep/shallow students.
+        pairing: which objective each deep/shallow student is distilled with. ``"paper"`` (the
+            default): the paper's two students, the shallow-wide one with PredLayer and the
+            deep-narrow ones with L2L (its 3-L One-PredLayer and 12-L Half-L2L); ``objectives``
+            is then unused. ``"crossed"``: every shape with every objective of ``objectives``,
+            which separates depth from objective (``configs/embedded-full*.toml``).
+        objectives: distillation objectives of the deep/shallow students (``pairing =
+            "crossed"``).
         distilhubert: also a DistilHuBERT-shaped student (2 layers × teacher width, PredLayer).
         head_dim, ffn_ratio: head size and FFN/width ratio of the solved students.
         budget_match: how the deep students meet the shallow ones' parameter count:
@@ -77,6 +83,7 @@ class StudyConfig:
     teacher: str = "tiny-teacher"
     shallow_depth: int = 3
     deep_depths: tuple[int, ...] = (12,)
+    pairing: str = "paper"
     objectives: tuple[str, ...] = ("predlayer", "l2l")
     distilhubert: bool = True
     head_dim: int = 64
@@ -117,6 +124,11 @@ class StudyConfig:
                 raise ValueError(f"{name} must be > 0, got {value!r}")
         if len(set(self.seeds)) != len(self.seeds) or any(int(x) != x or x < 0 for x in self.seeds):
             raise ValueError(f"seeds must be distinct non-negative integers, got {list(self.seeds)}")
+        if self.pairing not in ("paper", "crossed"):
+            raise ValueError(f"pairing must be 'paper' or 'crossed', got {self.pairing!r}")
+        if self.pairing == "paper" and tuple(self.objectives) != ("predlayer", "l2l"):
+            raise ValueError("objectives are used only with pairing = 'crossed' (the paper's pairing distils the "
+                             "shallow students with predlayer and the deep ones with l2l); set pairing = \"crossed\"")
         if self.budget_match not in ("width", "ffn"):
             raise ValueError(f"budget_match must be 'width' or 'ffn', got {self.budget_match!r}")
         if self.sequence_max_utts < 0:

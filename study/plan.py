@@ -86,7 +86,9 @@ class Student:
 
 def plan_students(cfg: StudyConfig, teacher_config: Any) -> list[Student]:
     """The study's students: shallow-wide at the teacher's width, deep-narrow matched to them
-    by the budget solver, both objectives each, plus a DistilHuBERT-shaped one."""
+    by the budget solver — the shallow ones with PredLayer and the deep ones with L2L as in the
+    paper (``pairing = "paper"``), or each with every objective (``"crossed"``) — plus a
+    DistilHuBERT-shaped one."""
     t = teacher_config
     heads = max(1, t.width // cfg.head_dim) if t.width % cfg.head_dim == 0 else t.heads
     shallow = student_config(t, cfg.shallow_depth, t.width, ffn=t.ffn, heads=heads)
@@ -99,10 +101,15 @@ def plan_students(cfg: StudyConfig, teacher_config: Any) -> list[Student]:
         usual = t.ffn if (d, w) == (shallow.depth, shallow.width) else round(w * cfg.ffn_ratio)
         return f"{d}x{w}" if f == usual else f"{d}x{w}f{f}"
 
+    def objectives_of(depth: int) -> tuple[str, ...]:
+        if cfg.pairing == "crossed":
+            return tuple(cfg.objectives)
+        return ("predlayer",) if depth == shallow.depth else ("l2l",)  # the paper's pairing
+
     students = [
         Student(f"{shape_name(d, w, f)}-{obj}", d, w, f, h, obj)
         for d, w, f, h in shapes
-        for obj in cfg.objectives
+        for obj in objectives_of(d)
     ]
     if cfg.seeds:  # one student per seed, named by it
         students = [replace(st, name=f"{st.name}-s{s}", seed=s, group=st.name) for st in students for s in cfg.seeds]

@@ -32,7 +32,7 @@ def mini(tmp_path_factory: pytest.TempPathFactory) -> tuple[StudyConfig, Path]:
     cfg = StudyConfig(corpus=str(root / "corpus"), teacher=str(root / "teacher"), shallow_depth=1,
                       deep_depths=(2,), head_dim=16, distill_steps=4, distill_batch_seconds=2.0,
                       distill_max_crop_seconds=1.0, frames="sample:6", n_boot=30, max_train_frames=3000,
-                      ctc_steps=10, sequence_max_utts=8)
+                      ctc_steps=10, sequence_max_utts=8, pairing="crossed")
     return cfg, root
 
 
@@ -44,6 +44,14 @@ def test_students_are_parameter_matched(mini: tuple[StudyConfig, Path]) -> None:
     students = plan_students(cfg, t)
     names = [s.name for s in students]
     assert names == ["1x32-predlayer", "1x32-l2l", "2x16-predlayer", "2x16-l2l", "distilhubert-2x32"]
+    # the default pairing is the paper's: 3-L One with PredLayer, 12-L Half with L2L
+    paper = plan_students(replace(cfg, pairing="paper"), t)
+    assert [s.name for s in paper] == ["1x32-predlayer", "2x16-l2l", "distilhubert-2x32"]
+    assert StudyConfig().pairing == "paper"
+    with pytest.raises(ValueError, match="pairing = 'crossed'"):
+        replace(cfg, pairing="paper", objectives=("l2l",))
+    with pytest.raises(ValueError, match="pairing must be"):
+        replace(cfg, pairing="both")
     shallow = count_params(student_config(t, 1, 32, ffn=64, heads=2))
     deep = [s for s in students if s.name == "2x16-l2l"][0]
     n_deep = count_params(student_config(t, 2, deep.width, ffn=deep.ffn, heads=deep.heads))
@@ -207,7 +215,9 @@ def test_config_errors_are_one_line(tmp_path: Path) -> None:
     ('measures = ["nope"]', "measures: unknown measure 'nope'"),
     ('labels = ["x"]', "unknown label 'x'"),
     ('baselines = ["mfccc"]', "unknown feature baseline 'mfccc'"),
-    ('objectives = ["l3l"]', "unknown objective 'l3l'"),
+    ('pairing = "crossed"\nobjectives = ["l3l"]', "unknown objective 'l3l'"),
+    ('objectives = ["l2l"]', "objectives are used only with pairing = 'crossed'"),
+    ('pairing = "zip"', "pairing must be 'paper' or 'crossed'"),
     ('store_dtype = "int8"', "dtype 'int8'"),
     ("n_boot = -5", "n_boot must be at least 10"),
     ('device = "banana"', "device must be auto, cpu or cuda"),

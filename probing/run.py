@@ -562,6 +562,7 @@ def probe_stores(
                 log.warning("%s: skipping %s (%s)", entry.model_id, task.name, exc)
                 continue
             log.info("%s: probing %s", entry.model_id, task.name)
+            t0 = time.monotonic()
             if isinstance(data, TrialData):
                 entry.results[task.name] = probe_asv(data, entry.ds, config, seed)
             elif isinstance(data, SequenceData):
@@ -570,6 +571,7 @@ def probe_stores(
                 entry.results[task.name] = probe_folds(data, entry.ds, config, seed)
             else:
                 entry.results[task.name] = probe_classification(data, entry.ds, config, seed)
+            log.info("%s: %s probed in %.1f s", entry.model_id, task.name, time.monotonic() - t0)
     if skip_unservable:
         task_objs = [t for t in task_objs if any(t.name in e.results for e in entries)]
         if not task_objs:

@@ -32,7 +32,7 @@ def mini(tmp_path_factory: pytest.TempPathFactory) -> tuple[StudyConfig, Path]:
     cfg = StudyConfig(corpus=str(root / "corpus"), teacher=str(root / "teacher"), shallow_depth=1,
                       deep_depths=(2,), head_dim=16, distill_steps=4, distill_batch_seconds=2.0,
                       distill_max_crop_seconds=1.0, frames="sample:6", n_boot=30, max_train_frames=3000,
-                      ctc_steps=10, sequence_max_utts=8, pairing="crossed")
+                      ctc_steps=10, sequence_max_utts=8, pairing="crossed", distilhubert=True)
     return cfg, root
 
 

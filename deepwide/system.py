@@ -62,6 +62,47 @@ def torch_threads(n: int) -> Iterator[None]:
 KEEP_OPENMP_ENV = "DEEPWIDE_OPENMP_DEFAULTS"
 
 
+def _cpu_times() -> tuple[int, int] | None:
+    """(busy, total) jiffies summed over every CPU since boot (``/proc/stat``), or None."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) < 8:
+        return None
+    user, nice, system, idle, iowait, irq, softirq = (int(x) for x in fields[1:8])
+    busy = user + nice + system + irq + softirq
+    return busy, busy + idle + iowait
+
+
+def busy_cpus(window: float = 0.2) -> float:
+    """How many CPUs other jobs keep busy now: the machine's busy time over ``window`` seconds.
+
+    This process sleeps through the window, so what is measured is everything else. The
+    1-minute load average is not used where ``/proc/stat`` exists: it still counts the
+    install or corpus generation that ran just before (``scripts/study`` installs, then
+    studies), which would make a free machine look busy for a minute. Elsewhere the load
+    average is the answer.
+
+    Returns:
+        Busy CPUs (0 to the machine's CPU count), a float.
+    """
+    import time
+
+    before = _cpu_times()
+    if before is None:
+        try:
+            return os.getloadavg()[0]
+        except OSError:  # pragma: no cover - not available on this OS
+            return 0.0
+    time.sleep(window)
+    after = _cpu_times()
+    if after is None or after[1] <= before[1]:
+        return 0.0
+    return (after[0] - before[0]) / (after[1] - before[1]) * (os.cpu_count() or 1)
+
+
 def prefer_sleeping_openmp_threads(load: float | None = None) -> bool:
     """On a busy machine, make OpenMP worker threads sleep, not spin, while they wait for work.
 
@@ -71,16 +112,16 @@ def prefer_sleeping_openmp_threads(load: float | None = None) -> bool:
     transformer step has thousands) slow down four- to ten-fold instead of two-fold;
     ``OMP_WAIT_POLICY=PASSIVE`` makes them yield at once. On free cores spinning is faster
     (PASSIVE costs 30–40 % there), so the policy is set only when the machine is already
-    busy: a 1-minute load average of at least half the usable CPUs
-    (``benchmarks/cpu_contention.py``, ``docs/benchmarks.md``). A job that starts competing
-    later is not seen.
+    busy: other jobs keeping at least half the usable CPUs busy (:func:`busy_cpus`, measured
+    over 0.2 s; ``benchmarks/cpu_contention.py``, ``docs/benchmarks.md``). A job that starts
+    competing later is not seen.
 
     Must run before torch is imported (libgomp reads the variable once, when it starts); the
     ``deepwide`` command calls it first thing. A value the user set is kept, and
     ``DEEPWIDE_OPENMP_DEFAULTS=1`` leaves the environment alone.
 
     Args:
-        load: the load average to judge (default: ``os.getloadavg()[0]``).
+        load: the busy CPUs to judge (default: :func:`busy_cpus`).
 
     Returns:
         Whether the policy was set here.
@@ -88,10 +129,7 @@ def prefer_sleeping_openmp_threads(load: float | None = None) -> bool:
     if os.environ.get(KEEP_OPENMP_ENV) == "1" or "OMP_WAIT_POLICY" in os.environ:
         return False
     if load is None:
-        try:
-            load = os.getloadavg()[0]
-        except OSError:  # pragma: no cover - not available on this OS
-            return False
+        load = busy_cpus()
     if load < 0.5 * usable_cpus():
         return False
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"

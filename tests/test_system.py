@@ -8,7 +8,8 @@ import sys
 
 CHECK = (
     "import os, sys\n"
-    "os.getloadavg = lambda: (float(os.environ['FAKE_LOAD']),) * 3\n"
+    "import deepwide.system\n"
+    "deepwide.system.busy_cpus = lambda: float(os.environ['FAKE_LOAD'])\n"
     "import deepwide.cli\n"
     "assert 'torch' not in sys.modules, 'deepwide.cli imported torch'\n"
     "import torch\n"
@@ -35,3 +36,26 @@ def test_on_a_busy_machine_the_command_makes_openmp_workers_sleep_before_torch_s
     assert _policy(FAKE_LOAD=free) == "None"
     assert _policy(FAKE_LOAD=busy, OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"
     assert _policy(FAKE_LOAD=busy, DEEPWIDE_OPENMP_DEFAULTS="1") == "None"
+
+
+def test_busy_cpus_sees_other_jobs_not_the_load_average() -> None:
+    """The busy-machine test measures the CPUs other jobs use now (``/proc/stat`` over 0.2 s),
+    not the 1-minute load average, which still counts an install that has just finished. Two
+    spinning processes on this machine are seen as at least one busy CPU."""
+    import pytest
+
+    from deepwide.system import busy_cpus
+
+    if not os.path.exists("/proc/stat"):
+        pytest.skip("no /proc/stat")
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        import time
+
+        time.sleep(0.5)  # let them start
+        busy = busy_cpus(window=0.3)
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+    assert 1.0 <= busy <= (os.cpu_count() or 1) + 1e-9

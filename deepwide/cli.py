@@ -20,9 +20,10 @@ import click
 from deepwide import __version__
 from deepwide.errors import DeepwideError
 from deepwide.logging_setup import configure_logging
-from deepwide.system import prefer_sleeping_openmp_threads
+from deepwide.system import prefer_sleeping_openmp_threads, reuse_freed_memory
 
 prefer_sleeping_openmp_threads()  # before any stage imports torch (see its docstring)
+reuse_freed_memory()  # large freed blocks stay in the heap (probe solvers: no page faults per step)
 
 log = logging.getLogger(__name__)
 

@@ -110,7 +110,7 @@ def add_student_measures_section(doc: Doc, res: Results, roles: dict[str, str]) 
         return
     table = student_measures(res, roles)
     have = [k for k in MEASURES if k in table and table[k].notna().any()] if not table.empty else []
-    if len(table) < 3 or not have:
+    if table.empty or not have:
         return
     doc.h(3, "What the students kept, and does it predict their scores?")
     tasks = [t for t in ordered_tasks(res.probe) if f"score:{t}" in table]
@@ -123,6 +123,14 @@ def add_student_measures_section(doc: Doc, res: Results, roles: dict[str, str]) 
              *(f"{100 * r[f'score:{t}']:.1f}" if np.isfinite(r.get(f"score:{t}", math.nan)) else "—" for t in tasks)]
             for _, r in table.iterrows()]
     doc.table(Table(["student", *have, *tasks], rows, "Representation measures and task scores per student."))
+    if len(table) < 3:
+        doc.p(
+            f"With {len(table)} student{'s' if len(table) != 1 else ''} no rank correlation between a "
+            "measure and a score can be tested (at least three are needed, and with three the smallest "
+            "permutation p-value is 0.33). The study configs with more students give it: "
+            "`configs/embedded-full.toml` (three seeds per student) or `pairing = \"crossed\"`."
+        )
+        return
     corr = measure_score_correlations(table[["model", *have, *[f"score:{t}" for t in tasks]]], res)
     if corr.empty:
         return

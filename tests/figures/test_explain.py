@@ -77,3 +77,25 @@ def test_student_measures_and_report_section(tmp_path) -> None:
     text = md.read_text()
     assert "What the students kept, and does it predict their scores?" in text
     assert "the smallest p-value there is, 0.333" in text
+
+
+def test_two_students_get_the_table_and_no_correlation(tmp_path, monkeypatch) -> None:
+    """The default study has two students (the paper's pair): the report still shows what each
+    kept, and says why no rank correlation is given instead of leaving the section out."""
+    import deepwide.figures.explain as explain
+    from deepwide.figures.document import Doc
+
+    write_fake_results(tmp_path / "results")
+    res = load_results(tmp_path / "results")
+    roles = model_roles(res)
+    full = student_measures(res, roles)
+    two = full[full["model"].isin([DEEP, WIDE])].reset_index(drop=True)
+    monkeypatch.setattr(explain, "student_measures", lambda *_: two)
+    doc = Doc()
+    explain.add_student_measures_section(doc, res, roles)
+    kinds = [k for k, _ in doc.blocks]
+    assert kinds[0] == "h3" and "table" in kinds
+    table = next(b for k, b in doc.blocks if k == "table")
+    assert [r[0] for r in table.rows] == [DEEP, WIDE]
+    assert "no rank correlation" in doc.blocks[-1][1] and "at least three" in doc.blocks[-1][1]
+    assert not any("Spearman" in str(b) for _, b in doc.blocks)

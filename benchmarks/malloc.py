@@ -6,8 +6,8 @@ probe solver's per-step ``(layers, frames, classes)`` logits and gradients are n
 page-faulted in afresh at every L-BFGS step. The baseline is the same command with
 ``DEEPWIDE_MALLOC_DEFAULTS=1`` (glibc as it ships: what a hand-written loop gets). Each side is
 one ``deepwide probe`` subprocess on the same store, task and seed, run one after the other;
-the script prints wall, user and system seconds and minor page faults of each, the wall-time
-ratio, and whether the two ``probe.csv`` files are byte-identical (they should be: the setting
+the script prints wall, user and system seconds, minor page faults and peak resident memory
+of each, the wall-time ratio, and whether the two ``probe.csv`` files are byte-identical (they should be: the setting
 changes where memory comes from, not the arithmetic).
 
 Usage: ``python benchmarks/malloc.py --store STORE.zarr [--task phone] [--repeats 1]``, with a
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import filecmp
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -32,18 +31,21 @@ VARIANTS = {"deepwide": {}, "glibc defaults": {"DEEPWIDE_MALLOC_DEFAULTS": "1"}}
 
 
 def run_probe(store: str, task: str, out: Path, env_extra: dict[str, str]) -> dict[str, float]:
-    """One ``deepwide probe`` subprocess; its wall, user and system seconds and minor faults."""
+    """One ``deepwide probe`` subprocess; its wall, user and system seconds, minor faults and
+    peak resident memory (MiB), from that child's own rusage."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     env.update(env_extra)
     deepwide = Path(sys.executable).with_name("deepwide")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run([str(deepwide), "-q", "probe", "--task", task, "--store", store, "--max-train-frames", "40000",
-                    "--out", str(out)], env=env, check=True, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen([str(deepwide), "-q", "probe", "--task", task, "--store", store,
+                             "--max-train-frames", "40000", "--out", str(out)], env=env, stdout=subprocess.DEVNULL)
+    _, status, ru = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {"wall": wall, "user": after.ru_utime - before.ru_utime, "sys": after.ru_stime - before.ru_stime,
-            "minflt": float(after.ru_minflt - before.ru_minflt)}
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"deepwide probe failed (exit {proc.returncode}) with {env_extra or 'deepwide settings'}")
+    return {"wall": wall, "user": ru.ru_utime, "sys": ru.ru_stime, "minflt": float(ru.ru_minflt),
+            "maxrss_mib": ru.ru_maxrss / 1024}
 
 
 def main() -> None:
@@ -59,7 +61,7 @@ def main() -> None:
             for name, env in VARIANTS.items():
                 m = run_probe(args.store, args.task, work / f"{name.replace(' ', '-')}-{r}", env)
                 print(f"{name:>15}: wall {m['wall']:.1f} s, user {m['user']:.1f} s, sys {m['sys']:.1f} s, "
-                      f"minor faults {m['minflt'] / 1e6:.2f} M", flush=True)
+                      f"minor faults {m['minflt'] / 1e6:.2f} M, peak RSS {m['maxrss_mib']:.0f} MiB", flush=True)
                 if name not in best or m["wall"] < best[name]["wall"]:
                     best[name] = m
         same = filecmp.cmp(work / "deepwide-0" / "probe.csv", work / "glibc-defaults-0" / "probe.csv", shallow=False)

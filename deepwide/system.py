@@ -72,12 +72,14 @@ def reuse_freed_memory(mmap_threshold: int = 1 << 30, trim_threshold: int = 1 <<
 
     glibc serves blocks above its mmap threshold (at most 32 MiB by its dynamic rule) with a
     fresh ``mmap`` and unmaps them on free. A probe's solver allocates its ``(layers, frames,
-    classes)`` logits and gradients (13 × 40,000 × 40 float32: 83 MB) afresh at every L-BFGS
+    classes)`` logits and gradients (the teacher's phone probe: 13 × 25,000 × 40 float32, 52 MB,
+    several per step) afresh at every L-BFGS
     step, so every step page-faults and zeroes them again: the teacher's phone probe took 10.6 M
-    minor faults and 39.5 s of system time in 111.7 s. With blocks up to ``mmap_threshold``
-    taken from the heap, and the heap trimmed only above ``trim_threshold`` free at its top, the
-    same probe took 0.44 M faults, 3.3 s of system time and 93.7 s (``docs/benchmarks.md``).
-    Peak memory is unchanged; memory freed during a run is kept by the process until it exits.
+    minor faults and 32–40 s of system time. With blocks up to ``mmap_threshold`` taken from
+    the heap, and the heap trimmed only above ``trim_threshold`` free at its top, the same probe
+    took 0.4 M faults and 3–4 s of system time, 3–16 % less wall time in two measurements
+    (``benchmarks/malloc.py``, ``docs/benchmarks.md``). The price: memory freed during a run is
+    kept by the process until it exits (peak resident memory +10 % there).
 
     Linux with glibc only (elsewhere nothing happens). A ``MALLOC_*`` setting of the user's is
     kept, and ``DEEPWIDE_MALLOC_DEFAULTS=1`` leaves malloc alone.
@@ -116,10 +118,9 @@ def busy_cpus(window: float = 0.2) -> float:
     """How many CPUs other jobs keep busy now: the machine's busy time over ``window`` seconds.
 
     This process sleeps through the window, so what is measured is everything else. The
-    1-minute load average is not used where ``/proc/stat`` exists: it still counts the
-    install or corpus generation that ran just before (``scripts/study`` installs, then
-    studies), which would make a free machine look busy for a minute. Elsewhere the load
-    average is the answer.
+    1-minute load average alone is not enough: it still counts the install or corpus
+    generation that ran just before (``scripts/study`` installs, then studies), which makes a
+    free machine look busy for a minute. Without ``/proc/stat`` the load average is the answer.
 
     Returns:
         Busy CPUs (0 to the machine's CPU count), a float.
@@ -148,16 +149,19 @@ def prefer_sleeping_openmp_threads(load: float | None = None) -> bool:
     transformer step has thousands) slow down four- to ten-fold instead of two-fold;
     ``OMP_WAIT_POLICY=PASSIVE`` makes them yield at once. On free cores spinning is faster
     (PASSIVE costs 30–40 % there), so the policy is set only when the machine is already
-    busy: other jobs keeping at least half the usable CPUs busy (:func:`busy_cpus`, measured
-    over 0.2 s; ``benchmarks/cpu_contention.py``, ``docs/benchmarks.md``). A job that starts
-    competing later is not seen.
+    busy: other jobs keeping at least half the usable CPUs busy. A 1-minute load average below
+    that means a free machine, at no cost; above it, :func:`busy_cpus` (0.2 s) tells whether
+    the load is still there or was a job that has just finished
+    (``benchmarks/cpu_contention.py``, ``docs/benchmarks.md``). A job that starts competing
+    later is not seen.
 
     Must run before torch is imported (libgomp reads the variable once, when it starts); the
     ``deepwide`` command calls it first thing. A value the user set is kept, and
     ``DEEPWIDE_OPENMP_DEFAULTS=1`` leaves the environment alone.
 
     Args:
-        load: the busy CPUs to judge (default: :func:`busy_cpus`).
+        load: the busy CPUs to judge (default: the load average, confirmed by
+            :func:`busy_cpus` when it says busy).
 
     Returns:
         Whether the policy was set here.
@@ -165,7 +169,12 @@ def prefer_sleeping_openmp_threads(load: float | None = None) -> bool:
     if os.environ.get(KEEP_OPENMP_ENV) == "1" or "OMP_WAIT_POLICY" in os.environ:
         return False
     if load is None:
-        load = busy_cpus()
+        try:
+            load = os.getloadavg()[0]
+        except OSError:  # pragma: no cover - not available on this OS
+            return False
+        if load >= 0.5 * usable_cpus():
+            load = busy_cpus()
     if load < 0.5 * usable_cpus():
         return False
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
